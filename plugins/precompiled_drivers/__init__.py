@@ -1,0 +1,1 @@
+"""Build, publish and roll out NVIDIA precompiled GPU driver images for OpenShift clusters."""
