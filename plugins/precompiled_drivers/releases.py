@@ -1,0 +1,311 @@
+"""OpenShift update-graph (Cincinnati) client and the pure rules that read the graph.
+
+The parsing, channel filtering and upgrade look-ahead are pure (no Airflow, no network). ``GraphClient`` is
+the only part that talks HTTP; it is synchronous on purpose so it can be tested without asyncio and run in a
+thread by the event trigger.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from packaging.version import InvalidVersion, Version
+
+DEFAULT_GRAPH_URL = "https://api.openshift.com/api/upgrades_info/v1/graph"
+
+# Pipeline arch (release image suffix, BUILD_ARCH) -> update-graph arch.
+_GRAPH_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "multi": "multi"}
+_CHANNEL_RE = re.compile(r"^(candidate|fast|stable|eus)-(\d+)\.(\d+)$")
+_DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+_EXCERPT_CHARS = 200
+
+
+class GraphError(Exception):
+    """The update graph could not be fetched or does not have the documented shape."""
+
+    def __init__(self, message: str, *, url: str = "", status: int | None = None) -> None:
+        super().__init__(message)
+        self.url = url
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Release:
+    """One OpenShift release as the pipeline sees it (``arch`` is the pipeline arch, e.g. ``x86_64``)."""
+
+    version: str
+    arch: str
+    channel: str = ""
+    payload: str = ""
+
+    @property
+    def digest(self) -> str:
+        """The ``sha256:...`` digest of the payload pull spec, or ``""`` when it is not pinned by digest."""
+        _, sep, digest = self.payload.rpartition("@")
+        return digest if sep and _DIGEST_RE.match(digest) else ""
+
+    def to_dict(self) -> dict[str, str]:
+        """JSON-ready form (the trigger event payload): version, arch, channel, payload, digest."""
+        return {**asdict(self), "digest": self.digest}
+
+    @classmethod
+    def from_dict(cls, data: object) -> Release:
+        """Inverse of :meth:`to_dict`; ``digest`` is derived, so it is ignored. Raises ``ValueError``."""
+        if not isinstance(data, dict):
+            raise ValueError(f"release must be an object, got {type(data).__name__}")
+        version, arch = data.get("version"), data.get("arch")
+        if not isinstance(version, str) or not version or not isinstance(arch, str) or not arch:
+            raise ValueError(f"release needs string 'version' and 'arch', got {data!r}")
+        channel, payload = data.get("channel") or "", data.get("payload") or ""
+        if not isinstance(channel, str) or not isinstance(payload, str):
+            raise ValueError(f"release 'channel' and 'payload' must be strings, got {data!r}")
+        return cls(version=version, arch=arch, channel=channel, payload=payload)
+
+
+@dataclass(frozen=True)
+class Graph:
+    """A parsed update graph for one channel and arch.
+
+    ``conditional_edges`` holds ``(from_version, to_version, risk_names)``: Cincinnati lists those updates
+    apart from ``edges`` because they are recommended only for clusters the named risks do not match.
+    """
+
+    nodes: tuple[Release, ...]
+    edges: tuple[tuple[int, int], ...]
+    conditional_edges: tuple[tuple[str, str, tuple[str, ...]], ...]
+    channel: str = ""
+    arch: str = ""
+
+
+def graph_arch(arch: str) -> str:
+    """Map a pipeline arch to the update graph's name: ``x86_64``->``amd64``, ``aarch64``->``arm64``."""
+    try:
+        return _GRAPH_ARCH[arch]
+    except KeyError:
+        raise ValueError(f"unknown arch {arch!r}: expected one of {sorted(_GRAPH_ARCH)}") from None
+
+
+def channel_minor(channel: str) -> tuple[int, int]:
+    """``stable-4.18`` -> ``(4, 18)``; ``ValueError`` for names outside candidate|fast|stable|eus-X.Y."""
+    match = _CHANNEL_RE.match(channel)
+    if not match:
+        raise ValueError(f"invalid channel {channel!r}: expected candidate|fast|stable|eus-<major>.<minor>")
+    return int(match.group(2)), int(match.group(3))
+
+
+def version_key(version: str) -> Version:
+    """Sort key for OpenShift versions (``4.12.0-rc.1`` sorts before ``4.12.0``)."""
+    return Version(version)
+
+
+def parse_graph(doc: object, *, channel: str, arch: str) -> Graph:
+    """Validate and parse a Cincinnati v1 graph document; ``arch`` is the pipeline arch given to nodes."""
+    if not isinstance(doc, dict):
+        raise GraphError(f"graph for {channel}/{arch}: expected a JSON object, got {type(doc).__name__}")
+    nodes_doc, edges_doc = doc.get("nodes"), doc.get("edges")
+    if not isinstance(nodes_doc, list) or not isinstance(edges_doc, list):
+        raise GraphError(f"graph for {channel}/{arch}: 'nodes' and 'edges' must be lists")
+    nodes = tuple(_parse_node(i, node, channel=channel, arch=arch) for i, node in enumerate(nodes_doc))
+    edges = tuple(
+        _parse_edge(i, edge, len(nodes), channel=channel, arch=arch) for i, edge in enumerate(edges_doc)
+    )
+    # Older graph API versions have no conditionalEdges at all.
+    cond_doc = doc.get("conditionalEdges") or []
+    if not isinstance(cond_doc, list):
+        raise GraphError(f"graph for {channel}/{arch}: 'conditionalEdges' must be a list")
+    conditional = tuple(
+        edge for i, group in enumerate(cond_doc) for edge in _parse_conditional(i, group, channel, arch)
+    )
+    return Graph(nodes=nodes, edges=edges, conditional_edges=conditional, channel=channel, arch=arch)
+
+
+def _parse_node(index: int, node: object, *, channel: str, arch: str) -> Release:
+    where = f"graph for {channel}/{arch}: node {index}"
+    if not isinstance(node, dict):
+        raise GraphError(f"{where}: expected an object")
+    version, payload = node.get("version"), node.get("payload", "")
+    if not isinstance(version, str) or not isinstance(payload, str):
+        raise GraphError(f"{where}: 'version' and 'payload' must be strings")
+    try:
+        Version(version)
+    except InvalidVersion:
+        raise GraphError(f"{where}: version {version!r} is not a valid version") from None
+    return Release(version=version, arch=arch, channel=channel, payload=payload)
+
+
+def _parse_edge(index: int, edge: object, n_nodes: int, *, channel: str, arch: str) -> tuple[int, int]:
+    ok = (
+        isinstance(edge, list)
+        and len(edge) == 2
+        and all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < n_nodes for i in edge)
+    )
+    if not ok:
+        raise GraphError(f"graph for {channel}/{arch}: edge {index} {edge!r} is not a pair of node indexes")
+    return edge[0], edge[1]
+
+
+def _parse_conditional(
+    index: int, group: object, channel: str, arch: str
+) -> list[tuple[str, str, tuple[str, ...]]]:
+    where = f"graph for {channel}/{arch}: conditionalEdges[{index}]"
+    if not isinstance(group, dict) or not isinstance(group.get("edges"), list):
+        raise GraphError(f"{where}: expected an object with an 'edges' list")
+    risks = group.get("risks") or []
+    if not isinstance(risks, list) or not all(
+        isinstance(r, dict) and isinstance(r.get("name"), str) for r in risks
+    ):
+        raise GraphError(f"{where}: 'risks' must be a list of objects with a string 'name'")
+    names = tuple(r["name"] for r in risks)
+    out = []
+    for edge in group["edges"]:
+        if not (
+            isinstance(edge, dict) and isinstance(edge.get("from"), str) and isinstance(edge.get("to"), str)
+        ):
+            raise GraphError(f"{where}: each edge needs string 'from' and 'to', got {edge!r}")
+        out.append((edge["from"], edge["to"], names))
+    return out
+
+
+def channel_releases(graph: Graph, channel: str) -> list[Release]:
+    """The channel's own releases: a channel also lists older minors, keep only ``X.Y`` of ``<kind>-X.Y``."""
+    minor = channel_minor(channel)
+    own = [n for n in graph.nodes if Version(n.version).release[:2] == minor]
+    return sorted(own, key=lambda n: version_key(n.version))
+
+
+def upgrade_targets(
+    graph: Graph, current_version: str, *, limit: int, include_conditional: bool = True
+) -> list[tuple[Release, bool]]:
+    """Releases a cluster at ``current_version`` can update to next, newest first, at most ``limit``.
+
+    The flag is True when the release is reached only through a conditional edge (a known risk applies
+    to some clusters). Versions are taken from the whole graph, not just the channel's minor, because the
+    next minor's updates are exactly what a cluster may pick up.
+    """
+    if limit < 0:
+        raise ValueError(f"limit must be >= 0, got {limit}")
+    by_version = {n.version: n for n in graph.nodes}
+    plain = {graph.nodes[t].version for f, t in graph.edges if graph.nodes[f].version == current_version}
+    found: dict[str, bool] = dict.fromkeys(plain, False)
+    if include_conditional:
+        for src, dst, _risks in graph.conditional_edges:
+            if src == current_version and dst not in found:
+                found[dst] = True
+    ordered = sorted(found, key=version_key, reverse=True)[:limit]
+    return [
+        (by_version.get(v) or Release(version=v, arch=graph.arch, channel=graph.channel), found[v])
+        for v in ordered
+    ]
+
+
+class GraphClient:
+    """Fetches ``<base_url>?channel=<c>&arch=<a>``; retries connection errors, timeouts, 429 and 5xx.
+
+    Proxies come from ``HTTPS_PROXY``/``NO_PROXY`` (requests reads them). The CA bundle is ``ca_bundle`` when
+    given, else ``REQUESTS_CA_BUNDLE``/the system store. ``base_url`` can point at a disconnected mirror
+    (an OpenShift Update Service).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float = 10,
+        retries: int = 3,
+        backoff: float = 1.0,
+        ca_bundle: str | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"graph URL must be an http(s) URL, got {base_url!r}")
+        if timeout <= 0 or retries < 0 or backoff < 0:
+            raise ValueError("timeout must be > 0, retries and backoff >= 0")
+        self.base_url = base_url
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self.ca_bundle = ca_bundle
+        self._sleep = sleep
+        self._session = requests.Session()
+
+    def url_for(self, channel: str, graph_arch_name: str) -> str:
+        """The exact URL fetched for a channel and a graph arch (used in error messages too)."""
+        req = requests.Request("GET", self.base_url, params={"channel": channel, "arch": graph_arch_name})
+        return str(req.prepare().url)
+
+    def fetch(self, channel: str, arch: str) -> Graph:
+        """Fetch and parse the graph of ``channel`` for the pipeline ``arch`` (``x86_64``/``aarch64``)."""
+        channel_minor(channel)
+        url = self.url_for(channel, graph_arch(arch))
+        return parse_graph(self.fetch_json(url), channel=channel, arch=arch)
+
+    def fetch_json(self, url: str) -> Any:
+        """GET ``url`` as JSON with retries; raises ``GraphError`` naming URL, status and a body excerpt."""
+        attempt = 0
+        while True:
+            try:
+                return self._get_once(url)
+            except _Retryable as exc:
+                if attempt >= self.retries:
+                    raise GraphError(
+                        f"{exc} (gave up after {attempt + 1} attempts)", url=url, status=exc.status
+                    ) from exc
+                self._sleep(self.backoff * (2**attempt))
+                attempt += 1
+
+    def _get_once(self, url: str) -> Any:
+        # verify is passed per request: a Session-level verify would lose to REQUESTS_CA_BUNDLE.
+        verify: bool | str = self.ca_bundle or True
+        try:
+            resp = self._session.get(
+                url,
+                headers={"Accept": "application/json"},
+                timeout=self.timeout,
+                verify=verify,
+                allow_redirects=True,
+            )
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise _Retryable(f"GET {url} failed: {type(exc).__name__}: {exc}", status=None) from exc
+        except requests.RequestException as exc:
+            raise GraphError(f"GET {url} failed: {type(exc).__name__}: {exc}", url=url) from exc
+        if resp.status_code == 429 or resp.status_code >= 500:
+            raise _Retryable(
+                f"GET {url} returned HTTP {resp.status_code}: {_excerpt(resp)}", resp.status_code
+            )
+        if resp.status_code != 200:
+            raise GraphError(
+                f"GET {url} returned HTTP {resp.status_code}: {_excerpt(resp)}",
+                url=url,
+                status=resp.status_code,
+            )
+        try:
+            return resp.json()
+        except ValueError:
+            raise GraphError(
+                f"GET {url} returned a body that is not JSON "
+                f"(Content-Type {resp.headers.get('Content-Type', '?')!r}): {_excerpt(resp)}",
+                url=url,
+                status=resp.status_code,
+            ) from None
+
+    def close(self) -> None:
+        """Close pooled connections."""
+        self._session.close()
+
+
+class _Retryable(Exception):
+    def __init__(self, message: str, status: int | None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _excerpt(resp: requests.Response) -> str:
+    text = " ".join(resp.text.split())
+    return repr(text[:_EXCERPT_CHARS] + ("..." if len(text) > _EXCERPT_CHARS else ""))
