@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Apply a guarded JSON patch to the GPU Operator ClusterPolicy.
+#
+# The patch document is computed by the pipeline (precompiled_drivers.cluster_policy) from the policy it
+# read; it starts with a `test` operation on that value, so if anyone changed the policy since, the API
+# server rejects the whole patch (422) and nothing is overwritten.
+#
+# Env:  POLICY_NAME  ClusterPolicy name (cluster-scoped, usually gpu-cluster-policy)
+#       PATCH_JSON   the RFC 6902 JSON patch document
+#       DRY_RUN      true: only print what would be applied; false: apply
+#       XCOM_RETURN  where to write the result (default /airflow/xcom/return.json)
+# Result: {"previous_driver": <spec.driver before, or null>, "patched": true|false, "patched_at": "<UTC>"|null}
+set -euo pipefail
+
+: "${POLICY_NAME:?POLICY_NAME must name the ClusterPolicy to patch (e.g. gpu-cluster-policy)}"
+: "${PATCH_JSON:?PATCH_JSON must hold the JSON patch document computed by the pipeline}"
+DRY_RUN="${DRY_RUN:-false}"
+RESULT_FILE="${XCOM_RETURN:-/airflow/xcom/return.json}"
+
+case "$DRY_RUN" in
+  true | false) ;;
+  *)
+    echo "ERROR: DRY_RUN must be 'true' or 'false', got '$DRY_RUN'." >&2
+    exit 2
+    ;;
+esac
+
+if ! previous="$(kubectl get clusterpolicy "$POLICY_NAME" -o jsonpath='{.spec.driver}')"; then
+  echo "ERROR: could not read ClusterPolicy '$POLICY_NAME'. Check that it exists" \
+    "(kubectl get clusterpolicies) and that this pod's ServiceAccount may get clusterpolicies.nvidia.com." >&2
+  exit 1
+fi
+# kubectl prints a map as JSON and a missing field as nothing.
+if [[ -z "$previous" ]]; then
+  previous=null
+fi
+# Logged so the previous spec can be recovered from the task log even if XCom is lost.
+printf 'Current spec.driver of clusterpolicy/%s (before patch):\n%s\n' "$POLICY_NAME" "$previous"
+printf 'JSON patch to apply:\n%s\n' "$PATCH_JSON"
+
+mkdir -p "$(dirname "$RESULT_FILE")"
+
+if [[ "$DRY_RUN" == "true" ]]; then
+  echo "DRY_RUN=true: the ClusterPolicy was not changed."
+  printf '{"previous_driver": %s, "patched": false, "patched_at": null}\n' "$previous" >"$RESULT_FILE"
+  exit 0
+fi
+
+# Taken just before the request: pods the operator creates for the new spec are created after this instant,
+# and verification only trusts pods at least this new (timestamps have one-second precision).
+patched_at="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+if ! kubectl patch clusterpolicy "$POLICY_NAME" --type=json -p "$PATCH_JSON"; then
+  echo "ERROR: the API server rejected the patch of clusterpolicy/$POLICY_NAME (see kubectl's message above)." >&2
+  echo "If it reports a failed 'test' operation, the ClusterPolicy changed since the pipeline read it:" \
+    "the guard caught a concurrent change and nothing was overwritten." \
+    "Review the current policy, then re-run the pipeline so it reads the policy afresh." >&2
+  exit 1
+fi
+
+after="$(kubectl get clusterpolicy "$POLICY_NAME" -o jsonpath='{.spec.driver}' || true)"
+printf 'spec.driver of clusterpolicy/%s after patch (patched at %s):\n%s\n' "$POLICY_NAME" "$patched_at" "$after"
+printf '{"previous_driver": %s, "patched": true, "patched_at": "%s"}\n' "$previous" "$patched_at" >"$RESULT_FILE"

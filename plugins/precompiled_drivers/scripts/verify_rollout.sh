@@ -1,0 +1,177 @@
+#!/usr/bin/env bash
+# Wait until the GPU Operator runs the new precompiled driver image on every expected kernel.
+#
+# Right after a patch the old driver pods are still Running, so only pods of the new generation count:
+# created at or after PATCHED_AT, running the expected image, ready, and with an imageID that ends with the
+# pushed digest. A kernel is OK when at least one such pod exists and no other pod created since the patch
+# (same DaemonSet name prefix) is unready or runs something else. The ClusterPolicy must also report ready.
+#
+# Env:  POLICY_NAME         ClusterPolicy name (usually gpu-cluster-policy)
+#       OPERATOR_NAMESPACE  namespace of the driver DaemonSets (e.g. nvidia-gpu-operator)
+#       PATCHED_AT          RFC3339 UTC time of the patch, e.g. 2025-01-31T12:00:00Z
+#       EXPECTED            one line per kernel: <sanitized kernel> <expected image ref> <sha256:digest>
+#       TIMEOUT_SECONDS     give up after this long (default 1800)
+#       POLL_SECONDS        wait between polls (default 15)
+#       XCOM_RETURN         where to write the result (default /airflow/xcom/return.json)
+# Result: {"verified": true|false, "policy_state": "...", "kernels": {"<kernel>": {...}}}
+set -euo pipefail
+
+: "${POLICY_NAME:?POLICY_NAME must name the ClusterPolicy (e.g. gpu-cluster-policy)}"
+: "${OPERATOR_NAMESPACE:?OPERATOR_NAMESPACE must name the GPU Operator namespace}"
+: "${PATCHED_AT:?PATCHED_AT must hold the patch time (RFC3339 UTC, from the patch step)}"
+: "${EXPECTED:?EXPECTED must list one line per kernel: <kernel> <image ref> <sha256 digest>}"
+TIMEOUT_SECONDS="${TIMEOUT_SECONDS:-1800}"
+POLL_SECONDS="${POLL_SECONDS:-15}"
+RESULT_FILE="${XCOM_RETURN:-/airflow/xcom/return.json}"
+
+die() {
+  echo "ERROR: $*" >&2
+  exit 2
+}
+
+[[ "$PATCHED_AT" =~ ^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$ ]] ||
+  die "PATCHED_AT must look like 2025-01-31T12:00:00Z (UTC, seconds, Z), got '$PATCHED_AT'."
+[[ "$TIMEOUT_SECONDS" =~ ^[0-9]+$ ]] || die "TIMEOUT_SECONDS must be a whole number, got '$TIMEOUT_SECONDS'."
+[[ "$POLL_SECONDS" =~ ^[1-9][0-9]*$ ]] || die "POLL_SECONDS must be a positive whole number, got '$POLL_SECONDS'."
+
+kernels=()
+images=()
+digests=()
+while read -r kernel image digest extra; do
+  [[ -z "${kernel:-}" ]] && continue
+  # Values end up in the JSON result, so only the characters these names can hold are accepted.
+  [[ -z "${extra:-}" && -n "${digest:-}" ]] ||
+    die "each EXPECTED line needs exactly '<kernel> <image ref> <digest>'; got '$kernel ${image:-} ${digest:-} ${extra:-}'."
+  [[ "$kernel" =~ ^[a-z0-9][a-z0-9._-]*$ ]] || die "EXPECTED kernel '$kernel' is not a sanitized kernel name."
+  [[ "$image" =~ ^[A-Za-z0-9][A-Za-z0-9./:_@+-]*$ ]] || die "EXPECTED image ref '$image' is not an image reference."
+  [[ "$digest" =~ ^sha256:[0-9a-f]{64}$ ]] || die "EXPECTED digest '$digest' must be sha256:<64 hex>."
+  kernels+=("$kernel")
+  images+=("$image")
+  digests+=("$digest")
+done <<<"$EXPECTED"
+((${#kernels[@]} > 0)) || die "EXPECTED lists no kernel."
+
+# name|creationTimestamp|driver image|ready|imageID per pod. '|' because read collapses empty tab fields.
+POD_COLUMNS='{range .items[*]}{.metadata.name}{"|"}{.metadata.creationTimestamp}{"|"}'
+POD_COLUMNS+='{.spec.containers[?(@.name=="nvidia-driver-ctr")].image}{"|"}'
+POD_COLUMNS+='{.status.containerStatuses[?(@.name=="nvidia-driver-ctr")].ready}{"|"}'
+POD_COLUMNS+='{.status.containerStatuses[?(@.name=="nvidia-driver-ctr")].imageID}{"\n"}{end}'
+
+# Per-kernel results of the latest poll, indexed like kernels[].
+k_status=()
+k_seen=()
+k_ready=()
+k_image=()
+k_reason=()
+
+# Evaluate one kernel against the pod table in $pods; fills the k_* arrays at index $1.
+check_kernel() {
+  local i="$1" kernel="${kernels[$1]}" want_image="${images[$1]}" want_digest="${digests[$1]}"
+  local prefix="nvidia-driver-daemonset-${kernels[$1]}-"
+  local name created image ready image_id
+  local all=0 new=0 good=0 unready=0 wrong=0 seen_image="" wrong_note=""
+  while IFS='|' read -r name created image ready image_id; do
+    [[ -n "$name" && "$name" == "$prefix"* ]] || continue
+    all=$((all + 1))
+    # RFC3339 UTC strings of equal shape compare like the instants they name.
+    [[ "$created" > "$PATCHED_AT" || "$created" == "$PATCHED_AT" ]] || continue
+    new=$((new + 1))
+    seen_image="$image"
+    if [[ "$ready" != "true" ]]; then
+      unready=$((unready + 1))
+    elif [[ "$image" != "$want_image" ]]; then
+      wrong=$((wrong + 1))
+      wrong_note="pod $name runs $image"
+    elif [[ "$image_id" != *"$want_digest" ]]; then
+      wrong=$((wrong + 1))
+      wrong_note="pod $name has imageID '${image_id}', not digest $want_digest"
+    else
+      good=$((good + 1))
+    fi
+  done <<<"$pods"
+
+  k_seen[i]="$new/$all"
+  k_ready[i]="$good"
+  k_image[i]="${seen_image:--}"
+  k_status[i]="waiting"
+  if ((new == 0)); then
+    k_reason[i]="no pod named ${prefix}* created since the patch ($all older)"
+  elif ((unready > 0)); then
+    k_reason[i]="$unready of $new new pod(s) not ready"
+  elif ((wrong > 0)); then
+    k_reason[i]="$wrong_note; expected $want_image"
+  elif ((good == 0)); then
+    k_reason[i]="no ready pod runs $want_image"
+  else
+    k_status[i]="ok"
+    k_reason[i]="$good new pod(s) ready on $want_image"
+  fi
+}
+
+# Escape a value for a JSON string (kubectl output has no newlines; quotes and backslashes are possible).
+json_str() {
+  local s="${1//\\/\\\\}"
+  printf '"%s"' "${s//\"/\\\"}"
+}
+
+# Writes the result JSON (verified flag in $1).
+write_result() {
+  local i sep="" body=""
+  for i in "${!kernels[@]}"; do
+    body+="$(printf '%s"%s": {"status": "%s", "pods_new_of_all": "%s", "ready": %s, "image": %s, "expected_image": "%s", "expected_digest": "%s", "reason": %s}' \
+      "$sep" "${kernels[$i]}" "${k_status[$i]}" "${k_seen[$i]}" "${k_ready[$i]}" "$(json_str "${k_image[$i]}")" \
+      "${images[$i]}" "${digests[$i]}" "$(json_str "${k_reason[$i]}")")"
+    sep=", "
+  done
+  mkdir -p "$(dirname "$RESULT_FILE")"
+  printf '{"verified": %s, "policy_state": "%s", "patched_at": "%s", "kernels": {%s}}\n' \
+    "$1" "$state" "$PATCHED_AT" "$body" >"$RESULT_FILE"
+}
+
+deadline=$(($(date +%s) + TIMEOUT_SECONDS))
+poll=0
+state="unknown"
+while true; do
+  poll=$((poll + 1))
+  if ! pods="$(kubectl get pods -n "$OPERATOR_NAMESPACE" \
+    -l app=nvidia-driver-daemonset,nvidia.com/precompiled=true -o jsonpath="$POD_COLUMNS")"; then
+    echo "poll $poll: WARNING: could not list driver pods in namespace $OPERATOR_NAMESPACE; retrying." >&2
+    pods=""
+  fi
+  if ! state="$(kubectl get clusterpolicy "$POLICY_NAME" -o jsonpath='{.status.state}')"; then
+    echo "poll $poll: WARNING: could not read clusterpolicy/$POLICY_NAME; retrying." >&2
+    state="unreadable"
+  fi
+  # The state must match the small enum the CRD allows before it goes into JSON.
+  [[ "$state" =~ ^[A-Za-z]+$ ]] || state="unknown"
+
+  all_ok=true
+  for i in "${!kernels[@]}"; do
+    check_kernel "$i"
+    [[ "${k_status[$i]}" == "ok" ]] || all_ok=false
+    echo "poll $poll: kernel ${kernels[$i]}: ${k_status[$i]} (new/all pods ${k_seen[$i]}, ready ${k_ready[$i]}): ${k_reason[$i]}"
+  done
+  echo "poll $poll: clusterpolicy/$POLICY_NAME status.state=$state"
+
+  if [[ "$all_ok" == "true" && "$state" == "ready" ]]; then
+    write_result true
+    echo "Verified: every expected kernel runs its new precompiled driver image and the ClusterPolicy is ready."
+    exit 0
+  fi
+  now=$(date +%s)
+  if ((now >= deadline)); then
+    break
+  fi
+  sleep "$(((deadline - now) < POLL_SECONDS ? (deadline - now) : POLL_SECONDS))"
+done
+
+write_result false
+echo "ERROR: rollout not verified within ${TIMEOUT_SECONDS}s (clusterpolicy/$POLICY_NAME state: $state)." >&2
+printf '%-36s %-9s %-5s %-8s %-60s %s\n' KERNEL "NEW/ALL" READY STATUS IMAGE REASON >&2
+for i in "${!kernels[@]}"; do
+  printf '%-36s %-9s %-5s %-8s %-60s %s\n' "${kernels[$i]}" "${k_seen[$i]}" "${k_ready[$i]}" \
+    "${k_status[$i]}" "${k_image[$i]}" "${k_reason[$i]}" >&2
+done
+echo "Check the driver pods (kubectl get pods -n $OPERATOR_NAMESPACE -l app=nvidia-driver-daemonset) and their" \
+  "logs; the pipeline's rollback step restores the previous driver spec." >&2
+exit 1
