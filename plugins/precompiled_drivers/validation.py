@@ -21,6 +21,7 @@ __all__ = [
     "boolean",
     "channel",
     "cuda_version",
+    "digest",
     "dns_label",
     "driver_version",
     "git_ref",
@@ -212,6 +213,17 @@ def image_ref(value: object, field: str) -> str:
     if ":" not in last and "@" not in last:
         raise ValidationError(field, value, expected, "no tag or digest")
     return text
+
+
+def digest(value: object, field: str) -> str:
+    """An image manifest digest ``sha256:<64 lowercase hex>`` (what skopeo/podman report)."""
+    return _matching(
+        value,
+        field,
+        re.compile(r"sha256:[a-f0-9]{64}"),
+        "an image digest like sha256:<64 lowercase hex digits>",
+        SHORT_MAX + 8,
+    )
 
 
 def k8s_name(value: object, field: str) -> str:
