@@ -204,6 +204,71 @@ def upgrade_targets(
     ]
 
 
+FIRST_SIGHT_MODES = ("baseline", "latest")
+
+
+@dataclass
+class SeenReleases:
+    """What the trigger has already reported, kept in durable state between polls and restarts.
+
+    ``seen`` maps a pipeline arch to versions already known (reported or baselined); ``baselined`` holds
+    the ``channel/arch`` pairs polled at least once. A version is reported once per arch, whichever
+    followed channel lists it first, because the images depend on version and arch only.
+    """
+
+    seen: dict[str, set[str]]
+    baselined: set[str]
+
+    @classmethod
+    def empty(cls) -> SeenReleases:
+        """No history: every channel/arch is at first sight."""
+        return cls(seen={}, baselined=set())
+
+    @classmethod
+    def from_json(cls, data: object) -> SeenReleases:
+        """Read :meth:`to_json` output; raises ``ValueError`` on anything else."""
+        if data is None:
+            return cls.empty()
+        ok = (
+            isinstance(data, dict)
+            and data.get("schema") == 1
+            and isinstance(data.get("seen"), dict)
+            and all(isinstance(v, list) and all(isinstance(x, str) for x in v) for v in data["seen"].values())
+            and isinstance(data.get("baselined"), list)
+            and all(isinstance(x, str) for x in data["baselined"])
+        )
+        if not ok:
+            raise ValueError(f"unrecognised release state: {str(data)[:_EXCERPT_CHARS]}")
+        return cls(seen={k: set(v) for k, v in data["seen"].items()}, baselined=set(data["baselined"]))
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready, sorted (stable diffs in the state store)."""
+        return {
+            "schema": 1,
+            "seen": {arch: sorted(v, key=version_key) for arch, v in sorted(self.seen.items())},
+            "baselined": sorted(self.baselined),
+        }
+
+    def observe(self, channel: str, arch: str, releases: list[Release], *, first_sight: str) -> list[Release]:
+        """Record ``releases`` (a channel's, ascending) and return those to report, ascending.
+
+        At the first sight of a channel/arch, ``baseline`` reports nothing (what exists already is not news)
+        and ``latest`` reports only the newest release not yet known.
+        """
+        if first_sight not in FIRST_SIGHT_MODES:
+            raise ValueError(f"first_sight must be one of {FIRST_SIGHT_MODES}, got {first_sight!r}")
+        seen = self.seen.setdefault(arch, set())
+        fresh = [r for r in releases if r.version not in seen]
+        seen.update(r.version for r in releases)
+        key = f"{channel}/{arch}"
+        if key in self.baselined:
+            return fresh
+        self.baselined.add(key)
+        if first_sight == "latest" and releases and fresh and fresh[-1] == releases[-1]:
+            return [releases[-1]]
+        return []
+
+
 class GraphClient:
     """Fetches ``<base_url>?channel=<c>&arch=<a>``; retries connection errors, timeouts, 429 and 5xx.
 
@@ -273,7 +338,8 @@ class GraphClient:
             )
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise _Retryable(f"GET {url} failed: {type(exc).__name__}: {exc}", status=None) from exc
-        except requests.RequestException as exc:
+        except (requests.RequestException, OSError) as exc:
+            # OSError: e.g. the configured CA bundle file is missing; retrying cannot fix that.
             raise GraphError(f"GET {url} failed: {type(exc).__name__}: {exc}", url=url) from exc
         if resp.status_code == 429 or resp.status_code >= 500:
             raise _Retryable(

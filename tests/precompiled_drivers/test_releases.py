@@ -22,6 +22,7 @@ from precompiled_drivers.releases import (
     GraphClient,
     GraphError,
     Release,
+    SeenReleases,
     channel_minor,
     channel_releases,
     graph_arch,
@@ -388,3 +389,43 @@ def test_ca_bundle_is_passed_per_request(monkeypatch: pytest.MonkeyPatch, server
     monkeypatch.setattr(client._session, "get", spy)
     client.fetch("stable-4.8", "x86_64")
     assert seen["verify"] == "/etc/mirror-ca.pem"
+
+
+# --- seen-release bookkeeping (the trigger's durable state) ----------------------------------------
+
+
+def _rels(*versions: str, arch: str = "x86_64", channel: str = "stable-4.8") -> list[Release]:
+    return [Release(v, arch, channel, PAYLOAD + digest_of(v)) for v in versions]
+
+
+def test_seen_releases_baseline_then_new_only() -> None:
+    state = SeenReleases.empty()
+    assert state.observe("stable-4.8", "x86_64", _rels("4.8.2", "4.8.3"), first_sight="baseline") == []
+    assert state.observe("stable-4.8", "x86_64", _rels("4.8.2", "4.8.3"), first_sight="baseline") == []
+    new = state.observe("stable-4.8", "x86_64", _rels("4.8.2", "4.8.3", "4.8.4"), first_sight="baseline")
+    assert [r.version for r in new] == ["4.8.4"]
+
+
+def test_seen_releases_latest_mode_and_shared_versions_across_channels() -> None:
+    state = SeenReleases.empty()
+    first = state.observe("fast-4.8", "x86_64", _rels("4.8.2", "4.8.3"), first_sight="latest")
+    assert [r.version for r in first] == ["4.8.3"]
+    # stable lists the same versions later: already known for this arch, not news
+    assert state.observe("stable-4.8", "x86_64", _rels("4.8.2", "4.8.3"), first_sight="latest") == []
+    # another arch is its own image set
+    other = state.observe("fast-4.8", "aarch64", _rels("4.8.3", arch="aarch64"), first_sight="latest")
+    assert [(r.version, r.arch) for r in other] == [("4.8.3", "aarch64")]
+    with pytest.raises(ValueError, match="first_sight"):
+        state.observe("fast-4.8", "x86_64", [], first_sight="everything")
+
+
+def test_seen_releases_json_round_trip_and_rejects_garbage() -> None:
+    state = SeenReleases.empty()
+    state.observe("stable-4.8", "x86_64", _rels("4.8.10", "4.8.9"), first_sight="baseline")
+    doc = state.to_json()
+    assert doc == {"schema": 1, "seen": {"x86_64": ["4.8.9", "4.8.10"]}, "baselined": ["stable-4.8/x86_64"]}
+    assert SeenReleases.from_json(json.loads(json.dumps(doc))) == state
+    assert SeenReleases.from_json(None) == SeenReleases.empty()
+    for bad in ({"schema": 2}, {"schema": 1, "seen": {"x86_64": [1]}, "baselined": []}, "x"):
+        with pytest.raises(ValueError, match="unrecognised release state"):
+            SeenReleases.from_json(bad)

@@ -1,0 +1,234 @@
+"""The event trigger: polls the OpenShift update graph and fires one event per new release.
+
+It runs in the triggerer as the ``AssetWatcher`` of the ``openshift-releases`` Asset (see
+``discovery.release_asset``). Every event becomes an asset event whose ``extra["payload"]`` is the release
+dict (version, arch, channel, payload, digest); the DAG reads them from ``triggering_asset_events``.
+
+Durable state: what was already reported lives in Airflow's asset state store (Airflow 3.3 injects
+``self.asset_state_store`` into a ``BaseEventTrigger`` that watches an asset), under ``state_key``. It is
+scoped to the asset, not to the trigger row, so a triggerer restart, a move to another triggerer or a
+change of the trigger's kwargs keeps it.
+
+Ordering: an event is handed to the triggerer first and the state is written ``commit_delay`` seconds
+later, once the triggerer has had time to store the event (it syncs events about every second). If the
+process dies in between, the release is reported again after the restart rather than lost: a repeated run
+rebuilds nothing, since existing image tags are skipped, while a lost one would leave nodes without images.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.triggers.base import BaseEventTrigger, TriggerEvent
+
+from precompiled_drivers.releases import GraphClient, GraphError, Release, SeenReleases, channel_releases
+
+CLASSPATH = "precompiled_drivers.trigger.NewReleaseTrigger"
+DEFAULT_STATE_KEY = "seen_releases"
+# Wait this long before polling again when the settings themselves are unusable.
+SETTINGS_RETRY_SECONDS = 300.0
+
+
+class NewReleaseTrigger(BaseEventTrigger):
+    """Poll the update graph for the followed channels and arches; yield one event per new release.
+
+    Every setting left as ``None`` is read from the Airflow Variables at each poll (see
+    ``precompiled_drivers.discovery``), so a Variable change applies on the next poll without a DAG
+    change. Explicit values win over Variables. Graph and settings errors are logged and retried on the
+    next poll; they never fire an event and never end the trigger.
+    """
+
+    def __init__(
+        self,
+        *,
+        graph_url: str | None = None,
+        channels: list[str] | None = None,
+        arches: list[str] | None = None,
+        poll_interval: float | None = None,
+        first_sight: str | None = None,
+        ca_bundle: str | None = None,
+        state_key: str = DEFAULT_STATE_KEY,
+        asset_name: str = "openshift-releases",
+        commit_delay: float = 5.0,
+        timeout: float = 30.0,
+        retries: int = 3,
+        backoff: float = 2.0,
+    ) -> None:
+        super().__init__()
+        self.graph_url = graph_url
+        self.channels = list(channels) if channels is not None else None
+        self.arches = list(arches) if arches is not None else None
+        self.poll_interval = poll_interval
+        self.first_sight = first_sight
+        self.ca_bundle = ca_bundle
+        self.state_key = state_key
+        self.asset_name = asset_name
+        self.commit_delay = commit_delay
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        # Hooks for tests: how to wait, and where state lives when no asset state store is injected.
+        self._sleep = asyncio.sleep
+        self._memory_state: Any = None
+        self._unsaved: SeenReleases | None = None
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        """Classpath importable in the triggerer (``plugins/`` is on its ``sys.path``) and plain kwargs."""
+        return (
+            CLASSPATH,
+            {
+                "graph_url": self.graph_url,
+                "channels": self.channels,
+                "arches": self.arches,
+                "poll_interval": self.poll_interval,
+                "first_sight": self.first_sight,
+                "ca_bundle": self.ca_bundle,
+                "state_key": self.state_key,
+                "asset_name": self.asset_name,
+                "commit_delay": self.commit_delay,
+                "timeout": self.timeout,
+                "retries": self.retries,
+                "backoff": self.backoff,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        """Poll forever: settings -> state -> graphs -> events -> state, then sleep ``poll_interval``."""
+        interval: float | None = self.poll_interval
+        while True:
+            try:
+                settings = await self._settings()
+                interval = settings.poll_interval
+            except Exception as exc:
+                self.log.error("release discovery settings are invalid, retrying later: %s", exc)
+                settings = None
+            if settings is not None:
+                state = await self._load_state()
+                if state is not None:
+                    new = await self._poll(settings, state)
+                    for release in new:
+                        self.log.info("new OpenShift release %s (%s) in %s", *_describe(release))
+                        yield TriggerEvent(release.to_dict())
+                    if new and self.commit_delay > 0:
+                        await self._sleep(self.commit_delay)
+                    await self._save_state(state)
+            await self._sleep(interval or SETTINGS_RETRY_SECONDS)
+
+    async def _settings(self) -> Any:
+        from precompiled_drivers.discovery import DiscoverySettings, load_settings, settings_from_values
+
+        explicit = {
+            "precompiled_drivers_graph_url": self.graph_url,
+            "precompiled_drivers_channels": _as_json(self.channels),
+            "precompiled_drivers_arches": _as_json(self.arches),
+            "precompiled_drivers_poll_interval": _as_text(self.poll_interval),
+            "precompiled_drivers_first_sight": self.first_sight,
+            "precompiled_drivers_graph_ca_bundle": self.ca_bundle,
+        }
+        if all(v is not None for k, v in explicit.items() if k != "precompiled_drivers_graph_ca_bundle"):
+            # Fully pinned: no Variable lookups at all.
+            return settings_from_values(explicit)
+        # Variable.get is synchronous; in the triggerer it talks to the supervisor from this worker thread.
+        from_vars: DiscoverySettings = await asyncio.to_thread(load_settings)
+        merged = {
+            "precompiled_drivers_graph_url": from_vars.graph_url,
+            "precompiled_drivers_channels": _as_json(list(from_vars.channels)),
+            "precompiled_drivers_arches": _as_json(list(from_vars.arches)),
+            "precompiled_drivers_poll_interval": _as_text(from_vars.poll_interval),
+            "precompiled_drivers_first_sight": from_vars.first_sight,
+            "precompiled_drivers_graph_ca_bundle": from_vars.ca_bundle,
+        }
+        merged.update({k: v for k, v in explicit.items() if v is not None})
+        return settings_from_values(merged)
+
+    async def _poll(self, settings: Any, state: SeenReleases) -> list[Release]:
+        client = GraphClient(
+            settings.graph_url,
+            timeout=self.timeout,
+            retries=self.retries,
+            backoff=self.backoff,
+            ca_bundle=settings.ca_bundle,
+        )
+        new: list[Release] = []
+        try:
+            for channel in settings.channels:
+                for arch in settings.arches:
+                    try:
+                        # requests is blocking: keep it off the triggerer's event loop.
+                        graph = await asyncio.to_thread(client.fetch, channel, arch)
+                    except GraphError as exc:
+                        self.log.warning(
+                            "update graph unavailable for %s/%s, will retry: %s", channel, arch, exc
+                        )
+                        continue
+                    except Exception:
+                        self.log.exception("unexpected error reading the graph for %s/%s", channel, arch)
+                        continue
+                    found = channel_releases(graph, channel)
+                    new.extend(state.observe(channel, arch, found, first_sight=settings.first_sight))
+        finally:
+            client.close()
+        return new
+
+    def _store(self) -> Any:
+        """This asset's accessor in the injected asset state store, or None when nothing was injected."""
+        store = self.asset_state_store
+        if store is None:
+            return None
+        from airflow.sdk import Asset
+
+        try:
+            return store[Asset.ref(name=self.asset_name)]
+        except KeyError:
+            # Watching a single asset under another name: the accessors object serves that one directly.
+            return store
+
+    async def _load_state(self) -> SeenReleases | None:
+        """The persisted state, or None when it cannot be read (then this poll is skipped, not guessed)."""
+        if self._unsaved is not None:
+            return self._unsaved  # the last save failed: this copy is newer than the store's
+        try:
+            store = self._store()
+            if store is None:
+                if self._memory_state is None:
+                    self.log.warning("no asset state store injected: release state is kept in memory only")
+                raw = self._memory_state
+            else:
+                raw = await store.aget(self.state_key)
+        except Exception as exc:
+            self.log.error("cannot read release state %r, skipping this poll: %s", self.state_key, exc)
+            return None
+        try:
+            return SeenReleases.from_json(raw)
+        except ValueError as exc:
+            # Unreadable state is reset, which baselines again: no repeats, at worst a missed release.
+            self.log.error("release state %r is unreadable, starting over: %s", self.state_key, exc)
+            return SeenReleases.empty()
+
+    async def _save_state(self, state: SeenReleases) -> None:
+        doc = state.to_json()
+        try:
+            store = self._store()
+            if store is None:
+                self._memory_state = doc
+            else:
+                await store.aset(self.state_key, doc)
+            self._unsaved = None
+        except Exception as exc:
+            self.log.error("cannot save release state %r, will retry: %s", self.state_key, exc)
+            self._unsaved = state
+
+
+def _describe(release: Release) -> tuple[str, str, str]:
+    return release.version, release.arch, release.channel or "?"
+
+
+def _as_json(value: list[str] | None) -> str | None:
+    return None if value is None else json.dumps(value)
+
+
+def _as_text(value: float | None) -> str | None:
+    return None if value is None else str(value)
