@@ -1,0 +1,52 @@
+# Two commands matter: `make demo` (the whole pipeline on the local test cluster) and `make test`.
+# Both build .venv from requirements.lock when it is missing or older than the lock, and skip that when not.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+UV_VERSION := 0.13.9
+VENV := .venv
+STAMP := $(VENV)/.synced
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: demo demo-ui test lint fmt lock tools clean
+
+$(STAMP): requirements.lock
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11 (or run make PYTHON=/path/to/python3.11)"; exit 1; }
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	@$(VENV)/bin/python -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
+	$(VENV)/bin/uv pip sync -q --python $(VENV)/bin/python requirements.lock
+	@touch $@
+
+## demo: run the real DAG end to end on the local test cluster and print a report
+demo: $(STAMP) tools
+	$(VENV)/bin/python -m demo
+
+## demo-ui: airflow standalone wired to the local test cluster (Ctrl-C stops everything)
+demo-ui: $(STAMP) tools
+	$(VENV)/bin/python -m demo --ui
+
+## test: unit, contract and end-to-end tests
+test: $(STAMP) tools
+	$(VENV)/bin/pytest
+
+## lint: ruff (with the Airflow AIR rules) and shellcheck on every shell script
+lint: $(STAMP)
+	$(VENV)/bin/ruff check dags plugins tests bench
+	$(VENV)/bin/ruff format --check dags plugins tests bench
+	$(VENV)/bin/shellcheck $$(git ls-files '*.sh') .ci/run
+
+fmt: $(STAMP)
+	$(VENV)/bin/ruff format dags plugins tests bench
+	$(VENV)/bin/ruff check --fix dags plugins tests bench
+
+## lock: re-resolve requirements.in into requirements.lock (every transitive version pinned)
+lock:
+	@test -x $(VENV)/bin/uv || { $(PYTHON) -m venv $(VENV) && $(VENV)/bin/python -m pip install -q uv==$(UV_VERSION); }
+	$(VENV)/bin/uv pip compile requirements.in --python-version 3.11 --no-header -o requirements.lock
+
+## tools: the Debian tools the tests use for real (skopeo, the OCI registry)
+tools:
+	@missing=""; for t in skopeo docker-registry; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then echo "missing:$$missing; install with: sudo apt-get install -y skopeo docker-registry"; exit 1; fi
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .demo

@@ -1,0 +1,80 @@
+"""
+### NVIDIA precompiled GPU drivers for OpenShift
+
+NVIDIA's documented procedure, automated: for each OpenShift release, find its Driver Toolkit
+image, read its kernel, build the driver image with NVIDIA's Makefile, push it, then switch the GPU
+Operator's ClusterPolicy to `usePrecompiled` and check that the new driver pods run. The policy is
+patched only when every GPU-node kernel has an image, and restored exactly if verification fails.
+
+Runs when a new release appears in the followed update channels, or by hand from the form.
+Steps run as pods (KubernetesPodOperator) with static scripts; see README.md.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import DAG, task
+
+from precompiled_drivers import discovery, tasks
+from precompiled_drivers.form import form_params
+from precompiled_drivers.settings import Settings
+from precompiled_drivers.steps import (
+    build_driver_image,
+    check_published_images,
+    inspect_cluster,
+    inspect_driver_toolkit,
+    patch_cluster_policy,
+    push_driver_image,
+    resolve_driver_toolkit,
+    rollback_cluster_policy,
+    verify_rollout,
+)
+
+settings = Settings.from_env()
+
+with DAG(
+    dag_id="nvidia_precompiled_driver",
+    description="Build, publish and roll out NVIDIA precompiled GPU driver images for OpenShift",
+    doc_md=__doc__,
+    schedule=discovery.release_asset(),
+    start_date=datetime(2025, 1, 1),
+    catchup=False,
+    max_active_runs=1,  # two runs must never patch the ClusterPolicy at the same time
+    params=form_params(settings),
+    tags=["nvidia", "gpu", "openshift", "precompiled-drivers"],
+    default_args={
+        "owner": "platform-gpu",
+        "retries": 2,
+        "retry_delay": timedelta(seconds=30),
+        "retry_exponential_backoff": True,
+    },
+):
+    config = task(tasks.validate_inputs)()
+    cluster = inspect_cluster.operator(settings)
+    releases = task(tasks.plan_releases)(config, cluster.output)
+
+    resolved = resolve_driver_toolkit.partial(settings).expand_kwargs(releases)
+    toolkits = inspect_driver_toolkit.partial(settings).expand_kwargs(
+        resolved.output.map(inspect_driver_toolkit.item_kwargs_for(settings))
+    )
+
+    builds = task(tasks.plan_builds, multiple_outputs=True)(config, cluster.output, toolkits.output)
+    published = check_published_images.operator(settings, builds["check_env"])
+    selected = task(tasks.select_builds)(config, builds["candidates"], published.output)
+    built = build_driver_image.partial(settings).expand_kwargs(selected)
+    pushed = push_driver_image.partial(settings).expand_kwargs(
+        built.output.map(push_driver_image.item_kwargs_for(settings))
+    )
+
+    rollout = task(tasks.plan_rollout, multiple_outputs=True, trigger_rule="none_failed")(
+        config, cluster.output, published.output, pushed.output
+    )
+    patched = patch_cluster_policy.operator(settings, rollout["patch_env"])
+    verified = verify_rollout.operator(settings, rollout["verify_env"])
+    rolled_back = rollback_cluster_policy.operator(settings, rollout["rollback_env"])
+    summary = task(tasks.report_run, task_id="report", trigger_rule="all_done", retries=0)()
+
+    patched >> verified >> rolled_back
+    patched >> rolled_back
+    [rolled_back, verified, patched, pushed, toolkits] >> summary

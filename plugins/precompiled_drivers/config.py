@@ -1,0 +1,142 @@
+"""One validated description of a run, built from the form (or a release event) and the settings.
+
+Everything downstream reads this object, never raw params, so each value is checked exactly once,
+before any pod starts, with an error that names the field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from precompiled_drivers import validation as v
+from precompiled_drivers.settings import Settings
+
+
+@dataclass(frozen=True)
+class Target:
+    """One OpenShift release to build for."""
+
+    version: str
+    arch: str
+    source: str = "form"  # form | event | cluster | upgrade
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """Identity of the release, ignoring why it was chosen."""
+        return (self.version, self.arch)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """The validated inputs of one run."""
+
+    targets: tuple[Target, ...]
+    arches: tuple[str, ...]
+    driver_versions: tuple[str, ...]
+    rollout_driver_version: str
+    cuda_version: str
+    repository: str
+    image_name: str
+    driver_repo_ref: str
+    operator_version: str
+    include_cluster_release: bool
+    upgrade_lookahead: bool
+    lookahead_limit: int
+    force_rebuild: bool
+    dry_run: bool
+    verify_timeout_seconds: int
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form for XCom."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunConfig:
+        """Inverse of ``to_dict``."""
+        values = dict(data)
+        values["targets"] = tuple(Target(**t) for t in values["targets"])
+        for key in ("arches", "driver_versions"):
+            values[key] = tuple(values[key])
+        return cls(**values)
+
+
+def run_config(
+    params: Mapping[str, Any],
+    settings: Settings,
+    event_releases: Sequence[Mapping[str, Any]] = (),
+    *,
+    upgrade_lookahead: bool = False,
+    lookahead_limit: int = 3,
+) -> RunConfig:
+    """Validate the form's params (and any release events) into a ``RunConfig``.
+
+    Look-ahead comes from the discovery settings (Airflow Variables), not the form.
+
+    Raises ``validation.ValidationError`` naming the first bad field.
+    """
+    settings.validate()
+    arches = tuple(v.string_list(params.get("arches", ["x86_64"]), "arches", v.arch, max_items=2))
+    versions = v.string_list(params.get("ocp_versions", []), "ocp_versions", v.ocp_version, min_items=0)
+    targets = [Target(version, arch, "form") for version in versions for arch in arches]
+    for i, event in enumerate(event_releases):
+        if not isinstance(event, Mapping):
+            raise v.ValidationError(f"event[{i}]", event, "a release event with version and arch")
+        targets.append(
+            Target(
+                v.ocp_version(event.get("version"), f"event[{i}].version"),
+                v.arch(event.get("arch"), f"event[{i}].arch"),
+                "event",
+            )
+        )
+    drivers = tuple(
+        v.string_list(params.get("driver_versions"), "driver_versions", v.driver_version, max_items=10)
+    )
+    rollout = params.get("rollout_driver_version") or drivers[0]
+    v.driver_version(rollout, "rollout_driver_version")
+    if rollout not in drivers:
+        raise v.ValidationError(
+            "rollout_driver_version", rollout, f"one of the driver versions being built: {', '.join(drivers)}"
+        )
+    repository = params.get("repository") or settings.target_repository
+    if not repository:
+        raise v.ValidationError(
+            "repository",
+            repository,
+            "the registry/path to push to, e.g. quay.io/acme/nvidia "
+            "(set it in the form or PRECOMPILED_DRIVERS_TARGET_REPOSITORY)",
+        )
+    operator_version = params.get("operator_version", "")
+    return RunConfig(
+        targets=tuple(_unique(targets)),
+        arches=arches,
+        driver_versions=drivers,
+        rollout_driver_version=rollout,
+        cuda_version=v.cuda_version(params.get("cuda_version"), "cuda_version"),
+        repository=v.repository(repository, "repository"),
+        image_name=v.image_name(params.get("image_name") or settings.image_name, "image_name"),
+        driver_repo_ref=v.git_ref(params.get("driver_repo_ref"), "driver_repo_ref"),
+        operator_version=v.operator_version(operator_version, "operator_version"),
+        include_cluster_release=v.boolean(
+            params.get("include_cluster_release", True), "include_cluster_release"
+        ),
+        upgrade_lookahead=upgrade_lookahead,
+        lookahead_limit=lookahead_limit,
+        force_rebuild=v.boolean(params.get("force_rebuild", False), "force_rebuild"),
+        dry_run=v.boolean(params.get("dry_run", False), "dry_run"),
+        verify_timeout_seconds=60
+        * v.positive_int(params.get("verify_timeout_minutes", 30), "verify_timeout_minutes", 240),
+        settings=settings.to_dict(),
+    )
+
+
+def _unique(targets: Sequence[Target]) -> list[Target]:
+    seen: set[tuple[str, str]] = set()
+    unique = []
+    for target in targets:
+        if target.key not in seen:
+            seen.add(target.key)
+            unique.append(target)
+    return unique

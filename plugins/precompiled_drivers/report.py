@@ -1,0 +1,96 @@
+"""The run's human summary: what was planned, built, skipped, pushed, patched and verified.
+
+Pure: it reads the steps' results (XCom values) and task states, and returns text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+STEPS = (
+    "validate_inputs",
+    "inspect_cluster",
+    "plan_releases",
+    "resolve_driver_toolkit",
+    "inspect_driver_toolkit",
+    "plan_builds",
+    "check_published_images",
+    "select_builds",
+    "build_driver_image",
+    "push_driver_image",
+    "plan_rollout",
+    "patch_cluster_policy",
+    "verify_rollout",
+    "rollback_cluster_policy",
+)
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=False)]
+    line = "  ".join("{:<%d}" % w for w in widths)  # noqa: UP031 - widths are computed
+    return [line.format(*header), line.format(*("-" * w for w in widths))] + [
+        line.format(*map(str, row)) for row in rows
+    ]
+
+
+def _list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return [v for v in value if v] if isinstance(value, list | tuple) else [value]
+
+
+def kernel_rows(results: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
+    """One row per GPU-node kernel: kernel, image tag, digest, driver pods Ready."""
+    plan = (results.get("plan_rollout") or {}).get("plan") or {}
+    verified = (results.get("verify_rollout") or {}).get("kernels") or {}
+    rows = []
+    for kernel in plan.get("kernels", []):
+        status = next(
+            (
+                s
+                for name, s in verified.items()
+                if kernel["daemonset"].startswith(f"nvidia-driver-daemonset-{name}-")
+            ),
+            None,
+        )
+        ready = "yes" if status and status.get("status") == "ok" else ("-" if status is None else "NO")
+        rows.append((kernel["kernel"], kernel["image"].rsplit(":", 1)[-1], kernel["digest"], ready))
+    return rows
+
+
+def render_report(results: Mapping[str, Any], states: Mapping[str, str]) -> str:
+    """The summary printed by the report task and by ``make demo``."""
+    out = ["NVIDIA precompiled driver pipeline: report", ""]
+    out += _table(("step", "state"), [(step, states.get(step, "-")) for step in STEPS])
+    releases = _list(results.get("resolve_driver_toolkit"))
+    if releases:
+        out += ["", "Releases:"] + [
+            f"  {r['version']}-{r['arch']}: driver toolkit {r['dtk_image']}" for r in releases
+        ]
+    candidates = (results.get("plan_builds") or {}).get("candidates") or []
+    published = results.get("check_published_images") or {}
+    pushed = {p["image"]: p["digest"] for p in _list(results.get("push_driver_image"))}
+    if candidates:
+        out += [""]
+        rows = []
+        for c in candidates:
+            if c["image"] in pushed:
+                outcome, digest = "built+pushed", pushed[c["image"]]
+            elif published.get(c["image"]):
+                outcome, digest = "exists, skipped", published[c["image"]]
+            else:
+                outcome, digest = "not built", ""
+            rows.append((c["image"], c["os_tag_rule"], outcome, digest[:19]))
+        out += _table(("image", "OS-tag rule", "outcome", "digest"), rows)
+    patch = results.get("patch_cluster_policy") or {}
+    plan = (results.get("plan_rollout") or {}).get("plan") or {}
+    if plan:
+        applied = "applied" if patch.get("patched") else "NOT applied (dry run or failed)"
+        out += ["", f"ClusterPolicy patch ({applied}):", plan.get("summary", "")]
+    if states.get("rollback_cluster_policy") == "success":
+        out += ["", "ROLLED BACK: the previous spec.driver was restored."]
+    rows = kernel_rows(results)
+    if rows:
+        out += ["", *_table(("kernel", "image tag", "digest", "driver pods Ready"), rows)]
+    return "\n".join(out)

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Build one precompiled driver image with NVIDIA's Makefile and push it to the staging registry.
+#
+# Env:  DRIVER_REPO_URL, DRIVER_REPO_REF  NVIDIA/gpu-driver-container (or a mirror) at a pinned ref
+#       BUILD_DIR          rhel8/precompiled | rhel9/precompiled | rhel10/precompiled
+#       DRIVER_VERSION, KERNEL_VERSION (with arch), RHEL_VERSION, CUDA_VERSION, OS_TAG, BUILD_ARCH,
+#       DRIVER_TOOLKIT_IMAGE                the Makefile's variables
+#       STAGING_IMAGE      where the built image goes (the Makefile's tag, under the staging repository)
+#       IMAGE, TAG         the final reference and tag, echoed for the push step
+#       PULL_SECRET_FILE, RHSM_ORG_FILE, RHSM_ACTIVATIONKEY_FILE  mounted secret files
+#       TLS_VERIFY         true|false;  CONTAINERS_STORAGE  podman's graph root (an emptyDir)
+#       XCOM_RETURN        where to write the result (default /airflow/xcom/return.json)
+# Result: {"image", "tag", "staging_image", "digest"}
+set -euo pipefail
+
+for name in DRIVER_REPO_URL DRIVER_REPO_REF BUILD_DIR DRIVER_VERSION KERNEL_VERSION RHEL_VERSION CUDA_VERSION \
+  OS_TAG BUILD_ARCH DRIVER_TOOLKIT_IMAGE STAGING_IMAGE IMAGE TAG PULL_SECRET_FILE RHSM_ORG_FILE \
+  RHSM_ACTIVATIONKEY_FILE; do
+  if [[ -z "${!name:-}" ]]; then
+    echo "ERROR: $name is not set; the pipeline passes every build input as an environment variable." >&2
+    exit 2
+  fi
+done
+TLS_VERIFY="${TLS_VERIFY:-true}"
+RESULT_FILE="${XCOM_RETURN:-/airflow/xcom/return.json}"
+TOKEN_FILE="${SA_TOKEN_FILE:-/var/run/secrets/kubernetes.io/serviceaccount/token}"
+workdir="$(mktemp -d)"
+podman_args=(--root "${CONTAINERS_STORAGE:-$workdir/storage}")
+
+echo "Fetching $DRIVER_REPO_URL at $DRIVER_REPO_REF"
+git -C "$workdir" init -q recipe
+git -C "$workdir/recipe" fetch -q --depth 1 "$DRIVER_REPO_URL" "$DRIVER_REPO_REF"
+git -C "$workdir/recipe" checkout -q FETCH_HEAD
+
+staging_repo="${STAGING_IMAGE%:*}"
+image_registry="${staging_repo%/*}"
+image_name="${staging_repo##*/}"
+
+echo "Building $STAGING_IMAGE in $BUILD_DIR (kernel $KERNEL_VERSION, RHEL $RHEL_VERSION, OS tag $OS_TAG)"
+# NVIDIA's recipe tests with '==', which needs bash; podman takes the pull secret as --authfile.
+make -C "$workdir/recipe/$BUILD_DIR" SHELL=/bin/bash image \
+  CONTAINER_TOOL="podman ${podman_args[*]}" \
+  DRIVER_VERSION="$DRIVER_VERSION" KERNEL_VERSION="$KERNEL_VERSION" RHEL_VERSION="$RHEL_VERSION" \
+  CUDA_VERSION="$CUDA_VERSION" OS_TAG="$OS_TAG" BUILD_ARCH="$BUILD_ARCH" \
+  DRIVER_TOOLKIT_IMAGE="$DRIVER_TOOLKIT_IMAGE" PULL_SECRET_FILE="$PULL_SECRET_FILE" \
+  RHSM_ORG_FILE="$RHSM_ORG_FILE" RHSM_ACTIVATIONKEY_FILE="$RHSM_ACTIVATIONKEY_FILE" \
+  IMAGE_REGISTRY="$image_registry" IMAGE_NAME="$image_name" \
+  DRIVER_EPOCH="${DRIVER_EPOCH:-1}" BUILDER_USER="precompiled-drivers" BUILDER_EMAIL="precompiled-drivers@localhost"
+
+push_auth=()
+if [[ -r "$TOKEN_FILE" ]]; then
+  # The internal registry accepts the ServiceAccount token; it goes through a file, never the command line.
+  printf '{"auths": {"%s": {"auth": "%s"}}}\n' "${image_registry%%/*}" \
+    "$(printf 'serviceaccount:%s' "$(cat "$TOKEN_FILE")" | base64 -w0)" >"$workdir/auth.json"
+  push_auth=(--authfile "$workdir/auth.json")
+fi
+podman "${podman_args[@]}" push "${push_auth[@]}" --tls-verify="$TLS_VERIFY" \
+  --digestfile "$workdir/digest" "$STAGING_IMAGE"
+digest="$(cat "$workdir/digest")"
+echo "staged $STAGING_IMAGE@$digest"
+
+mkdir -p "$(dirname "$RESULT_FILE")"
+printf '{"image": "%s", "tag": "%s", "staging_image": "%s", "digest": "%s"}\n' \
+  "$IMAGE" "$TAG" "$STAGING_IMAGE" "$digest" >"$RESULT_FILE"

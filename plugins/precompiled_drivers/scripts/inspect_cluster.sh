@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Describe the cluster for planning: GPU nodes with their labels, the GPU Operator Deployment,
+# the ClusterPolicy and the OpenShift version. Read-only.
+#
+# Env:  POLICY_NAME          ClusterPolicy name (usually gpu-cluster-policy)
+#       OPERATOR_NAMESPACE   namespace of the GPU Operator (e.g. nvidia-gpu-operator)
+#       OPERATOR_DEPLOYMENT  its Deployment (gpu-operator)
+#       XCOM_RETURN          where to write the result (default /airflow/xcom/return.json)
+# Result: {"nodes": [{"name", "labels"}..., null], "operator": <Deployment|null>,
+#          "policy": <ClusterPolicy|null>, "cluster_version": "<x.y.z>"|""}
+set -euo pipefail
+
+: "${POLICY_NAME:?}" "${OPERATOR_NAMESPACE:?}" "${OPERATOR_DEPLOYMENT:?}"
+RESULT_FILE="${XCOM_RETURN:-/airflow/xcom/return.json}"
+
+# One JSON object per node, each followed by a comma; the result closes the list with null.
+node_template='{range .items[*]}{"{\"name\":\""}{.metadata.name}{"\",\"labels\":"}{.metadata.labels}{"},"}{end}'
+nodes="$(kubectl get nodes -l nvidia.com/gpu.present=true -o "jsonpath=$node_template")"
+echo "GPU nodes:"
+kubectl get nodes -l nvidia.com/gpu.present=true \
+  -L feature.node.kubernetes.io/kernel-version.full \
+  -L feature.node.kubernetes.io/system-os_release.ID \
+  -L feature.node.kubernetes.io/system-os_release.VERSION_ID
+
+if ! operator="$(kubectl get deployment "$OPERATOR_DEPLOYMENT" -n "$OPERATOR_NAMESPACE" -o json)"; then
+  echo "WARNING: deployment/$OPERATOR_DEPLOYMENT not found in $OPERATOR_NAMESPACE; the form's" \
+    "operator_version must then say which GPU Operator runs." >&2
+  operator=null
+fi
+if ! policy="$(kubectl get clusterpolicy "$POLICY_NAME" -o json)"; then
+  echo "WARNING: clusterpolicy/$POLICY_NAME not found: builds can run, the rollout cannot." >&2
+  policy=null
+fi
+# Not every cluster is OpenShift (or lets us read it): the version is optional.
+cluster_version="$(kubectl get clusterversion version -o 'jsonpath={.status.desired.version}' 2>/dev/null || true)"
+echo "cluster version: ${cluster_version:-unknown}"
+
+mkdir -p "$(dirname "$RESULT_FILE")"
+printf '{"nodes": [%snull], "operator": %s, "policy": %s, "cluster_version": "%s"}\n' \
+  "$nodes" "$operator" "$policy" "$cluster_version" >"$RESULT_FILE"

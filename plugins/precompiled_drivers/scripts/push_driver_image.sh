@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Copy a built driver image from the staging registry to the target repository, keeping its digest.
+#
+# Env:  STAGING_IMAGE    source reference (the build step's output)
+#       IMAGE            destination reference (what the GPU Operator will pull)
+#       EXPECTED_DIGEST  the digest the build pushed; the copy must keep it
+#       PUSH_AUTH_FILE   credentials for the destination (mounted file)
+#       TLS_VERIFY       true|false (false only for a plain-HTTP test registry)
+#       XCOM_RETURN      where to write the result (default /airflow/xcom/return.json)
+# The source is read with this pod's ServiceAccount token when one is mounted (OpenShift internal registry).
+# Result: {"image", "digest", "staging_image"}
+set -euo pipefail
+
+: "${STAGING_IMAGE:?}" "${IMAGE:?}" "${EXPECTED_DIGEST:?}" "${PUSH_AUTH_FILE:?}"
+TLS_VERIFY="${TLS_VERIFY:-true}"
+RESULT_FILE="${XCOM_RETURN:-/airflow/xcom/return.json}"
+TOKEN_FILE="${SA_TOKEN_FILE:-/var/run/secrets/kubernetes.io/serviceaccount/token}"
+
+src_auth=()
+if [[ -r "$TOKEN_FILE" ]]; then
+  # The token goes through a file, never the command line.
+  registry="${STAGING_IMAGE%%/*}"
+  src_authfile="$(mktemp)"
+  trap 'rm -f "$src_authfile"' EXIT
+  printf '{"auths": {"%s": {"auth": "%s"}}}\n' "$registry" \
+    "$(printf 'serviceaccount:%s' "$(cat "$TOKEN_FILE")" | base64 -w0)" >"$src_authfile"
+  src_auth=(--src-authfile "$src_authfile")
+fi
+
+echo "Copying $STAGING_IMAGE -> $IMAGE"
+if ! skopeo copy --retry-times 3 --preserve-digests "${src_auth[@]}" --dest-authfile "$PUSH_AUTH_FILE" \
+  --src-tls-verify="$TLS_VERIFY" --dest-tls-verify="$TLS_VERIFY" \
+  "docker://$STAGING_IMAGE" "docker://$IMAGE"; then
+  echo "ERROR: could not push $IMAGE. If the registry refused the credentials, check the push secret" \
+    "(PRECOMPILED_DRIVERS_PUSH_SECRET); this step retries on its own and never rebuilds." >&2
+  exit 1
+fi
+
+digest="$(skopeo inspect --authfile "$PUSH_AUTH_FILE" --tls-verify="$TLS_VERIFY" --format '{{.Digest}}' \
+  "docker://$IMAGE")"
+if [[ "$digest" != "$EXPECTED_DIGEST" ]]; then
+  echo "ERROR: $IMAGE has digest $digest after the copy, but the build produced $EXPECTED_DIGEST." >&2
+  exit 1
+fi
+echo "pushed $IMAGE@$digest"
+
+mkdir -p "$(dirname "$RESULT_FILE")"
+printf '{"image": "%s", "digest": "%s", "staging_image": "%s"}\n' "$IMAGE" "$digest" "$STAGING_IMAGE" \
+  >"$RESULT_FILE"

@@ -1,0 +1,87 @@
+"""Deployment settings: where the pipeline runs and what it talks to, read from environment variables.
+
+These describe the installation, not a run, so they come from the environment of the Airflow
+components (docker-compose's env file, a Helm values file...), are cheap to read at parse time and
+are validated at use by the first task, before any pod starts. Per-run choices live in the form
+(see ``form.py``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+
+from precompiled_drivers import validation as v
+
+PREFIX = "PRECOMPILED_DRIVERS_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every installation-level knob, with the default a stock OpenShift cluster needs."""
+
+    namespace: str = "nvidia-precompiled-drivers"
+    operator_namespace: str = "nvidia-gpu-operator"
+    operator_deployment: str = "gpu-operator"
+    policy_name: str = "gpu-cluster-policy"
+    kubernetes_conn_id: str = "kubernetes_default"
+    cli_image: str = "quay.io/openshift/origin-cli:4.18"
+    builder_image: str = "quay.io/podman/stable:v5.4"
+    skopeo_image: str = "quay.io/skopeo/stable:v1.18"
+    release_image_repository: str = "quay.io/openshift-release-dev/ocp-release"
+    driver_repo_url: str = "https://github.com/NVIDIA/gpu-driver-container.git"
+    staging_repository: str = "image-registry.openshift-image-registry.svc:5000/nvidia-precompiled-drivers"
+    # Names of Kubernetes Secrets, never their contents.
+    pull_secret: str = "precompiled-drivers-pull-secret"  # noqa: S105
+    rhsm_secret: str = "precompiled-drivers-rhsm"  # noqa: S105
+    push_secret: str = "precompiled-drivers-push-secret"  # noqa: S105
+    target_repository: str = ""
+    image_name: str = "driver"
+    registry_tls_verify: bool = True
+    deferrable: bool = False
+    startup_timeout_seconds: int = 600
+    poll_seconds: int = 2
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read ``PRECOMPILED_DRIVERS_<FIELD>`` variables; unset ones keep their default."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            raw = env.get(PREFIX + f.name.upper())
+            if raw is None:
+                continue
+            if f.type == "bool":
+                values[f.name] = raw.strip().lower() in {"1", "true", "yes", "on"}
+            elif f.type == "int":
+                values[f.name] = int(raw) if raw.strip().isdigit() else raw
+            else:
+                values[f.name] = raw
+        return cls(**values)  # type: ignore[arg-type]
+
+    def validate(self) -> Settings:
+        """Check every value, naming the environment variable that holds a bad one."""
+
+        def name(field: str) -> str:
+            return PREFIX + field.upper()
+
+        v.dns_label(self.namespace, name("namespace"))
+        v.dns_label(self.operator_namespace, name("operator_namespace"))
+        for field in ("operator_deployment", "policy_name", "pull_secret", "rhsm_secret", "push_secret"):
+            v.k8s_name(getattr(self, field), name(field))
+        v.k8s_name(self.kubernetes_conn_id.replace("_", "-"), name("kubernetes_conn_id"))
+        for field in ("cli_image", "builder_image", "skopeo_image"):
+            v.image_ref(getattr(self, field), name(field))
+        v.repository(self.release_image_repository, name("release_image_repository"))
+        v.repository(self.staging_repository, name("staging_repository"))
+        v.https_url(self.driver_repo_url, name("driver_repo_url"))
+        v.boolean(self.registry_tls_verify, name("registry_tls_verify"))
+        v.boolean(self.deferrable, name("deferrable"))
+        v.positive_int(self.startup_timeout_seconds, name("startup_timeout_seconds"), 86_400)
+        v.positive_int(self.poll_seconds, name("poll_seconds"), 600)
+        return self
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain dict for XCom and reports (holds names of Secrets, never their contents)."""
+        return asdict(self)

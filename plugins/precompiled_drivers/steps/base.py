@@ -1,0 +1,188 @@
+"""What every step pod shares: the operator class, the script loader, security and secret mounts.
+
+Each step module builds its own pod spec from these pieces in one place (the "maker"); the
+KubernetesPodOperator runs and watches it (the "manager").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from airflow.providers.cncf.kubernetes.backcompat.backwards_compat_converters import (
+    convert_env_vars,
+    convert_env_vars_or_raise_error,
+)
+from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+from airflow.providers.cncf.kubernetes.secret import Secret
+from kubernetes.client import models as k8s
+
+from precompiled_drivers.settings import Settings
+
+SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+SECRETS_ROOT = "/etc/precompiled-drivers"
+SA_PREFIX = "precompiled-drivers-"
+
+
+class StepPodOperator(KubernetesPodOperator):
+    """A KubernetesPodOperator whose command is a static script.
+
+    ``cmds`` and ``arguments`` are taken out of the templated fields: the script text is never
+    rendered, so no value can be spliced into it (values travel as environment variables).
+
+    ``extra_env`` (templated) is merged over ``env_vars``: it lets one variable come from another
+    task's result at run time while the rest of the environment comes from a planning task's XCom.
+    """
+
+    template_fields = (
+        *(f for f in KubernetesPodOperator.template_fields if f not in ("cmds", "arguments")),
+        "extra_env",
+    )
+
+    def __init__(self, *, extra_env: Mapping[str, str] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.extra_env = extra_env
+
+    def build_pod_request_obj(self, context: Any = None, dry_run: bool = False) -> k8s.V1Pod:
+        """Build the pod, with ``extra_env`` overriding variables of the same name."""
+        if self.extra_env:
+            base = convert_env_vars_or_raise_error(self.env_vars) if self.env_vars else []
+            extra = convert_env_vars(dict(self.extra_env))
+            names = {e.name for e in extra}
+            self.env_vars = [e for e in base if e.name not in names] + extra
+            self.extra_env = None
+        return super().build_pod_request_obj(context, dry_run)
+
+
+def script(name: str) -> str:
+    """The text of a packaged script, e.g. ``script("push_driver_image.sh")``."""
+    return (SCRIPTS / name).read_text()
+
+
+def script_command(name: str) -> dict[str, list[str]]:
+    """``cmds``/``arguments`` that run a packaged script with bash; $0 names the script in errors."""
+    return {"cmds": ["bash", "-c"], "arguments": [script(name), name]}
+
+
+@dataclass(frozen=True)
+class SecretFile:
+    """A Kubernetes Secret mounted read-only as a directory; ``env`` maps variables to files in it."""
+
+    secret: str
+    mount: str
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    def kpo_secret(self) -> Secret:
+        """The provider's volume Secret for this mount."""
+        return Secret("volume", f"{SECRETS_ROOT}/{self.mount}", self.secret)
+
+    def env_vars(self) -> dict[str, str]:
+        """Environment variables pointing the script at the mounted files."""
+        return {var: f"{SECRETS_ROOT}/{self.mount}/{key}" for var, key in self.env.items()}
+
+
+def pull_secret(settings: Settings) -> SecretFile:
+    """The OpenShift pull secret (Red Hat registries), as ``PULL_SECRET_FILE``."""
+    return SecretFile(settings.pull_secret, "pull-secret", {"PULL_SECRET_FILE": ".dockerconfigjson"})
+
+
+def push_secret(settings: Settings) -> SecretFile:
+    """Credentials of the target repository, as ``PUSH_AUTH_FILE``."""
+    return SecretFile(settings.push_secret, "push-secret", {"PUSH_AUTH_FILE": ".dockerconfigjson"})
+
+
+def rhsm_secret(settings: Settings) -> SecretFile:
+    """Red Hat subscription org id and activation key, as two files."""
+    return SecretFile(
+        settings.rhsm_secret,
+        "rhsm",
+        {"RHSM_ORG_FILE": "org", "RHSM_ACTIVATIONKEY_FILE": "activationkey"},
+    )
+
+
+def restricted_security() -> k8s.V1SecurityContext:
+    """Non-root, read-only root file system, no capabilities: what every step but build runs with."""
+    return k8s.V1SecurityContext(
+        run_as_non_root=True,
+        read_only_root_filesystem=True,
+        allow_privilege_escalation=False,
+        capabilities=k8s.V1Capabilities(drop=["ALL"]),
+        seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),
+    )
+
+
+def resources(cpu: str, memory: str, cpu_limit: str, memory_limit: str) -> k8s.V1ResourceRequirements:
+    """Requests and limits, so a step never starves the node it lands on."""
+    return k8s.V1ResourceRequirements(
+        requests={"cpu": cpu, "memory": memory}, limits={"cpu": cpu_limit, "memory": memory_limit}
+    )
+
+
+# Tools write caches under $HOME and temp files under /tmp; with a read-only root both are emptyDirs.
+SCRATCH_VOLUME = k8s.V1Volume(name="scratch", empty_dir=k8s.V1EmptyDirVolumeSource())
+SCRATCH_MOUNT = k8s.V1VolumeMount(name="scratch", mount_path="/tmp")  # noqa: S108 - a path in the pod
+
+
+def step_env(task_id: str, secrets: tuple[SecretFile, ...], env: Mapping[str, str]) -> dict[str, str]:
+    """A step's whole environment: its inputs plus the paths of its mounted secret files.
+
+    Mapped steps get their environment per item, which replaces the partial's, so they call this too.
+    """
+    env_vars = {"HOME": SCRATCH_MOUNT.mount_path, "STEP": task_id, **env}
+    for secret in secrets:
+        env_vars.update(secret.env_vars())
+    return env_vars
+
+
+def tls_verify(settings: Settings) -> str:
+    """``true``/``false`` for skopeo/podman's --tls-verify (false only for a plain-HTTP test registry)."""
+    return "true" if settings.registry_tls_verify else "false"
+
+
+def step_kwargs(
+    settings: Settings,
+    *,
+    task_id: str,
+    service_account: str,
+    script_name: str,
+    image: str,
+    env: Mapping[str, str] | None = None,
+    secrets: tuple[SecretFile, ...] = (),
+    container_resources: k8s.V1ResourceRequirements | None = None,
+    security_context: k8s.V1SecurityContext | None = None,
+    xcom: bool = True,
+    api_access: bool = False,
+    **extra: Any,
+) -> dict[str, Any]:
+    """Keyword arguments of ``StepPodOperator`` common to all steps, for one step."""
+    return {
+        "task_id": task_id,
+        "name": task_id.replace("_", "-"),
+        "namespace": settings.namespace,
+        "kubernetes_conn_id": settings.kubernetes_conn_id,
+        "image": image,
+        **script_command(script_name),
+        "env_vars": step_env(task_id, secrets, env or {}),
+        "secrets": [s.kpo_secret() for s in secrets],
+        "volumes": [SCRATCH_VOLUME],
+        "volume_mounts": [SCRATCH_MOUNT],
+        "service_account_name": SA_PREFIX + service_account,
+        "automount_service_account_token": api_access,
+        "container_security_context": security_context or restricted_security(),
+        "container_resources": container_resources or resources("50m", "64Mi", "500m", "256Mi"),
+        "labels": {"app.kubernetes.io/part-of": "precompiled-drivers", "precompiled-drivers/step": task_id},
+        "do_xcom_push": xcom,
+        "get_logs": True,
+        "log_events_on_failure": True,
+        "on_finish_action": "delete_succeeded_pod",
+        "startup_timeout_seconds": settings.startup_timeout_seconds,
+        "poll_interval": settings.poll_seconds,
+        "startup_check_interval_seconds": settings.poll_seconds,
+        "retries": 2,
+        "retry_delay": timedelta(seconds=30),
+        "retry_exponential_backoff": True,
+        **extra,
+    }

@@ -1,0 +1,95 @@
+"""Step: build one driver image with NVIDIA's Makefile and podman, and push it to the staging registry.
+
+The only step with elevated rights: podman needs SETUID/SETGID (user namespaces) and /dev/fuse, granted
+by the ``precompiled-drivers-build`` SCC to this step's ServiceAccount alone (see deploy/README.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk.definitions.mappedoperator import OperatorPartial
+from kubernetes.client import models as k8s
+
+from precompiled_drivers import naming
+from precompiled_drivers.config import RunConfig
+from precompiled_drivers.plan import BuildSpec
+from precompiled_drivers.settings import Settings
+from precompiled_drivers.steps.base import (
+    StepPodOperator,
+    pull_secret,
+    resources,
+    rhsm_secret,
+    step_env,
+    step_kwargs,
+    tls_verify,
+)
+
+TASK_ID = "build_driver_image"
+# podman keeps layers here; the driver build needs several GiB.
+STORAGE_VOLUME = k8s.V1Volume(name="containers", empty_dir=k8s.V1EmptyDirVolumeSource(size_limit="30Gi"))
+STORAGE_MOUNT = k8s.V1VolumeMount(name="containers", mount_path="/var/tmp/containers")  # noqa: S108 - in the pod
+
+
+def build_security() -> k8s.V1SecurityContext:
+    """Rootless podman inside the pod: a non-root user with just the capabilities user namespaces need."""
+    return k8s.V1SecurityContext(
+        run_as_user=1000,
+        run_as_non_root=True,
+        allow_privilege_escalation=True,  # newuidmap/newgidmap are setuid binaries
+        capabilities=k8s.V1Capabilities(drop=["ALL"], add=["SETUID", "SETGID"]),
+        seccomp_profile=k8s.V1SeccompProfile(type="Unconfined"),
+    )
+
+
+def partial(settings: Settings, *, deferrable: bool | None = None) -> OperatorPartial:
+    """The build pod shared by every image; ``item_kwargs`` adds what to build."""
+    kwargs = step_kwargs(
+        settings,
+        task_id=TASK_ID,
+        service_account="build",
+        script_name="build_driver_image.sh",
+        image=settings.builder_image,
+        secrets=(pull_secret(settings), rhsm_secret(settings)),
+        api_access=True,  # pushes to the internal registry with its ServiceAccount token
+        security_context=build_security(),
+        container_resources=resources("1", "2Gi", "4", "8Gi"),
+        annotations={"io.kubernetes.cri-o.Devices": "/dev/fuse"},
+        execution_timeout=timedelta(hours=2),
+        deferrable=settings.deferrable if deferrable is None else deferrable,
+        retries=1,
+    )
+    kwargs["volumes"] = [*kwargs["volumes"], STORAGE_VOLUME]
+    kwargs["volume_mounts"] = [*kwargs["volume_mounts"], STORAGE_MOUNT]
+    return StepPodOperator.partial(**kwargs)
+
+
+def item_kwargs(
+    settings: Settings, config: RunConfig, build: BuildSpec | Mapping[str, Any]
+) -> dict[str, Any]:
+    """Per-image environment: every Makefile variable of DESIGN.md section 3, as plain values."""
+    b = (
+        build
+        if isinstance(build, BuildSpec)
+        else BuildSpec(**{**build, "releases": tuple(build["releases"])})
+    )
+    env = {
+        "DRIVER_REPO_URL": settings.driver_repo_url,
+        "DRIVER_REPO_REF": config.driver_repo_ref,
+        "BUILD_DIR": b.build_dir,
+        "DRIVER_VERSION": b.driver_version,
+        "KERNEL_VERSION": naming.make_kernel_version(b.kernel),
+        "RHEL_VERSION": b.rhel_version,
+        "CUDA_VERSION": config.cuda_version,
+        "OS_TAG": b.os_tag,
+        "BUILD_ARCH": b.build_arch,
+        "DRIVER_TOOLKIT_IMAGE": b.dtk_image,
+        "STAGING_IMAGE": b.staging_image,
+        "IMAGE": b.image,
+        "TAG": b.tag,
+        "TLS_VERIFY": tls_verify(settings),
+        "CONTAINERS_STORAGE": STORAGE_MOUNT.mount_path,
+    }
+    return {"env_vars": step_env(TASK_ID, (pull_secret(settings), rhsm_secret(settings)), env)}

@@ -1,0 +1,174 @@
+"""The pipeline's Python steps: thin Airflow-facing wrappers around the pure planning rules.
+
+Each function takes XCom values and returns plain JSON; the DAG wraps them with ``@task``. The
+decisions live in ``config``, ``plan``, ``rollout`` and ``cluster_policy``; the pod specs in ``steps``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from precompiled_drivers import discovery, plan, rollout
+from precompiled_drivers.cluster import parse_cluster
+from precompiled_drivers.config import RunConfig, run_config
+from precompiled_drivers.report import render_report
+from precompiled_drivers.settings import Settings
+from precompiled_drivers.steps import (
+    build_driver_image,
+    check_published_images,
+    patch_cluster_policy,
+    resolve_driver_toolkit,
+    rollback_cluster_policy,
+    verify_rollout,
+)
+
+log = logging.getLogger(__name__)
+
+
+def _load(config: Mapping[str, Any]) -> tuple[RunConfig, Settings]:
+    cfg = RunConfig.from_dict(config)
+    return cfg, Settings(**cfg.settings)
+
+
+def validate_inputs(params: Mapping[str, Any], triggering_asset_events: Any = None) -> dict[str, Any]:
+    """Check every input of the run before any pod starts; release events become targets."""
+    events = discovery.targets_from_events(triggering_asset_events) if triggering_asset_events else []
+    lookahead = discovery.load_settings()
+    cfg = run_config(
+        params,
+        Settings.from_env(),
+        [r.to_dict() for r in events],
+        upgrade_lookahead=lookahead.lookahead,
+        lookahead_limit=int(lookahead.lookahead_limit),
+    )
+    log.info("targets: %s", ", ".join(f"{t.version}-{t.arch} ({t.source})" for t in cfg.targets) or "none")
+    return cfg.to_dict()
+
+
+def plan_releases(config: Mapping[str, Any], cluster: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The releases to resolve (the run's targets, the cluster's release and its upgrade targets),
+    as resolve_driver_toolkit's per-release kwargs."""
+    cfg, settings = _load(config)
+    state = parse_cluster(cluster, cfg.operator_version)
+    upgrades: list[str] = []
+    if cfg.upgrade_lookahead and state.cluster_version:
+        found = discovery.lookahead_releases(
+            state.cluster_version,
+            arch=cfg.arches[0],
+            settings=discovery.load_settings(),
+            channel=str(cluster.get("cluster_channel") or "") or None,
+        )
+        upgrades = [release.version for release, _conditional in found][: cfg.lookahead_limit]
+        for release, conditional in found:
+            if conditional:
+                log.warning(
+                    "upgrade to %s is conditional (known risks apply); building for it anyway", release
+                )
+    targets = plan.release_targets(cfg, state.cluster_version, upgrades)
+    log.info("releases: %s", ", ".join(f"{t.version}-{t.arch} ({t.source})" for t in targets))
+    return [resolve_driver_toolkit.item_kwargs(settings, t) for t in targets]
+
+
+def plan_builds(
+    config: Mapping[str, Any], cluster: Mapping[str, Any], toolkits: Sequence[Mapping[str, Any]]
+) -> dict[str, Any]:
+    """One build per driver version x kernel x OS tag, and the registry look-up of all images involved."""
+    cfg, settings = _load(config)
+    state = parse_cluster(cluster, cfg.operator_version)
+    builds = plan.plan_builds(cfg, [plan.parse_toolkit(t) for t in toolkits], state.operator_version)
+    log.info("GPU Operator %s: %s", state.operator_version, builds[0].os_tag_rule if builds else "-")
+    for build in builds:
+        log.info("plan %s for %s", build.image, ", ".join(build.releases))
+        if build.warning:
+            log.warning("%s", build.warning)
+    wanted = rollout.kernel_rollouts(
+        state.nodes, cfg.repository, cfg.image_name, cfg.rollout_driver_version, state.operator_version
+    )
+    images = sorted({b.image for b in builds} | {k.image for k in wanted})
+    return {
+        "candidates": [b.to_dict() for b in builds],
+        "check_env": check_published_images.env(settings, images),
+    }
+
+
+def select_builds(
+    config: Mapping[str, Any], candidates: Sequence[Mapping[str, Any]], published: Mapping[str, str]
+) -> list[dict[str, Any]]:
+    """Build kwargs for the images still missing (all of them when forced)."""
+    cfg, settings = _load(config)
+    builds = [plan.BuildSpec(**{**c, "releases": tuple(c["releases"])}) for c in candidates]
+    todo = plan.builds_to_run(builds, published, cfg.force_rebuild)
+    for build in builds:
+        if build not in todo:
+            log.info("skip %s: already published as %s", build.image, published[build.image])
+    return [build_driver_image.item_kwargs(settings, cfg, b) for b in todo]
+
+
+def plan_rollout(
+    config: Mapping[str, Any],
+    cluster: Mapping[str, Any],
+    published: Mapping[str, str],
+    pushed: Sequence[Mapping[str, Any]] | None,
+) -> dict[str, Any]:
+    """Coverage gate, guarded patch, its exact undo, and what verification must see."""
+    cfg, settings = _load(config)
+    state = parse_cluster(cluster, cfg.operator_version)
+    available = {image: digest for image, digest in published.items() if digest}
+    available.update({p["image"]: p["digest"] for p in pushed or [] if p})
+    planned = rollout.plan_rollout(
+        state,
+        repository=cfg.repository,
+        image=cfg.image_name,
+        version=cfg.rollout_driver_version,
+        available=available,
+    )
+    log.info("ClusterPolicy patch:\n%s", planned.summary)
+    return {
+        "plan": planned.to_dict(),
+        "patch_env": patch_cluster_policy.env(settings, planned.patch, cfg.dry_run),
+        "verify_env": verify_rollout.env(
+            settings, planned.expected_lines, cfg.verify_timeout_seconds, cfg.dry_run
+        ),
+        "rollback_env": rollback_cluster_policy.env(settings, planned.rollback, planned.previous_driver),
+    }
+
+
+def report(results: Mapping[str, Any], states: Mapping[str, str]) -> str:
+    """Print the run's summary; fail the run when any step failed, after saying what was done."""
+    text = render_report(results, states)
+    log.info("\n%s", text)
+    failed = sorted(task for task, state in states.items() if state in ("failed", "upstream_failed"))
+    if failed:
+        raise RuntimeError(f"the run did not complete: {', '.join(failed)} failed (see the report above)")
+    return text
+
+
+def step_states(task_states: Mapping[str, Any]) -> dict[str, str]:
+    """Collapse mapped task states (``build_driver_image_3``) into one state per step, worst first."""
+    from precompiled_drivers.report import STEPS
+
+    order = ("failed", "upstream_failed", "up_for_retry", "running", "skipped", "success")
+    collapsed: dict[str, str] = {}
+    for key, state in task_states.items():
+        step = next(
+            (s for s in STEPS if key == s or (key.startswith(s + "_") and key[len(s) + 1 :].isdigit())), key
+        )
+        state = str(state or "none")
+        known = collapsed.get(step)
+        if known is None or (
+            state in order and (known not in order or order.index(state) < order.index(known))
+        ):
+            collapsed[step] = state
+    return collapsed
+
+
+def report_run(ti: Any, dag_run: Any) -> str:
+    """Gather every step's result and state for ``report``."""
+    from precompiled_drivers.report import STEPS
+
+    results = {step: ti.xcom_pull(task_ids=step) for step in STEPS}
+    raw = ti.get_task_states(dag_id=dag_run.dag_id, run_ids=[dag_run.run_id]).get(dag_run.run_id, {})
+    states = step_states(raw)
+    return report(results, states)
