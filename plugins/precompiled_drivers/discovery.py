@@ -31,18 +31,21 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from airflow.sdk import Asset, AssetWatcher
+from airflow.sdk import Asset, AssetOrTimeSchedule, AssetWatcher, CronTriggerTimetable
 
 from precompiled_drivers.releases import (
     DEFAULT_GRAPH_URL,
     FIRST_SIGHT_MODES,
     GraphClient,
+    GraphError,
     Release,
+    SeenReleases,
     channel_minor,
+    poll_new_releases,
     upgrade_targets,
     version_key,
 )
-from precompiled_drivers.trigger import NewReleaseTrigger
+from precompiled_drivers.trigger import DEFAULT_STATE_KEY, NewReleaseTrigger
 
 log = logging.getLogger(__name__)
 
@@ -197,6 +200,41 @@ def release_asset(**trigger_kwargs: Any) -> Asset:
     """
     trigger = NewReleaseTrigger(asset_name=ASSET_NAME, **trigger_kwargs)
     return Asset(ASSET_NAME, watchers=[AssetWatcher(name=WATCHER_NAME, trigger=trigger)])
+
+
+def release_schedule(cron: str | None = None, *, timezone: str = "UTC", **trigger_kwargs: Any) -> Any:
+    """The DAG's ``schedule``: the watched asset, or, with ``cron``, the asset *or* that cron.
+
+    The cron fallback is for deployments without a triggerer: its runs have no asset events, so their
+    plan calls :func:`poll_from_task` to find new releases itself (same state as the trigger).
+    """
+    asset = release_asset(**trigger_kwargs)
+    if not cron:
+        return [asset]
+    return AssetOrTimeSchedule(timetable=CronTriggerTimetable(cron, timezone=timezone), assets=[asset])
+
+
+def poll_from_task(
+    store: Any,
+    settings: DiscoverySettings | None = None,
+    *,
+    state_key: str = DEFAULT_STATE_KEY,
+    client: GraphClient | None = None,
+) -> tuple[list[Release], list[GraphError]]:
+    """Do the trigger's poll from a task (cron fallback runs); returns new releases and graph errors.
+
+    ``store`` is the task's accessor for the releases asset, ``context["asset_state_store"][asset]``
+    (declare the asset as the task's inlet). It shares the trigger's state, so a release reported by one
+    is not reported again by the other. The state is saved before returning: the caller is the consumer.
+    """
+    settings = settings or load_settings()
+    state = SeenReleases.from_json(store.get(state_key))
+    client = client or settings.client()
+    new, errors = poll_new_releases(
+        client, settings.channels, settings.arches, state, first_sight=settings.first_sight
+    )
+    store.set(state_key, state.to_json())
+    return new, errors
 
 
 def _event_release(event: object) -> Release | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -267,6 +267,33 @@ class SeenReleases:
         if first_sight == "latest" and releases and fresh and fresh[-1] == releases[-1]:
             return [releases[-1]]
         return []
+
+
+def poll_new_releases(
+    client: GraphClient,
+    channels: Sequence[str],
+    arches: Sequence[str],
+    state: SeenReleases,
+    *,
+    first_sight: str,
+) -> tuple[list[Release], list[GraphError]]:
+    """One poll of every channel/arch: the releases to report (``state`` is updated) and the graph errors.
+
+    A channel/arch whose graph fails is skipped and its state left alone, so it is simply retried by the
+    next poll; the others still count.
+    """
+    new: list[Release] = []
+    errors: list[GraphError] = []
+    for channel in channels:
+        for arch in arches:
+            try:
+                graph = client.fetch(channel, arch)
+            except GraphError as exc:
+                errors.append(exc)
+                continue
+            found = channel_releases(graph, channel)
+            new.extend(state.observe(channel, arch, found, first_sight=first_sight))
+    return new, errors
 
 
 class GraphClient:

@@ -24,7 +24,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
-from precompiled_drivers.releases import GraphClient, GraphError, Release, SeenReleases, channel_releases
+from precompiled_drivers.releases import GraphClient, Release, SeenReleases, poll_new_releases
 
 CLASSPATH = "precompiled_drivers.trigger.NewReleaseTrigger"
 DEFAULT_STATE_KEY = "seen_releases"
@@ -73,7 +73,7 @@ class NewReleaseTrigger(BaseEventTrigger):
         # Hooks for tests: how to wait, and where state lives when no asset state store is injected.
         self._sleep = asyncio.sleep
         self._memory_state: Any = None
-        self._unsaved: SeenReleases | None = None
+        self._unsaved: dict[str, Any] | None = None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Classpath importable in the triggerer (``plugins/`` is on its ``sys.path``) and plain kwargs."""
@@ -107,8 +107,8 @@ class NewReleaseTrigger(BaseEventTrigger):
                 settings = None
             if settings is not None:
                 state = await self._load_state()
-                if state is not None:
-                    new = await self._poll(settings, state)
+                new = None if state is None else await self._poll(settings, state)
+                if state is not None and new is not None:
                     for release in new:
                         self.log.info("new OpenShift release %s (%s) in %s", *_describe(release))
                         yield TriggerEvent(release.to_dict())
@@ -144,7 +144,8 @@ class NewReleaseTrigger(BaseEventTrigger):
         merged.update({k: v for k, v in explicit.items() if v is not None})
         return settings_from_values(merged)
 
-    async def _poll(self, settings: Any, state: SeenReleases) -> list[Release]:
+    async def _poll(self, settings: Any, state: SeenReleases) -> list[Release] | None:
+        """New releases (``state`` updated), or None when the poll broke off and ``state`` must be dropped."""
         client = GraphClient(
             settings.graph_url,
             timeout=self.timeout,
@@ -152,25 +153,23 @@ class NewReleaseTrigger(BaseEventTrigger):
             backoff=self.backoff,
             ca_bundle=settings.ca_bundle,
         )
-        new: list[Release] = []
         try:
-            for channel in settings.channels:
-                for arch in settings.arches:
-                    try:
-                        # requests is blocking: keep it off the triggerer's event loop.
-                        graph = await asyncio.to_thread(client.fetch, channel, arch)
-                    except GraphError as exc:
-                        self.log.warning(
-                            "update graph unavailable for %s/%s, will retry: %s", channel, arch, exc
-                        )
-                        continue
-                    except Exception:
-                        self.log.exception("unexpected error reading the graph for %s/%s", channel, arch)
-                        continue
-                    found = channel_releases(graph, channel)
-                    new.extend(state.observe(channel, arch, found, first_sight=settings.first_sight))
+            # requests is blocking (and retries with sleeps): keep it off the triggerer's event loop.
+            new, errors = await asyncio.to_thread(
+                poll_new_releases,
+                client,
+                settings.channels,
+                settings.arches,
+                state,
+                first_sight=settings.first_sight,
+            )
+        except Exception:
+            self.log.exception("unexpected error while polling the update graph; will retry")
+            return None
         finally:
             client.close()
+        for exc in errors:
+            self.log.warning("update graph unavailable, will retry next poll: %s", exc)
         return new
 
     def _store(self) -> Any:
@@ -189,7 +188,8 @@ class NewReleaseTrigger(BaseEventTrigger):
     async def _load_state(self) -> SeenReleases | None:
         """The persisted state, or None when it cannot be read (then this poll is skipped, not guessed)."""
         if self._unsaved is not None:
-            return self._unsaved  # the last save failed: this copy is newer than the store's
+            # The last save failed: this copy is newer than the store's.
+            return SeenReleases.from_json(self._unsaved)
         try:
             store = self._store()
             if store is None:
@@ -219,7 +219,7 @@ class NewReleaseTrigger(BaseEventTrigger):
             self._unsaved = None
         except Exception as exc:
             self.log.error("cannot save release state %r, will retry: %s", self.state_key, exc)
-            self._unsaved = state
+            self._unsaved = doc
 
 
 def _describe(release: Release) -> tuple[str, str, str]:

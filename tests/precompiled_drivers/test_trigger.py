@@ -325,7 +325,7 @@ def test_graph_errors_are_logged_not_raised(
     got = drive(make_trigger(server), [fail(server, 503), fail(server, 404), serve(server, ["4.8.2"])])
     assert got == [[], [], []]
     text = capsys.readouterr().out  # Airflow logs through structlog to stdout
-    assert "HTTP 503" in text and "HTTP 404" in text and "stable-4.8/x86_64" in text
+    assert "HTTP 503" in text and "HTTP 404" in text and "channel=stable-4.8&arch=amd64" in text
 
 
 def test_state_store_read_error_skips_the_poll(server: GraphServer, supervisor: FakeSupervisor) -> None:
@@ -414,3 +414,20 @@ def test_serialize_round_trips_through_an_importable_classpath(server: GraphServ
     assert isinstance(rebuilt, BaseEventTrigger)
     assert rebuilt.serialize() == (classpath, kwargs)
     assert BaseEventTrigger.hash(classpath, kwargs) == BaseEventTrigger.hash(*rebuilt.serialize())
+
+
+def test_failed_state_save_is_kept_and_retried(server: GraphServer, supervisor: FakeSupervisor) -> None:
+    real_asend = supervisor.asend
+    failures = iter([True])  # the first save fails (API down), later ones succeed
+
+    async def flaky(msg: object) -> object:
+        if isinstance(msg, SetAssetStateStoreByName) and next(failures, False):
+            return ErrorResponse(error=ErrorType.API_SERVER_ERROR)
+        return await real_asend(msg)
+
+    supervisor.asend = flaky
+    trigger = make_trigger(server)
+    got = drive(trigger, [serve(server, ["4.8.2"]), serve(server, ["4.8.2", "4.8.3"]), lambda: None])
+    # the baseline survived the failed save in memory: 4.8.2 is not reported as new, 4.8.3 once
+    assert got == [[], ["4.8.3/x86_64"], []]
+    assert supervisor.state()["seen"] == {"x86_64": ["4.8.2", "4.8.3"]}

@@ -7,7 +7,7 @@
 #       OPERATOR_DEPLOYMENT  its Deployment (gpu-operator)
 #       XCOM_RETURN          where to write the result (default /airflow/xcom/return.json)
 # Result: {"nodes": [{"name", "labels"}..., null], "operator": <Deployment|null>,
-#          "policy": <ClusterPolicy|null>, "cluster_version": "<x.y.z>"|""}
+#          "policy": <ClusterPolicy|null>, "cluster_version": "<x.y.z>"|"", "cluster_channel": "<channel>"|""}
 set -euo pipefail
 
 : "${POLICY_NAME:?}" "${OPERATOR_NAMESPACE:?}" "${OPERATOR_DEPLOYMENT:?}"
@@ -33,8 +33,9 @@ if ! policy="$(kubectl get clusterpolicy "$POLICY_NAME" -o json)"; then
 fi
 # Not every cluster is OpenShift (or lets us read it): the version is optional.
 cluster_version="$(kubectl get clusterversion version -o 'jsonpath={.status.desired.version}' 2>/dev/null || true)"
-echo "cluster version: ${cluster_version:-unknown}"
+cluster_channel="$(kubectl get clusterversion version -o 'jsonpath={.spec.channel}' 2>/dev/null || true)"
+echo "cluster version: ${cluster_version:-unknown} (channel ${cluster_channel:-unknown})"
 
 mkdir -p "$(dirname "$RESULT_FILE")"
-printf '{"nodes": [%snull], "operator": %s, "policy": %s, "cluster_version": "%s"}\n' \
-  "$nodes" "$operator" "$policy" "$cluster_version" >"$RESULT_FILE"
+printf '{"nodes": [%snull], "operator": %s, "policy": %s, "cluster_version": "%s", "cluster_channel": "%s"}\n' \
+  "$nodes" "$operator" "$policy" "$cluster_version" "$cluster_channel" >"$RESULT_FILE"
