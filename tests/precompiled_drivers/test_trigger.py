@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import pytest
 from airflow.sdk import Asset
-from airflow.sdk.exceptions import ErrorType
+from airflow.sdk.exceptions import AirflowRuntimeError, ErrorType
 from airflow.sdk.execution_time import task_runner
 from airflow.sdk.execution_time.comms import (
     AssetStateStoreResult,
@@ -422,7 +422,8 @@ def test_failed_state_save_is_kept_and_retried(server: GraphServer, supervisor: 
 
     async def flaky(msg: object) -> object:
         if isinstance(msg, SetAssetStateStoreByName) and next(failures, False):
-            return ErrorResponse(error=ErrorType.API_SERVER_ERROR)
+            # how the comms channel reports a failed API call: an error frame, raised by asend
+            raise AirflowRuntimeError(ErrorResponse(error=ErrorType.API_SERVER_ERROR))
         return await real_asend(msg)
 
     supervisor.asend = flaky
