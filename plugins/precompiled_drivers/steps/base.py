@@ -46,7 +46,7 @@ class StepPodOperator(KubernetesPodOperator):
         super().__init__(**kwargs)
         self.extra_env = extra_env
 
-    def build_pod_request_obj(self, context: Any = None, dry_run: bool = False) -> k8s.V1Pod:
+    def build_pod_request_obj(self, context: Any = None, *, dry_run: bool = False) -> k8s.V1Pod:
         """Build the pod, with ``extra_env`` overriding variables of the same name."""
         if self.extra_env:
             base = convert_env_vars_or_raise_error(self.env_vars) if self.env_vars else []
@@ -54,7 +54,7 @@ class StepPodOperator(KubernetesPodOperator):
             names = {e.name for e in extra}
             self.env_vars = [e for e in base if e.name not in names] + extra
             self.extra_env = None
-        return super().build_pod_request_obj(context, dry_run)
+        return super().build_pod_request_obj(context, dry_run=dry_run)
 
 
 def script(name: str) -> str:
