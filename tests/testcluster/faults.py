@@ -14,6 +14,7 @@ class _Failure:
     remaining: int
     status: int
     method: str | None
+    retry_after: int | None
 
 
 @dataclass
@@ -32,10 +33,22 @@ class Faults:
         self._delays: list[_Delay] = []
         self._evict: Callable[[str], int] | None = None
 
-    def fail_next(self, path_regex: str, n: int = 1, status: int = 500, method: str | None = None) -> None:
-        """Answer the next ``n`` requests whose path matches (``re.search``) with ``status``."""
+    def fail_next(
+        self,
+        path_regex: str,
+        n: int = 1,
+        status: int = 500,
+        method: str | None = None,
+        retry_after: int | None = None,
+    ) -> None:
+        """Answer the next ``n`` requests whose path matches (``re.search``) with ``status``.
+
+        ``retry_after`` adds a ``Retry-After`` header; note urllib3 (under the official client)
+        then retries 413/429/503 by itself, so the failure may never reach the caller.
+        """
         with self._lock:
-            self._failures.append(_Failure(re.compile(path_regex), n, status, method and method.upper()))
+            failure = _Failure(re.compile(path_regex), n, status, method and method.upper(), retry_after)
+            self._failures.append(failure)
 
     def delay(self, path_regex: str, seconds: float, method: str | None = None) -> None:
         """Delay every matching request by ``seconds`` until ``clear()``."""
@@ -58,8 +71,8 @@ class Faults:
         """Wire the kubelet's eviction (done by the cluster at start)."""
         self._evict = evict
 
-    def check(self, method: str, path: str) -> tuple[int | None, float]:
-        """Return (status to fail with or None, seconds to wait) for one request; counts it."""
+    def check(self, method: str, path: str) -> tuple[_Failure | None, float]:
+        """Return (failure to answer with or None, seconds to wait) for one request; counts it."""
         with self._lock:
             wait = sum(
                 d.seconds for d in self._delays if d.pattern.search(path) and d.method in (None, method)
@@ -71,6 +84,6 @@ class Faults:
                     and failure.method in (None, method)
                 ):
                     failure.remaining -= 1
-                    return failure.status, wait
+                    return failure, wait
             self._failures = [f for f in self._failures if f.remaining > 0]
             return None, wait

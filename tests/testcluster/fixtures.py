@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from testcluster.cluster import TestCluster
+from testcluster.registry import Registry
 
 
 @pytest.fixture
@@ -21,3 +22,16 @@ def test_cluster(tmp_path: Path) -> Iterator[TestCluster]:
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Iterator[Registry]:
+    """A real ``docker-registry`` on 127.0.0.1:<free port> with temp storage; stopped afterwards.
+
+    ``registry.host`` is ``127.0.0.1:PORT``; ``registry.push_test_image(repo, tag) -> digest``.
+    """
+    reg = Registry(workdir=tmp_path / "registry").start()
+    try:
+        yield reg
+    finally:
+        reg.stop()

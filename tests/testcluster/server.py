@@ -55,9 +55,9 @@ class ApiServer:
         if wait:
             await asyncio.sleep(wait)
         if fail is not None:
-            headers = {"Retry-After": "1"} if fail == 429 else None
-            body = ApiError(fail, f"injected fault ({fail})").body()
-            return web.json_response(body, status=fail, headers=headers)
+            headers = {"Retry-After": str(fail.retry_after)} if fail.retry_after is not None else None
+            body = ApiError(fail.status, f"injected fault ({fail.status})").body()
+            return web.json_response(body, status=fail.status, headers=headers)
         try:
             return await handler(request)
         except ApiError as exc:
