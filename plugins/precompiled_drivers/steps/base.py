@@ -18,6 +18,7 @@ from airflow.providers.cncf.kubernetes.backcompat.backwards_compat_converters im
 )
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 from airflow.providers.cncf.kubernetes.secret import Secret
+from airflow.sdk.definitions.mappedoperator import OperatorPartial
 from kubernetes.client import models as k8s
 
 from precompiled_drivers.settings import Settings
@@ -186,3 +187,12 @@ def step_kwargs(
         "retry_exponential_backoff": True,
         **extra,
     }
+
+
+def step_partial(kwargs: Mapping[str, Any], per_item: tuple[str, ...] = ("env_vars",)) -> OperatorPartial:
+    """``StepPodOperator.partial`` for a mapped step, without the keys each item supplies.
+
+    ``expand_kwargs`` refuses at run time ("unmappable or already specified argument") a key given
+    both to ``partial`` and by an item, so the per-item keys must be left out of the partial.
+    """
+    return StepPodOperator.partial(**{k: value for k, value in kwargs.items() if k not in per_item})

@@ -18,12 +18,12 @@ from precompiled_drivers.config import RunConfig
 from precompiled_drivers.plan import BuildSpec
 from precompiled_drivers.settings import Settings
 from precompiled_drivers.steps.base import (
-    StepPodOperator,
     pull_secret,
     resources,
     rhsm_secret,
     step_env,
     step_kwargs,
+    step_partial,
     tls_verify,
 )
 
@@ -63,7 +63,7 @@ def partial(settings: Settings, *, deferrable: bool | None = None) -> OperatorPa
     )
     kwargs["volumes"] = [*kwargs["volumes"], STORAGE_VOLUME]
     kwargs["volume_mounts"] = [*kwargs["volume_mounts"], STORAGE_MOUNT]
-    return StepPodOperator.partial(**kwargs)
+    return step_partial(kwargs)
 
 
 def item_kwargs(

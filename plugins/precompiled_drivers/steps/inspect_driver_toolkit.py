@@ -10,23 +10,24 @@ from kubernetes.client import models as k8s
 
 from precompiled_drivers import validation as v
 from precompiled_drivers.settings import Settings
-from precompiled_drivers.steps.base import StepPodOperator, step_env, step_kwargs
+from precompiled_drivers.steps.base import step_env, step_kwargs, step_partial
 
 TASK_ID = "inspect_driver_toolkit"
 
 
 def partial(settings: Settings) -> OperatorPartial:
     """The pod spec shared by every release; the image (the DTK itself) comes per item."""
-    return StepPodOperator.partial(
-        **step_kwargs(
+    return step_partial(
+        step_kwargs(
             settings,
             task_id=TASK_ID,
             service_account="inspect-dtk",
             script_name="inspect_driver_toolkit.sh",
-            image="",  # replaced per release by item_kwargs
+            image="",  # left out of the partial: each item gives its release's DTK image
             # The DTK lives in Red Hat's registry: the kubelet pulls it with the OpenShift pull secret.
             image_pull_secrets=[k8s.V1LocalObjectReference(name=settings.pull_secret)],
-        )
+        ),
+        per_item=("image", "env_vars"),
     )
 
 

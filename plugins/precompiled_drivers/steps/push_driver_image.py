@@ -12,15 +12,15 @@ from airflow.sdk.definitions.mappedoperator import OperatorPartial
 
 from precompiled_drivers import validation as v
 from precompiled_drivers.settings import Settings
-from precompiled_drivers.steps.base import StepPodOperator, push_secret, step_env, step_kwargs, tls_verify
+from precompiled_drivers.steps.base import push_secret, step_env, step_kwargs, step_partial, tls_verify
 
 TASK_ID = "push_driver_image"
 
 
 def partial(settings: Settings) -> OperatorPartial:
     """The push pod shared by every image."""
-    return StepPodOperator.partial(
-        **step_kwargs(
+    return step_partial(
+        step_kwargs(
             settings,
             task_id=TASK_ID,
             service_account="push",

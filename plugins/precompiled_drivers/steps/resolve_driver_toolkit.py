@@ -9,15 +9,15 @@ from airflow.sdk.definitions.mappedoperator import OperatorPartial
 from precompiled_drivers.config import Target
 from precompiled_drivers.plan import release_image
 from precompiled_drivers.settings import Settings
-from precompiled_drivers.steps.base import StepPodOperator, pull_secret, step_env, step_kwargs
+from precompiled_drivers.steps.base import pull_secret, step_env, step_kwargs, step_partial
 
 TASK_ID = "resolve_driver_toolkit"
 
 
 def partial(settings: Settings) -> OperatorPartial:
     """The pod spec shared by every release; ``item_kwargs`` adds the release."""
-    return StepPodOperator.partial(
-        **step_kwargs(
+    return step_partial(
+        step_kwargs(
             settings,
             task_id=TASK_ID,
             service_account="resolve",
