@@ -1,0 +1,199 @@
+"""RunConfig: the form's params (and release events) validated once, errors naming the field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from precompiled_drivers.config import RunConfig, Target, run_config
+from precompiled_drivers.settings import Settings
+from precompiled_drivers.validation import ValidationError
+
+REF = "06a208ca9747c82b1ba99b76ecdcf2469b0a0207"
+
+
+def params(**overrides: Any) -> dict[str, Any]:
+    """What the form sends with its defaults, plus a repository."""
+    base: dict[str, Any] = {
+        "ocp_versions": ["4.18.12"],
+        "arches": ["x86_64"],
+        "driver_versions": ["570.158.01"],
+        "rollout_driver_version": "",
+        "cuda_version": "12.8.1",
+        "repository": "quay.io/acme/nvidia",
+        "image_name": "driver",
+        "driver_repo_ref": REF,
+        "operator_version": "",
+        "include_cluster_release": True,
+        "force_rebuild": False,
+        "dry_run": False,
+        "verify_timeout_minutes": 30,
+    }
+    base.update(overrides)
+    return base
+
+
+def test_defaults() -> None:
+    cfg = run_config(params(), Settings())
+    assert cfg.targets == (Target("4.18.12", "x86_64", "form"),)
+    assert cfg.arches == ("x86_64",)
+    assert cfg.driver_versions == ("570.158.01",)
+    assert cfg.rollout_driver_version == "570.158.01"  # empty means the first built version
+    assert cfg.cuda_version == "12.8.1"
+    assert cfg.repository == "quay.io/acme/nvidia"
+    assert cfg.image_name == "driver"
+    assert cfg.driver_repo_ref == REF
+    assert cfg.operator_version == ""
+    assert cfg.include_cluster_release is True
+    assert cfg.force_rebuild is False
+    assert cfg.dry_run is False
+    assert cfg.verify_timeout_seconds == 30 * 60
+    assert cfg.upgrade_lookahead is False
+    assert cfg.lookahead_limit == 3
+    assert cfg.settings == Settings().to_dict()
+
+
+def test_missing_optional_params_take_defaults() -> None:
+    minimal = {
+        k: v for k, v in params().items() if k in ("driver_versions", "cuda_version", "driver_repo_ref")
+    }
+    cfg = run_config(minimal, Settings(target_repository="quay.io/acme/nvidia"))
+    assert cfg.arches == ("x86_64",)
+    assert cfg.targets == ()
+    assert cfg.include_cluster_release is True
+    assert cfg.verify_timeout_seconds == 1800
+
+
+def test_round_trip_through_dict() -> None:
+    cfg = run_config(params(ocp_versions=["4.18.12", "4.19.3"], arches=["x86_64", "aarch64"]), Settings())
+    assert RunConfig.from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize(
+    ("arches", "expected"),
+    [
+        (["amd64"], ("x86_64",)),
+        (["arm64"], ("aarch64",)),
+        (["x86_64", "arm64"], ("x86_64", "aarch64")),
+    ],
+)
+def test_arch_aliases(arches: list[str], expected: tuple[str, ...]) -> None:
+    cfg = run_config(params(arches=arches), Settings())
+    assert cfg.arches == expected
+    assert {t.arch for t in cfg.targets} == set(expected)
+
+
+def test_targets_are_versions_times_arches() -> None:
+    cfg = run_config(params(ocp_versions=["4.18.12", "4.19.3"], arches=["amd64", "aarch64"]), Settings())
+    assert [t.key for t in cfg.targets] == [
+        ("4.18.12", "x86_64"),
+        ("4.18.12", "aarch64"),
+        ("4.19.3", "x86_64"),
+        ("4.19.3", "aarch64"),
+    ]
+
+
+def test_event_releases_become_targets_and_dedup_with_form() -> None:
+    events = [{"version": "4.19.3", "arch": "amd64"}, {"version": "4.18.12", "arch": "x86_64"}]
+    cfg = run_config(params(), Settings(), events)
+    assert cfg.targets == (Target("4.18.12", "x86_64", "form"), Target("4.19.3", "x86_64", "event"))
+
+
+def test_lookahead_comes_from_arguments() -> None:
+    cfg = run_config(params(), Settings(), upgrade_lookahead=True, lookahead_limit=5)
+    assert (cfg.upgrade_lookahead, cfg.lookahead_limit) == (True, 5)
+
+
+@pytest.mark.parametrize(
+    ("events", "field"),
+    [
+        (["4.19.3"], "event[0]"),
+        ([{"version": "4.19.3"}], "event[0].arch"),
+        (
+            [{"version": "4.19.3", "arch": "x86_64"}, {"version": "4.19;id", "arch": "x86_64"}],
+            "event[1].version",
+        ),
+        ([{"version": "4.19.3", "arch": "s390x"}], "event[0].arch"),
+    ],
+)
+def test_bad_event_names_it(events: list[Any], field: str) -> None:
+    with pytest.raises(ValidationError) as err:
+        run_config(params(), Settings(), events)
+    assert err.value.field == field
+
+
+def test_rollout_version_chosen_among_built() -> None:
+    cfg = run_config(
+        params(driver_versions=["570.158.01", "580.65.06"], rollout_driver_version="580.65.06"), Settings()
+    )
+    assert cfg.rollout_driver_version == "580.65.06"
+
+
+def test_rollout_version_not_built_is_refused() -> None:
+    with pytest.raises(ValidationError) as err:
+        run_config(params(rollout_driver_version="580.65.06"), Settings())
+    assert err.value.field == "rollout_driver_version"
+    assert "570.158.01" in str(err.value)
+
+
+def test_missing_repository_names_field_and_env_var() -> None:
+    with pytest.raises(ValidationError) as err:
+        run_config(params(repository=""), Settings())
+    assert err.value.field == "repository"
+    assert "PRECOMPILED_DRIVERS_TARGET_REPOSITORY" in str(err.value)
+
+
+def test_repository_falls_back_to_settings() -> None:
+    cfg = run_config(params(repository=""), Settings(target_repository="registry.example.com:5000/gpu"))
+    assert cfg.repository == "registry.example.com:5000/gpu"
+
+
+@pytest.mark.parametrize(
+    ("override", "field"),
+    [
+        ({"ocp_versions": ["4.18"]}, "ocp_versions[0]"),
+        ({"ocp_versions": "4.18.12"}, "ocp_versions"),
+        ({"ocp_versions": ["4.18.12", "4.18.12"]}, "ocp_versions[1]"),
+        ({"arches": ["s390x"]}, "arches[0]"),
+        ({"arches": []}, "arches"),
+        ({"arches": ["amd64", "x86_64"]}, "arches[1]"),
+        ({"driver_versions": []}, "driver_versions"),
+        ({"driver_versions": ["570.158.01;reboot"]}, "driver_versions[0]"),
+        ({"rollout_driver_version": "570"}, "rollout_driver_version"),
+        ({"cuda_version": "12.8"}, "cuda_version"),
+        ({"repository": "Quay.io/Acme"}, "repository"),
+        ({"repository": "quay.io/acme/$(id)"}, "repository"),
+        ({"image_name": "Driver"}, "image_name"),
+        ({"image_name": "driver/x"}, "image_name"),
+        ({"driver_repo_ref": "--upload-pack=touch"}, "driver_repo_ref"),
+        ({"driver_repo_ref": "a..b"}, "driver_repo_ref"),
+        ({"operator_version": "latest"}, "operator_version"),
+        ({"include_cluster_release": "maybe"}, "include_cluster_release"),
+        ({"force_rebuild": 1}, "force_rebuild"),
+        ({"dry_run": "yes"}, "dry_run"),
+        ({"verify_timeout_minutes": 0}, "verify_timeout_minutes"),
+        ({"verify_timeout_minutes": 241}, "verify_timeout_minutes"),
+        ({"verify_timeout_minutes": True}, "verify_timeout_minutes"),
+    ],
+)
+def test_bad_values_name_the_field(override: dict[str, Any], field: str) -> None:
+    with pytest.raises(ValidationError) as err:
+        run_config(params(**override), Settings())
+    assert err.value.field == field
+    assert str(err.value).startswith(f"{field}:")
+
+
+def test_operator_version_normalized() -> None:
+    assert run_config(params(operator_version="26.7.0"), Settings()).operator_version == "v26.7.0"
+
+
+def test_form_strings_for_booleans_and_minutes() -> None:
+    cfg = run_config(params(dry_run="True", force_rebuild="false", verify_timeout_minutes="5"), Settings())
+    assert (cfg.dry_run, cfg.force_rebuild, cfg.verify_timeout_seconds) == (True, False, 300)
+
+
+def test_bad_settings_are_rejected_first() -> None:
+    with pytest.raises(ValidationError) as err:
+        run_config(params(), Settings(namespace="Bad_NS"))
+    assert err.value.field == "PRECOMPILED_DRIVERS_NAMESPACE"
