@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, fields
 from precompiled_drivers import validation as v
 
 PREFIX = "PRECOMPILED_DRIVERS_"
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,10 @@ class Settings:
             if raw is None:
                 continue
             if f.type == "bool":
-                values[f.name] = raw.strip().lower() in {"1", "true", "yes", "on"}
+                # An unknown word (or an empty value) stays a string so validate() names the variable:
+                # REGISTRY_TLS_VERIFY=ture must not silently turn TLS verification off.
+                word = raw.strip().lower()
+                values[f.name] = True if word in _TRUE else False if word in _FALSE else raw
             elif f.type == "int":
                 values[f.name] = int(raw) if raw.strip().isdigit() else raw
             else:

@@ -1,0 +1,132 @@
+"""Settings: PRECOMPILED_DRIVERS_* environment variables, parsed and validated with the variable named."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+import pytest
+
+from precompiled_drivers.settings import PREFIX, Settings
+from precompiled_drivers.validation import ValidationError
+
+
+def test_defaults_are_valid() -> None:
+    settings = Settings.from_env({})
+    assert settings == Settings()
+    assert settings.validate() is settings
+
+
+def test_unrelated_variables_are_ignored() -> None:
+    assert Settings.from_env({"NAMESPACE": "other", "PRECOMPILED_DRIVERS": "x"}) == Settings()
+
+
+def test_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PRECOMPILED_DRIVERS_NAMESPACE", "gpu-builds")
+    assert Settings.from_env().namespace == "gpu-builds"
+
+
+def test_every_field_has_its_variable() -> None:
+    env = {
+        "PRECOMPILED_DRIVERS_NAMESPACE": "ns-a",
+        "PRECOMPILED_DRIVERS_PULL_SECRET": "my-pull",
+        "PRECOMPILED_DRIVERS_CLI_IMAGE": "registry.example.com/cli:1",
+        "PRECOMPILED_DRIVERS_TARGET_REPOSITORY": "quay.io/acme/nvidia",
+        "PRECOMPILED_DRIVERS_STARTUP_TIMEOUT_SECONDS": "120",
+        "PRECOMPILED_DRIVERS_DEFERRABLE": "true",
+    }
+    settings = Settings.from_env(env).validate()
+    assert settings.namespace == "ns-a"
+    assert settings.pull_secret == "my-pull"
+    assert settings.cli_image == "registry.example.com/cli:1"
+    assert settings.target_repository == "quay.io/acme/nvidia"
+    assert settings.startup_timeout_seconds == 120
+    assert settings.deferrable is True
+    # The variable names are exactly PREFIX + FIELD.
+    assert {PREFIX + f.name.upper() for f in fields(Settings)} >= set(env)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("1", True),
+        ("true", True),
+        ("TRUE", True),
+        (" yes ", True),
+        ("on", True),
+        ("0", False),
+        ("false", False),
+        ("False", False),
+        ("no", False),
+        ("off", False),
+    ],
+)
+def test_bool_parsing(raw: str, expected: bool) -> None:
+    settings = Settings.from_env({"PRECOMPILED_DRIVERS_REGISTRY_TLS_VERIFY": raw}).validate()
+    assert settings.registry_tls_verify is expected
+
+
+@pytest.mark.parametrize("raw", ["ture", "", "2", "enabled"])
+def test_unknown_bool_is_refused_naming_the_variable(raw: str) -> None:
+    # A typo must not silently switch TLS verification off.
+    settings = Settings.from_env({"PRECOMPILED_DRIVERS_REGISTRY_TLS_VERIFY": raw})
+    with pytest.raises(ValidationError) as err:
+        settings.validate()
+    assert err.value.field == "PRECOMPILED_DRIVERS_REGISTRY_TLS_VERIFY"
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("5", 5), (" 30 ", 30), ("600", 600)])
+def test_int_parsing(raw: str, expected: int) -> None:
+    assert Settings.from_env({"PRECOMPILED_DRIVERS_POLL_SECONDS": raw}).validate().poll_seconds == expected
+
+
+@pytest.mark.parametrize("raw", ["-1", "0", "1.5", "ten", "", "601"])
+def test_bad_int_is_refused_naming_the_variable(raw: str) -> None:
+    settings = Settings.from_env({"PRECOMPILED_DRIVERS_POLL_SECONDS": raw})
+    with pytest.raises(ValidationError) as err:
+        settings.validate()
+    assert err.value.field == "PRECOMPILED_DRIVERS_POLL_SECONDS"
+
+
+@pytest.mark.parametrize(
+    ("field", "raw"),
+    [
+        ("namespace", "Nvidia_Drivers"),
+        ("namespace", "a" * 64),
+        ("operator_namespace", "ns;rm"),
+        ("operator_deployment", "gpu operator"),
+        ("policy_name", "Policy"),
+        ("kubernetes_conn_id", "conn id"),
+        ("cli_image", "quay.io/openshift/origin-cli"),  # no tag
+        ("builder_image", "podman"),
+        ("skopeo_image", "quay.io/skopeo/stable:$(id)"),
+        ("release_image_repository", "https://quay.io/openshift"),
+        ("staging_repository", "registry"),
+        ("driver_repo_url", "http://github.com/NVIDIA/gpu-driver-container.git"),
+        ("driver_repo_url", "git@github.com:NVIDIA/gpu-driver-container.git"),
+        ("pull_secret", "Pull_Secret"),
+        ("rhsm_secret", "-rhsm"),
+        ("push_secret", "push/secret"),
+        ("startup_timeout_seconds", "86401"),
+        ("deferrable", "sometimes"),
+    ],
+)
+def test_bad_value_names_the_variable(field: str, raw: str) -> None:
+    variable = PREFIX + field.upper()
+    settings = Settings.from_env({variable: raw})
+    with pytest.raises(ValidationError) as err:
+        settings.validate()
+    assert err.value.field == variable
+    assert str(err.value).startswith(variable + ":")
+
+
+def test_local_http_driver_repo_is_allowed() -> None:
+    settings = Settings.from_env({"PRECOMPILED_DRIVERS_DRIVER_REPO_URL": "http://127.0.0.1:8080/recipe.git"})
+    assert settings.validate().driver_repo_url == "http://127.0.0.1:8080/recipe.git"
+
+
+def test_to_dict_holds_secret_names_only() -> None:
+    data = Settings().to_dict()
+    assert data["pull_secret"] == "precompiled-drivers-pull-secret"
+    assert data["rhsm_secret"] == "precompiled-drivers-rhsm"
+    assert data["push_secret"] == "precompiled-drivers-push-secret"
+    assert Settings(**data) == Settings()
