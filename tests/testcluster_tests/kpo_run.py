@@ -1,7 +1,8 @@
 """Run one real KubernetesPodOperator against the test cluster (executed in a subprocess).
 
-Usage: python kpo_run.py KUBECONFIG TASK_ID [do_xcom_push 0|1]; prints ``RESULT=<json>`` on success.
-Airflow is configured through env vars by the caller before this process imports it.
+Usage: python kpo_run.py TASK_ID DO_XCOM_PUSH(0|1); prints ``RESULT=<json>`` on success.
+Airflow is configured through env vars by the caller before this process imports it, the
+cluster through ``AIRFLOW_CONN_KUBERNETES_DEFAULT`` (extra ``kube_config_path``), as the e2e tests do.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ class _TI(SimpleNamespace):
 
 
 def main() -> None:
-    kubeconfig, task_id, push = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
+    task_id, push = sys.argv[1], sys.argv[2] == "1"
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 
     op = KubernetesPodOperator(
@@ -26,8 +27,7 @@ def main() -> None:
         namespace="default",
         image="registry.example/tool:1",
         cmds=["bash", "-c", "echo hi"],
-        config_file=kubeconfig,
-        in_cluster=False,
+        kubernetes_conn_id="kubernetes_default",
         do_xcom_push=push,
         get_logs=True,
         startup_timeout_seconds=30,

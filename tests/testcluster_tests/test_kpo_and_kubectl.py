@@ -35,9 +35,12 @@ def test_real_kubernetes_pod_operator_reads_scenario_xcom(test_cluster: TestClus
         "AIRFLOW_HOME": str(tmp_path / "airflow"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "True",
+        "AIRFLOW_CONN_KUBERNETES_DEFAULT": json.dumps(
+            {"conn_type": "kubernetes", "extra": {"kube_config_path": str(test_cluster.kubeconfig_path)}}
+        ),
     }
     proc = subprocess.run(
-        [sys.executable, str(HERE / "kpo_run.py"), str(test_cluster.kubeconfig_path), "build", "1"],
+        [sys.executable, str(HERE / "kpo_run.py"), "build", "1"],
         env=env,
         capture_output=True,
         text=True,
