@@ -261,7 +261,9 @@ def test_build_scc_is_not_privileged() -> None:
     assert not scc["defaultAddCapabilities"]
     assert "hostPath" not in scc["volumes"]
     assert set(scc["volumes"]) <= {"configMap", "downwardAPI", "emptyDir", "ephemeral", "projected", "secret"}
-    assert scc["seccompProfiles"] == ["runtime/default"]
+    # runtime/default first: it is what a pod that does not ask gets.
+    assert scc["seccompProfiles"] == ["runtime/default", "unconfined"]
+    assert scc["runAsUser"] == {"type": "MustRunAs", "uid": 1000}  # never root on the node
     assert scc["seLinuxContext"]["type"] == "MustRunAs"
     assert scc["priority"] is None  # never preferred over restricted-v2 for pods that do not need it
 
@@ -332,3 +334,69 @@ def test_readme_table_matches_the_contract() -> None:
             assert verb in may_do, (sa, verb)
             assert group in may_do, (sa, group)
             assert name is None or name in may_do, (sa, name)
+
+
+# --- the contract with the DAG: every step pod runs as the ServiceAccount this table names ---
+
+SECCOMP_SCC_NAMES = {"RuntimeDefault": "runtime/default", "Unconfined": "unconfined"}
+# SCC volume names -> the V1Volume attribute holding that kind of source.
+SCC_VOLUME_FIELDS = {
+    "configMap": "config_map",
+    "downwardAPI": "downward_api",
+    "emptyDir": "empty_dir",
+    "ephemeral": "ephemeral",
+    "projected": "projected",
+    "secret": "secret",
+}
+
+
+@pytest.fixture(scope="module")
+def step_pods() -> dict[str, dict[str, Any]]:
+    """Pod settings of every KubernetesPodOperator task of the real DAG, by task id."""
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+
+    bag = DagBag(str(ROOT / "dags"))
+    assert not bag.import_errors
+    dag = bag.dags["nvidia_precompiled_driver"]
+    pods = {}
+    for task in dag.tasks:
+        kwargs = getattr(task, "partial_kwargs", None)  # mapped tasks keep their settings here
+        if kwargs is None:
+            if not isinstance(task, KubernetesPodOperator):
+                continue
+            kwargs = vars(task)
+        elif "service_account_name" not in kwargs:
+            continue
+        pods[task.task_id] = kwargs
+    return pods
+
+
+def test_every_step_pod_runs_as_its_service_account(step_pods: dict[str, dict[str, Any]]) -> None:
+    steps = {step: sa for step, (sa, _) in EXPECTED.items() if not step.startswith("(")}
+    assert set(step_pods) == set(steps)
+    for step, sa in steps.items():
+        assert step_pods[step]["service_account_name"] == sa, step
+        # A token only where the table grants API rights (build and push: the registry credential).
+        assert step_pods[step]["automount_service_account_token"] is bool(SA_RIGHTS[sa]), step
+
+
+def test_build_pod_is_admitted_by_the_build_scc(step_pods: dict[str, dict[str, Any]]) -> None:
+    (scc,) = of_kind("SecurityContextConstraints")
+    build = step_pods["build_driver_image"]
+    ctx = build["container_security_context"]
+    assert not ctx.privileged
+    assert ctx.run_as_user == scc["runAsUser"]["uid"]
+    assert set(ctx.capabilities.add or []) <= set(scc["allowedCapabilities"])
+    drops = set(ctx.capabilities.drop or [])
+    assert "ALL" in drops or set(scc["requiredDropCapabilities"]) <= drops
+    assert SECCOMP_SCC_NAMES[ctx.seccomp_profile.type] in scc["seccompProfiles"]
+    if ctx.allow_privilege_escalation:
+        assert scc["allowPrivilegeEscalation"] is True
+    volume_kinds = {
+        key
+        for volume in build["volumes"]
+        for key, value in volume.to_dict().items()
+        if key != "name" and value is not None
+    }
+    assert volume_kinds <= {SCC_VOLUME_FIELDS[v] for v in scc["volumes"]}
