@@ -5,6 +5,7 @@ Pure functions from validated inputs to plain data; the DAG turns their output i
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -12,6 +13,8 @@ from typing import Any
 from precompiled_drivers import naming
 from precompiled_drivers import validation as v
 from precompiled_drivers.config import RunConfig, Target
+
+_RHEL_VERSION = re.compile(r"[0-9]{1,2}\.[0-9]{1,2}")
 
 
 @dataclass(frozen=True)
@@ -86,14 +89,18 @@ def parse_toolkit(xcom: Mapping[str, Any]) -> Toolkit:
     if not isinstance(release, Mapping):
         raise v.ValidationError(f"{where}: /etc/driver-toolkit-release.json", release, "a JSON object")
     rhel = str(release.get("RHEL_VERSION", ""))
-    if not rhel or not all(part.isdigit() for part in rhel.split(".")):
+    # Exactly major.minor: the naming rules (OS labels, build directory) need both parts.
+    if not _RHEL_VERSION.fullmatch(rhel):
         raise v.ValidationError(f"{where}: RHEL_VERSION", rhel, "a RHEL version like 9.4")
+    rt_kernel = release.get("RT_KERNEL_VERSION") or ""
+    if rt_kernel:
+        v.kernel(rt_kernel, f"{where}: RT_KERNEL_VERSION")
     return Toolkit(
         version=v.ocp_version(xcom.get("version"), f"{where}: version"),
         arch=v.arch(xcom.get("arch"), f"{where}: arch"),
         dtk_image=v.image_ref(xcom.get("dtk_image"), f"{where}: dtk_image"),
         kernel=v.kernel(release.get("KERNEL_VERSION"), f"{where}: KERNEL_VERSION"),
-        rt_kernel=str(release.get("RT_KERNEL_VERSION", "")),
+        rt_kernel=rt_kernel,
         rhel_version=rhel,
     )
 
