@@ -37,7 +37,7 @@ with DAG(
     dag_id="nvidia_precompiled_driver",
     description="Build, publish and roll out NVIDIA precompiled GPU driver images for OpenShift",
     doc_md=__doc__,
-    schedule=discovery.release_asset(),
+    schedule=discovery.release_schedule(settings.cron),
     start_date=datetime(2025, 1, 1),
     catchup=False,
     max_active_runs=1,  # two runs must never patch the ClusterPolicy at the same time
@@ -72,9 +72,10 @@ with DAG(
     )
     patched = patch_cluster_policy.operator(settings, rollout["patch_env"])
     verified = verify_rollout.operator(settings, rollout["verify_env"])
+    rollback_needed = task.short_circuit(tasks.needs_rollback, trigger_rule="one_failed", retries=0)()
     rolled_back = rollback_cluster_policy.operator(settings, rollout["rollback_env"])
     summary = task(tasks.report_run, task_id="report", trigger_rule="all_done", retries=0)()
 
-    patched >> verified >> rolled_back
-    patched >> rolled_back
-    [rolled_back, verified, patched, pushed, toolkits] >> summary
+    patched >> verified >> rollback_needed >> rolled_back
+    patched >> rollback_needed
+    [rolled_back, verified, pushed, toolkits] >> summary

@@ -22,6 +22,7 @@ STEPS = (
     "plan_rollout",
     "patch_cluster_policy",
     "verify_rollout",
+    "needs_rollback",
     "rollback_cluster_policy",
 )
 

@@ -44,6 +44,8 @@ class Settings:
     deferrable: bool = False
     startup_timeout_seconds: int = 600
     poll_seconds: int = 2
+    # Cron fallback for installations without a triggerer ("" = event-driven only).
+    cron: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -145,6 +145,23 @@ def report(results: Mapping[str, Any], states: Mapping[str, str]) -> str:
     return text
 
 
+def needs_rollback(ti: Any, dag_run: Any) -> bool:
+    """True when the patch or its verification failed; False (skip rollback) when the patch never ran.
+
+    A failed plan or gate means the policy was never touched, so there is nothing to restore.
+    """
+    states = step_states(
+        ti.get_task_states(
+            dag_id=dag_run.dag_id,
+            run_ids=[dag_run.run_id],
+            task_ids=["patch_cluster_policy", "verify_rollout"],
+        ).get(dag_run.run_id, {})
+    )
+    failed = [step for step, state in states.items() if state == "failed"]
+    log.info("patch/verify states: %s; rollback %s", states, "needed" if failed else "not needed")
+    return bool(failed)
+
+
 def step_states(task_states: Mapping[str, Any]) -> dict[str, str]:
     """Collapse mapped task states (``build_driver_image_3``) into one state per step, worst first."""
     from precompiled_drivers.report import STEPS

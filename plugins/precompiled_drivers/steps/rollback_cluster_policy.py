@@ -37,7 +37,6 @@ def operator(settings: Settings, env_vars: XComArg) -> StepPodOperator:
         script_name="rollback_cluster_policy.sh",
         image=settings.cli_image,
         api_access=True,
-        trigger_rule="one_failed",
         retries=3,
     )
     return StepPodOperator(**{**kwargs, "env_vars": env_vars})

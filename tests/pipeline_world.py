@@ -1,0 +1,191 @@
+"""The simulated world the pipeline talks to, on the local test cluster.
+
+Shared by the end-to-end tests and ``make demo``. What cannot run here (``oc adm release info``, a DTK
+image, a podman build) is simulated by scenario callbacks; everything else runs for real on the host:
+``kubectl`` against the test server (inspect, patch, verify, rollback) and ``skopeo`` against a real
+registry (check, push). The GPU-operator stand-in then pulls what the pipeline published.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from testcluster import Scenario, ScenarioResult
+from testcluster.cluster import TestCluster
+from testcluster.registry import Registry
+
+ROOT = Path(__file__).resolve().parents[1]
+NAMESPACE = "nvidia-precompiled-drivers"
+OPERATOR_NAMESPACE = "nvidia-gpu-operator"
+
+# release -> (DTK KERNEL_VERSION, RHEL_VERSION), as /etc/driver-toolkit-release.json would say.
+RELEASES: dict[str, tuple[str, str]] = {
+    "4.18.12": ("5.14.0-427.50.1.el9_4.x86_64", "9.4"),
+    "4.19.3": ("5.14.0-570.12.1.el9_6.x86_64", "9.6"),
+    "4.19.5": ("5.14.0-570.19.1.el9_6.x86_64", "9.6"),
+}
+
+# Secret values planted so tests can prove they never leak (fake, like everything here).
+SECRET_VALUES = {
+    "rhsm_org": "org-8c1f2e44",
+    "rhsm_key": "activation-key-5d3a9b7e",
+    "pull_auth": "cHVsbC1zZWNyZXQtdmFsdWUtOTk=",
+    "push_auth": "cHVzaC1zZWNyZXQtdmFsdWUtNDI=",
+}
+
+
+def dtk_image(version: str) -> str:
+    """A stable, fake DTK pull spec by digest for a release."""
+    digest = hashlib.sha256(f"dtk-{version}".encode()).hexdigest()
+    return f"quay.io/openshift-release-dev/ocp-v4.0-art-dev@sha256:{digest}"
+
+
+def pod_env(pod: Mapping[str, Any]) -> dict[str, str]:
+    """The base container's plain environment variables."""
+    container = pod["spec"]["containers"][0]
+    return {e["name"]: e.get("value", "") for e in container.get("env") or []}
+
+
+@dataclass
+class World:
+    """Seeds the cluster, installs the step scenarios and gives the env that points Airflow at it."""
+
+    cluster: TestCluster
+    registry: Registry
+    operator_version: str = "v26.7.0"
+    releases: dict[str, tuple[str, str]] = field(default_factory=lambda: dict(RELEASES))
+    builds: list[str] = field(default_factory=list)  # staging refs built, in order
+    step_seconds: float = 0.2
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def repository(self) -> str:
+        """Where the pipeline publishes (what the ClusterPolicy will point at)."""
+        return f"{self.registry.host}/nvidia"
+
+    @property
+    def staging_repository(self) -> str:
+        """Stand-in for the OpenShift internal registry."""
+        return f"{self.registry.host}/staging"
+
+    def install(self) -> World:
+        """Operator stand-in, Secrets, and one scenario per step."""
+        self.cluster.enable_operator(
+            self.operator_version, registry=self.registry.host, namespace=OPERATOR_NAMESPACE
+        )
+        store = self.cluster.store
+        store.put("Namespace", {"metadata": {"name": NAMESPACE}, "status": {"phase": "Active"}})
+        auths = {"auths": {self.registry.host: {"auth": SECRET_VALUES["push_auth"]}}}
+        store.add_secret(
+            "precompiled-drivers-push-secret", {".dockerconfigjson": json.dumps(auths)}, NAMESPACE
+        )
+        pull = {"auths": {"quay.io": {"auth": SECRET_VALUES["pull_auth"]}}}
+        store.add_secret(
+            "precompiled-drivers-pull-secret", {".dockerconfigjson": json.dumps(pull)}, NAMESPACE
+        )
+        store.add_secret(
+            "precompiled-drivers-rhsm",
+            {"org": SECRET_VALUES["rhsm_org"], "activationkey": SECRET_VALUES["rhsm_key"]},
+            NAMESPACE,
+        )
+        scenarios = self.cluster.scenarios
+        host = Scenario(run_on_host=True, pending=0.05)
+        for step in (
+            "inspect_cluster",
+            "check_published_images",
+            "push_driver_image",
+            "patch_cluster_policy",
+            "verify_rollout",
+            "rollback_cluster_policy",
+        ):
+            scenarios.set(step, host)
+        scenarios.set("resolve_driver_toolkit", Scenario(action=self.resolve, duration=self.step_seconds))
+        scenarios.set("inspect_driver_toolkit", Scenario(action=self.inspect_dtk, duration=self.step_seconds))
+        scenarios.set("build_driver_image", Scenario(action=self.build, duration=self.step_seconds))
+        return self
+
+    # -- simulated steps --------------------------------------------------------------------------
+    def resolve(self, pod: dict[str, Any]) -> ScenarioResult:
+        """``oc adm release info --image-for=driver-toolkit``: a DTK pull spec per known release."""
+        env = pod_env(pod)
+        version = env["RELEASE_VERSION"]
+        if version not in self.releases:
+            return ScenarioResult(exit_code=1, logs=[f"error: release {env['RELEASE_IMAGE']} not found"])
+        result = {
+            "version": version,
+            "arch": env["RELEASE_ARCH"],
+            "release_image": env["RELEASE_IMAGE"],
+            "dtk_image": dtk_image(version),
+        }
+        return ScenarioResult(xcom=result, logs=[f"driver-toolkit: {result['dtk_image']}"])
+
+    def inspect_dtk(self, pod: dict[str, Any]) -> ScenarioResult:
+        """``cat /etc/driver-toolkit-release.json`` in the DTK image."""
+        env = pod_env(pod)
+        kernel, rhel = self.releases[env["RELEASE_VERSION"]]
+        toolkit = {"KERNEL_VERSION": kernel, "RT_KERNEL_VERSION": f"{kernel}+rt", "RHEL_VERSION": rhel}
+        assert pod["spec"]["containers"][0]["image"] == env["DTK_IMAGE"], "the step must run in the DTK image"
+        result = {
+            "version": env["RELEASE_VERSION"],
+            "arch": env["RELEASE_ARCH"],
+            "dtk_image": env["DTK_IMAGE"],
+            "toolkit": toolkit,
+        }
+        return ScenarioResult(xcom=result, logs=[json.dumps(toolkit)])
+
+    def build(self, pod: dict[str, Any]) -> ScenarioResult:
+        """``make image`` + push to staging: a small real image lands in the registry."""
+        env = pod_env(pod)
+        staging = env["STAGING_IMAGE"]
+        repo_and_tag = staging.split("/", 1)[1]
+        repo, tag = repo_and_tag.rsplit(":", 1)
+        digest = self.registry.push_test_image(repo, tag)
+        with self._lock:
+            self.builds.append(staging)
+        logs = [
+            f"make -C {env['BUILD_DIR']} image KERNEL_VERSION={env['KERNEL_VERSION']} OS_TAG={env['OS_TAG']}",
+            f"staged {staging}@{digest}",
+        ]
+        result = {"image": env["IMAGE"], "tag": env["TAG"], "staging_image": staging, "digest": digest}
+        return ScenarioResult(xcom=result, logs=logs)
+
+    # -- Airflow side -----------------------------------------------------------------------------
+    def env(self) -> dict[str, str]:
+        """Environment for the Airflow process: the connection and the installation settings."""
+        conn = {"conn_type": "kubernetes", "extra": {"kube_config_path": str(self.cluster.kubeconfig_path)}}
+        return {
+            "AIRFLOW_CONN_KUBERNETES_DEFAULT": json.dumps(conn),
+            "PRECOMPILED_DRIVERS_NAMESPACE": NAMESPACE,
+            "PRECOMPILED_DRIVERS_OPERATOR_NAMESPACE": OPERATOR_NAMESPACE,
+            "PRECOMPILED_DRIVERS_STAGING_REPOSITORY": self.staging_repository,
+            "PRECOMPILED_DRIVERS_TARGET_REPOSITORY": self.repository,
+            "PRECOMPILED_DRIVERS_REGISTRY_TLS_VERIFY": "false",
+            "PRECOMPILED_DRIVERS_POLL_SECONDS": "1",
+            "PRECOMPILED_DRIVERS_STARTUP_TIMEOUT_SECONDS": "60",
+            # Never reach the real update graph from here.
+            "AIRFLOW_VAR_PRECOMPILED_DRIVERS_LOOKAHEAD": "false",
+            "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+        }
+
+    def params(self, **overrides: Any) -> dict[str, Any]:
+        """Form values for a run."""
+        params: dict[str, Any] = {
+            "ocp_versions": ["4.19.3"],
+            "driver_versions": ["570.158.01", "580.65.06"],
+            "verify_timeout_minutes": 1,
+        }
+        params.update(overrides)
+        return params
+
+    def policy_driver(self) -> dict[str, Any]:
+        """The ClusterPolicy's spec.driver as the test server holds it."""
+        policy = self.cluster.store.get_object("ClusterPolicy", "gpu-cluster-policy") or {}
+        return policy.get("spec", {}).get("driver", {})
