@@ -10,6 +10,7 @@ run the Go binary shipped inside the `compose` package directly.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -228,8 +229,10 @@ def test_env_example_has_no_secrets() -> None:
     assignments = [ln for ln in text.splitlines() if re.match(r"^#?\s*[A-Z_]+=", ln)]
     assert assignments
     for line in assignments:
-        key = line.lstrip("# ").split("=", 1)[0]
-        assert not re.search(r"PASSWORD|TOKEN|SECRET|FERNET", key), line
+        key, value = line.lstrip("# ").split("=", 1)
+        assert not re.search(r"PASSWORD|TOKEN|FERNET|JWT|KEY$", key), line
+        if "SECRET" in key:  # only the *name* of a Kubernetes Secret may appear
+            assert re.fullmatch(r"[a-z0-9-]+", value), line
     assert not re.search(r"(?i)bearer|BEGIN [A-Z ]*PRIVATE KEY|client-key-data|token:", text)
 
 
@@ -251,3 +254,20 @@ def test_dockerfile_installs_the_lock() -> None:
 def test_build_context_keeps_only_the_lock() -> None:
     patterns = [ln for ln in (ROOT / ".dockerignore").read_text().splitlines() if ln and ln[0] != "#"]
     assert patterns == ["*", "!requirements.lock"]
+
+
+def test_env_example_documents_every_pipeline_setting_with_its_default() -> None:
+    from precompiled_drivers.settings import PREFIX, Settings
+
+    documented = {}
+    for line in (ROOT / "airflow.env.example").read_text().splitlines():
+        match = re.match(rf"^# ({PREFIX}[A-Z_]+)=(.*)$", line)
+        if match:
+            documented[match.group(1)] = match.group(2)
+    defaults = Settings()
+    expected = {PREFIX + f.name.upper(): getattr(defaults, f.name) for f in dataclasses.fields(Settings)}
+    assert set(documented) == set(expected)
+    for key, raw in documented.items():
+        # What the file shows is what the pipeline uses when the line stays commented out.
+        assert getattr(Settings.from_env({key: raw}), key.removeprefix(PREFIX).lower()) == expected[key], key
+    Settings.from_env(documented).validate()
