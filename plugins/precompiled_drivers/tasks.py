@@ -167,6 +167,12 @@ def step_states(task_states: Mapping[str, Any]) -> dict[str, str]:
     from precompiled_drivers.report import STEPS
 
     order = ("failed", "upstream_failed", "up_for_retry", "running", "skipped", "success")
+
+    def rank(state: str) -> float:
+        # Any other state (queued, deferred, removed, none...) means "not done": it must not hide
+        # behind a sibling's success or skip, so it ranks just after running.
+        return order.index(state) if state in order else order.index("running") + 0.5
+
     collapsed: dict[str, str] = {}
     for key, state in task_states.items():
         step = next(
@@ -174,9 +180,7 @@ def step_states(task_states: Mapping[str, Any]) -> dict[str, str]:
         )
         state = str(state or "none")
         known = collapsed.get(step)
-        if known is None or (
-            state in order and (known not in order or order.index(state) < order.index(known))
-        ):
+        if known is None or rank(state) < rank(known):
             collapsed[step] = state
     return collapsed
 

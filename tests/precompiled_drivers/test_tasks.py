@@ -1,0 +1,155 @@
+"""The Python steps' pure helpers: state collapsing, the failing report, and XCom-to-XCom planning."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from precompiled_drivers import tasks
+from precompiled_drivers.cluster import KERNEL_LABEL, OS_ID_LABEL, OS_VERSION_LABEL
+from precompiled_drivers.config import run_config
+from precompiled_drivers.report import STEPS
+from precompiled_drivers.settings import Settings
+
+K418 = "5.14.0-427.50.1.el9_4.x86_64"
+REPO = "quay.io/acme/nvidia"
+DTK = "quay.io/openshift-release-dev/ocp-v4.0-art-dev@sha256:" + "a" * 64
+IMAGE = f"{REPO}/driver:570.158.01-{K418}-rhcos4.18"
+DIGEST = "sha256:" + "d" * 64
+
+
+# ----------------------------------------------------------------------------- step_states
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ({"inspect_cluster": "success"}, {"inspect_cluster": "success"}),
+        (
+            {
+                "build_driver_image_0": "success",
+                "build_driver_image_1": "failed",
+                "build_driver_image_2": "success",
+            },
+            {"build_driver_image": "failed"},
+        ),
+        (
+            {"push_driver_image_0": "skipped", "push_driver_image_1": "success"},
+            {"push_driver_image": "skipped"},
+        ),
+        (
+            {"resolve_driver_toolkit_0": "up_for_retry", "resolve_driver_toolkit_1": "upstream_failed"},
+            {"resolve_driver_toolkit": "upstream_failed"},
+        ),
+        ({"verify_rollout": None}, {"verify_rollout": "none"}),
+        # A mapped instance that never finished must not hide behind its siblings' success.
+        (
+            {"build_driver_image_0": "success", "build_driver_image_1": "removed"},
+            {"build_driver_image": "removed"},
+        ),
+        (
+            {"build_driver_image_0": "queued", "build_driver_image_1": "success"},
+            {"build_driver_image": "queued"},
+        ),
+        (
+            {"build_driver_image_0": "deferred", "build_driver_image_1": "running"},
+            {"build_driver_image": "running"},
+        ),
+        ({"build_driver_image_0": "success", "build_driver_image_1": None}, {"build_driver_image": "none"}),
+        # Not a mapped suffix: stays its own key.
+        (
+            {"report": "running", "plan_builds_extra": "success"},
+            {"report": "running", "plan_builds_extra": "success"},
+        ),
+        ({}, {}),
+    ],
+)
+def test_step_states(raw: dict[str, Any], expected: dict[str, str]) -> None:
+    assert tasks.step_states(raw) == expected
+
+
+def test_step_states_keeps_every_step_apart() -> None:
+    raw = {f"{step}_0": "success" for step in STEPS} | {"build_driver_image_1": "failed"}
+    collapsed = tasks.step_states(raw)
+    assert set(collapsed) == set(STEPS)
+    assert collapsed["build_driver_image"] == "failed"
+    assert collapsed["push_driver_image"] == "success"
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def test_report_fails_the_run_when_a_step_failed() -> None:
+    with pytest.raises(RuntimeError, match="build_driver_image, verify_rollout failed"):
+        tasks.report(
+            {}, {"verify_rollout": "failed", "build_driver_image": "upstream_failed", "x": "success"}
+        )
+
+
+def test_report_returns_the_text_when_all_went_well() -> None:
+    text = tasks.report({}, {step: "success" for step in STEPS})
+    assert text.startswith("NVIDIA precompiled driver pipeline: report")
+
+
+# ----------------------------------------------------------------------------- planning from XComs
+
+
+def config(**overrides: Any) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        "ocp_versions": ["4.18.12"],
+        "driver_versions": ["570.158.01"],
+        "cuda_version": "12.8.1",
+        "repository": REPO,
+        "driver_repo_ref": "main",
+        "operator_version": "v26.7.0",
+    }
+    params.update(overrides)
+    return run_config(params, Settings()).to_dict()
+
+
+POLICY = {"spec": {"driver": {"enabled": True}}}
+CLUSTER = {
+    "nodes": [
+        {
+            "name": "gpu-1",
+            "labels": {KERNEL_LABEL: K418, OS_ID_LABEL: "rhcos", OS_VERSION_LABEL: "4.18"},
+        },
+        None,
+    ],
+    "operator": None,
+    "policy": POLICY,
+    "cluster_version": "4.18.12",
+}
+TOOLKIT = {
+    "version": "4.18.12",
+    "arch": "x86_64",
+    "dtk_image": DTK,
+    "toolkit": {"KERNEL_VERSION": K418, "RT_KERNEL_VERSION": K418 + "+rt", "RHEL_VERSION": "9.4"},
+}
+
+
+def test_plan_builds_and_select() -> None:
+    planned = tasks.plan_builds(config(), CLUSTER, [TOOLKIT])
+    [candidate] = planned["candidates"]
+    assert candidate["image"] == IMAGE
+    assert planned["check_env"]["IMAGES"] == IMAGE  # the node kernel's image is the same one
+    todo = tasks.select_builds(config(), planned["candidates"], {IMAGE: ""})
+    assert len(todo) == 1
+    assert todo[0]["env_vars"]["IMAGE"] == IMAGE
+    assert tasks.select_builds(config(), planned["candidates"], {IMAGE: DIGEST}) == []
+    assert len(tasks.select_builds(config(force_rebuild=True), planned["candidates"], {IMAGE: DIGEST})) == 1
+
+
+def test_plan_rollout_envs() -> None:
+    out = tasks.plan_rollout(config(), CLUSTER, {IMAGE: DIGEST}, None)
+    assert out["verify_env"]["EXPECTED"] == f"5.14.0-427.50.1.el9.4 {IMAGE} {DIGEST}"
+    assert out["patch_env"]["DRY_RUN"] == "false"
+    assert '"op":"test"' in out["patch_env"]["PATCH_JSON"]
+    assert out["rollback_env"]["PREVIOUS_DRIVER_JSON"] == '{"enabled":true}'
+
+
+def test_plan_rollout_uses_pushed_digests() -> None:
+    pushed = [{"image": IMAGE, "digest": DIGEST, "staging_image": "x"}, None]
+    out = tasks.plan_rollout(config(), CLUSTER, {IMAGE: ""}, pushed)
+    assert out["plan"]["kernels"][0]["digest"] == DIGEST
