@@ -18,11 +18,11 @@ $(STAMP): requirements.lock
 
 ## demo: run the real DAG end to end on the local test cluster and print a report
 demo: $(STAMP) tools
-	$(VENV)/bin/python -m demo
+	PYTHONPATH=tests:plugins $(VENV)/bin/python -m demo
 
 ## demo-ui: airflow standalone wired to the local test cluster (Ctrl-C stops everything)
 demo-ui: $(STAMP) tools
-	$(VENV)/bin/python -m demo --ui
+	PYTHONPATH=tests:plugins $(VENV)/bin/python -m demo --ui
 
 ## test: unit, contract and end-to-end tests
 test: $(STAMP) tools

@@ -9,10 +9,12 @@ registry (check, push). The GPU-operator stand-in then pulls what the pipeline p
 from __future__ import annotations
 
 import hashlib
+import http.server
 import json
 import os
 import sys
 import threading
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +31,7 @@ OPERATOR_NAMESPACE = "nvidia-gpu-operator"
 # release -> (DTK KERNEL_VERSION, RHEL_VERSION), as /etc/driver-toolkit-release.json would say.
 RELEASES: dict[str, tuple[str, str]] = {
     "4.18.12": ("5.14.0-427.50.1.el9_4.x86_64", "9.4"),
+    "4.18.14": ("5.14.0-427.55.1.el9_4.x86_64", "9.4"),
     "4.19.3": ("5.14.0-570.12.1.el9_6.x86_64", "9.6"),
     "4.19.5": ("5.14.0-570.19.1.el9_6.x86_64", "9.6"),
 }
@@ -52,6 +55,57 @@ def pod_env(pod: Mapping[str, Any]) -> dict[str, str]:
     """The base container's plain environment variables."""
     container = pod["spec"]["containers"][0]
     return {e["name"]: e.get("value", "") for e in container.get("env") or []}
+
+
+def update_graph(channel: str, versions: list[str], edges: list[tuple[str, str]]) -> dict[str, Any]:
+    """A Cincinnati-shaped graph document (``nodes``/``edges``/``conditionalEdges``)."""
+    nodes = [
+        {
+            "version": v,
+            "payload": "quay.io/openshift-release-dev/ocp-release@sha256:"
+            + hashlib.sha256(v.encode()).hexdigest(),
+            "metadata": {"io.openshift.upgrades.graph.release.channels": channel},
+        }
+        for v in versions
+    ]
+    index = {v: i for i, v in enumerate(versions)}
+    return {
+        "version": 1,
+        "nodes": nodes,
+        "edges": [[index[a], index[b]] for a, b in edges],
+        "conditionalEdges": [],
+    }
+
+
+class GraphServer:
+    """Serves update-graph documents on 127.0.0.1 (``GET /graph?channel=&arch=``)."""
+
+    def __init__(self, graphs: Mapping[str, dict[str, Any]]) -> None:
+        graphs_by_channel = dict(graphs)
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                query = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query)
+                doc = graphs_by_channel.get((query.get("channel") or [""])[0])
+                body = json.dumps(doc or {"version": 1, "nodes": [], "edges": []}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/graph"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop serving."""
+        self.server.shutdown()
+        self.server.server_close()
 
 
 @dataclass

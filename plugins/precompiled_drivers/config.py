@@ -126,10 +126,18 @@ def run_config(
         lookahead_limit=lookahead_limit,
         force_rebuild=v.boolean(params.get("force_rebuild", False), "force_rebuild"),
         dry_run=v.boolean(params.get("dry_run", False), "dry_run"),
-        verify_timeout_seconds=60
-        * v.positive_int(params.get("verify_timeout_minutes", 30), "verify_timeout_minutes", 240),
+        verify_timeout_seconds=_minutes(
+            params.get("verify_timeout_minutes", 30), "verify_timeout_minutes", 240
+        ),
         settings=settings.to_dict(),
     )
+
+
+def _minutes(value: Any, field: str, maximum: int) -> int:
+    """Minutes (fractions allowed) as whole seconds, at least 6."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.1 <= value <= maximum:
+        raise v.ValidationError(field, value, f"a number of minutes from 0.1 to {maximum}")
+    return round(value * 60)
 
 
 def _unique(targets: Sequence[Target]) -> list[Target]:

@@ -114,8 +114,8 @@ def form_params(settings: Settings) -> dict[str, Param]:
         ),
         "verify_timeout_minutes": Param(
             30,
-            type="integer",
-            minimum=1,
+            type="number",
+            minimum=0.1,
             maximum=240,
             title="Verify timeout (minutes)",
             description="How long to wait for the new driver pods to become Ready before rolling back.",

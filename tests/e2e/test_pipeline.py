@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from dag_runner import task_states, xcom
@@ -26,3 +28,57 @@ def test_happy_path_two_releases_two_drivers(world, run_dag) -> None:
     report = xcom(dag_run, "report")
     print(report)
     assert "built+pushed" in report
+
+
+def test_second_run_rebuilds_nothing(world, run_dag) -> None:
+    first = run_dag()
+    assert first.state == "success", task_states(first)
+    built = list(world.builds)
+    driver = world.policy_driver()
+
+    second = run_dag()
+    states = task_states(second)
+    assert second.state == "success", states
+    assert world.builds == built, "a second run must not rebuild published tags"
+    assert states["build_driver_image"] == "skipped"
+    assert world.policy_driver() == driver
+    assert "exists, skipped" in xcom(second, "report")
+
+
+def test_coverage_gate_blocks_patch_when_a_node_kernel_has_no_image(world, run_dag) -> None:
+    # A node already runs 4.19.5's kernel, but the run builds only for 4.18.12 and 4.19.3.
+    world.cluster.store.add_node("gpu-worker-3", "5.14.0-570.19.1.el9_6.x86_64", "rhel", "9.6", gpu=True)
+    before = world.policy_driver()
+
+    dag_run = run_dag(ocp_versions=["4.19.3"])
+    states = task_states(dag_run)
+    assert dag_run.state == "failed"
+    assert states["plan_rollout"] == "failed"
+    assert states["patch_cluster_policy"] == "upstream_failed"
+    assert states["rollback_cluster_policy"] == "skipped"
+    assert world.policy_driver() == before
+
+
+def test_verify_failure_rolls_back_the_exact_previous_spec(world, run_dag) -> None:
+    # The form claims operator v26.7 (OS tag rhel9) while the cluster runs v25.10 (rhel9.6):
+    # the operator looks for tags nobody pushed, its pods never get their image.
+    world.cluster.operator.version = "v25.10.0"
+    policy = world.cluster.store.get_object("ClusterPolicy", "gpu-cluster-policy")
+    before = json.dumps(policy["spec"]["driver"])
+
+    dag_run = run_dag(operator_version="v26.7.0", verify_timeout_minutes=0.25)
+    states = task_states(dag_run)
+    assert dag_run.state == "failed"
+    assert states["patch_cluster_policy"] == "success"
+    assert states["verify_rollout"] == "failed"
+    assert states["rollback_cluster_policy"] == "success"
+    policy = world.cluster.store.get_object("ClusterPolicy", "gpu-cluster-policy")
+    assert json.dumps(policy["spec"]["driver"]) == before
+
+
+def test_dry_run_prints_the_patch_and_touches_nothing(world, run_dag) -> None:
+    before = world.policy_driver()
+    dag_run = run_dag(dry_run=True)
+    assert dag_run.state == "success", task_states(dag_run)
+    assert world.policy_driver() == before
+    assert xcom(dag_run, "patch_cluster_policy")["patched"] is False

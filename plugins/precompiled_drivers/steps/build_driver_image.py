@@ -39,7 +39,8 @@ def build_security() -> k8s.V1SecurityContext:
         run_as_user=1000,
         run_as_non_root=True,
         allow_privilege_escalation=True,  # newuidmap/newgidmap are setuid binaries
-        capabilities=k8s.V1Capabilities(drop=["ALL"], add=["SETUID", "SETGID"]),
+        # SETFCAP: mapping uid 0 into podman's user namespace needs it on RHEL 9 kernels.
+        capabilities=k8s.V1Capabilities(drop=["ALL"], add=["SETUID", "SETGID", "SETFCAP"]),
         seccomp_profile=k8s.V1SeccompProfile(type="Unconfined"),
     )
 
@@ -56,7 +57,11 @@ def partial(settings: Settings, *, deferrable: bool | None = None) -> OperatorPa
         api_access=True,  # pushes to the internal registry with its ServiceAccount token
         security_context=build_security(),
         container_resources=resources("1", "2Gi", "4", "8Gi"),
-        annotations={"io.kubernetes.cri-o.Devices": "/dev/fuse"},
+        annotations={
+            "io.kubernetes.cri-o.Devices": "/dev/fuse",
+            # Ask admission for the build SCC by name instead of letting it pick by priority.
+            "openshift.io/required-scc": "precompiled-drivers-build",
+        },
         execution_timeout=timedelta(hours=2),
         deferrable=settings.deferrable if deferrable is None else deferrable,
         retries=1,
