@@ -5,9 +5,9 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-from helpers import core_api, custom_api, wait_for
+from helpers import core_api, custom_api, kpo_pod, wait_for
 
-from testcluster import TestCluster
+from testcluster import Scenario, ScenarioResult, TestCluster
 from testcluster.gpu_naming import daemonset_name, os_tag, sanitize_kernel
 from testcluster.registry import Registry
 
@@ -111,6 +111,12 @@ def test_operator_rolls_out_precompiled_pods_only_ready_with_image(
         [daemonset_name(K_A, "rhel", "9.4")] * 2 + [daemonset_name(K_B, "rhel", "9.6")]
     )
     assert all(p["metadata"]["labels"]["nvidia.com/precompiled"] == "true" for p in new)
+    for pod in new:  # each pod's name and image speak of the same kernel as its node
+        node_kernel = store.get_object("Node", pod["spec"]["nodeName"])["metadata"]["labels"][
+            "feature.node.kubernetes.io/kernel-version.full"
+        ]
+        assert pod["metadata"]["name"].startswith(f"nvidia-driver-daemonset-{sanitize_kernel(node_kernel)}-")
+        assert f"-{node_kernel}-" in pod["spec"]["containers"][0]["image"]
     assert {p["spec"]["containers"][0]["image"] for p in new} == {
         f"{registry.host}/nvidia/driver:550.90.07-{K_A}-rhel9.4",
         f"{registry.host}/nvidia/driver:550.90.07-{K_B}-rhel9.6",
@@ -179,3 +185,20 @@ def test_operator_v26_7_looks_for_major_only_tag(test_cluster: TestCluster, regi
     assert (
         test_cluster.store.get_object("ClusterPolicy", "gpu-cluster-policy")["status"]["state"] == "notReady"
     )
+
+
+def test_scenario_action_pushes_image_and_returns_xcom(test_cluster: TestCluster, registry: Registry) -> None:
+
+    def build(pod: dict) -> ScenarioResult:
+        digest = registry.push_test_image("nvidia/driver", "550.90.07-built")
+        return ScenarioResult(xcom={"digest": digest}, logs=[f"pushed {digest}"])
+
+    test_cluster.scenarios.set("build", Scenario(action=build, duration=0.1), map_index=2)
+    api = core_api(test_cluster)
+    api.create_namespaced_pod("default", kpo_pod("b", "build", map_index="2"))
+    wait_for(lambda: api.read_namespaced_pod("b", "default").status.container_statuses[0].state.terminated)
+    digest = registry.manifest_digest("nvidia/driver", "550.90.07-built")
+    assert digest is not None
+    assert f"pushed {digest}" in api.read_namespaced_pod_log("b", "default", container="base")
+    pod_dir = next((test_cluster.workdir / "pods" / "default").glob("b-*"))
+    assert (pod_dir / "volumes" / "xcom" / "return.json").read_text() == f'{{"digest": "{digest}"}}'
