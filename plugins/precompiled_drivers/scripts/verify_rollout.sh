@@ -51,11 +51,12 @@ while read -r kernel image digest extra; do
 done <<<"$EXPECTED"
 ((${#kernels[@]} > 0)) || die "EXPECTED lists no kernel."
 
-# name|creationTimestamp|driver image|ready|imageID per pod. '|' because read collapses empty tab fields.
+# name|creationTimestamp|image|ready|imageID|waiting reason per pod ('|': read collapses empty tab fields).
 POD_COLUMNS='{range .items[*]}{.metadata.name}{"|"}{.metadata.creationTimestamp}{"|"}'
 POD_COLUMNS+='{.spec.containers[?(@.name=="nvidia-driver-ctr")].image}{"|"}'
 POD_COLUMNS+='{.status.containerStatuses[?(@.name=="nvidia-driver-ctr")].ready}{"|"}'
-POD_COLUMNS+='{.status.containerStatuses[?(@.name=="nvidia-driver-ctr")].imageID}{"\n"}{end}'
+POD_COLUMNS+='{.status.containerStatuses[?(@.name=="nvidia-driver-ctr")].imageID}{"|"}'
+POD_COLUMNS+='{.status.containerStatuses[?(@.name=="nvidia-driver-ctr")].state.waiting.reason}{"\n"}{end}'
 
 # Per-kernel results of the latest poll, indexed like kernels[].
 k_status=()
@@ -68,9 +69,9 @@ k_reason=()
 check_kernel() {
   local i="$1" kernel="${kernels[$1]}" want_image="${images[$1]}" want_digest="${digests[$1]}"
   local prefix="nvidia-driver-daemonset-${kernels[$1]}-"
-  local name created image ready image_id
-  local all=0 new=0 good=0 unready=0 wrong=0 seen_image="" wrong_note=""
-  while IFS='|' read -r name created image ready image_id; do
+  local name created image ready image_id waiting
+  local all=0 new=0 good=0 unready=0 wrong=0 seen_image="" wrong_note="" waits=""
+  while IFS='|' read -r name created image ready image_id waiting; do
     [[ -n "$name" && "$name" == "$prefix"* ]] || continue
     all=$((all + 1))
     # RFC3339 UTC strings of equal shape compare like the instants they name.
@@ -79,6 +80,7 @@ check_kernel() {
     seen_image="$image"
     if [[ "$ready" != "true" ]]; then
       unready=$((unready + 1))
+      [[ -z "$waiting" || "$waits" == *"$waiting"* ]] || waits+="${waits:+, }$waiting"
     elif [[ "$image" != "$want_image" ]]; then
       wrong=$((wrong + 1))
       wrong_note="pod $name runs $image"
@@ -97,14 +99,17 @@ check_kernel() {
   if ((new == 0)); then
     k_reason[i]="no pod named ${prefix}* created since the patch ($all older)"
   elif ((unready > 0)); then
-    k_reason[i]="$unready of $new new pod(s) not ready"
+    k_reason[i]="$unready of $new new pod(s) not ready${waits:+ ($waits)}"
+    if [[ "$waits" == *ImagePull* || "$waits" == *ErrImage* ]]; then
+      k_reason[i]+="; check that $want_image exists and the nodes can pull it"
+    fi
   elif ((wrong > 0)); then
     k_reason[i]="$wrong_note; expected $want_image"
   elif ((good == 0)); then
     k_reason[i]="no ready pod runs $want_image"
   else
     k_status[i]="ok"
-    k_reason[i]="$good new pod(s) ready on $want_image"
+    k_reason[i]="$good new pod(s) ready with the expected image and digest"
   fi
 }
 

@@ -7,7 +7,7 @@ import json
 import re
 import subprocess
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,8 @@ import pytest
 
 from precompiled_drivers import cluster_policy as cp
 from testcluster import TestCluster
+from testcluster.registry import Registry
+from testcluster.resources import by_kind
 
 ROOT = Path(__file__).resolve().parents[3]
 SCRIPTS = ROOT / "plugins" / "precompiled_drivers" / "scripts"
@@ -280,3 +282,211 @@ def test_rollback_refuses_to_overwrite_a_later_change(test_cluster: TestCluster,
     assert "someone changed spec.driver after the pipeline's patch" in proc.stderr
     assert result is None
     assert current_policy(test_cluster)["spec"]["driver"] == later["spec"]["driver"]
+
+
+# --- verify_rollout.sh with the GPU-operator stand-in and a real registry -----------------------------
+
+
+@pytest.fixture
+def gpu_cluster(test_cluster: TestCluster, registry: Registry) -> TestCluster:
+    """Two GPU kernels (two nodes on A, one on B), compiled driver running, operator v25.10 on duty."""
+    store = test_cluster.store
+    store.add_node("gpu-a1", K_A, "rhel", "9.4")
+    store.add_node("gpu-a2", K_A, "rhel", "9.4")
+    store.add_node("gpu-b1", K_B, "rhel", "9.6")
+    seed_policy(test_cluster)
+    test_cluster.enable_operator("v25.10.0", registry=registry.host, namespace=NS)
+    return test_cluster
+
+
+def rollout(cluster: TestCluster, registry: Registry, tmp_path: Path) -> str:
+    """Patch the policy to precompiled images in the test registry via the script; return patched_at."""
+    ops = enable_ops(current_policy(cluster), repository=f"{registry.host}/nvidia")
+    return patch_via_script(cluster, tmp_path, ops)["patched_at"]
+
+
+def expected_lines(registry: Registry, digests: dict[str, str]) -> str:
+    refs = {
+        SAN_A: f"{registry.host}/nvidia/{IMAGE}:{TAG_A}",
+        SAN_B: f"{registry.host}/nvidia/{IMAGE}:{TAG_B}",
+    }
+    return "\n".join(f"{kernel} {refs[kernel]} {digest}" for kernel, digest in digests.items()) + "\n"
+
+
+def verify(cluster: TestCluster, tmp_path: Path, patched_at: str, expected: str, timeout: int = 20):
+    return run_script(
+        "verify_rollout.sh", cluster, tmp_path, POLICY_NAME=POLICY, OPERATOR_NAMESPACE=NS,
+        PATCHED_AT=patched_at, EXPECTED=expected, TIMEOUT_SECONDS=str(timeout), POLL_SECONDS="1",
+    )  # fmt: skip
+
+
+def test_verify_succeeds_when_new_pods_run_the_pushed_images(
+    gpu_cluster: TestCluster, registry: Registry, tmp_path: Path
+) -> None:
+    digest_a = registry.push_test_image(f"nvidia/{IMAGE}", TAG_A)
+    digest_b = registry.push_test_image(f"nvidia/{IMAGE}", TAG_B)
+    patched_at = rollout(gpu_cluster, registry, tmp_path)
+    proc, result = verify(
+        gpu_cluster, tmp_path, patched_at, expected_lines(registry, {SAN_A: digest_a, SAN_B: digest_b})
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert result["verified"] is True
+    assert result["policy_state"] == "ready"
+    assert result["kernels"][SAN_A]["status"] == "ok"
+    assert result["kernels"][SAN_A]["ready"] == 2  # both nodes on kernel A
+    assert result["kernels"][SAN_B]["ready"] == 1
+    assert result["kernels"][SAN_B]["image"] == f"{registry.host}/nvidia/{IMAGE}:{TAG_B}"
+    assert f"kernel {SAN_A}: ok" in proc.stdout
+    assert gpu_cluster.store.get_object("ClusterPolicy", POLICY)["status"]["state"] == "ready"
+
+
+def test_verify_times_out_with_a_per_kernel_table(
+    gpu_cluster: TestCluster, registry: Registry, tmp_path: Path
+) -> None:
+    digest_a = registry.push_test_image(f"nvidia/{IMAGE}", TAG_A)  # kernel B's image is missing
+    patched_at = rollout(gpu_cluster, registry, tmp_path)
+    missing = "sha256:" + "b" * 64
+    start = time.monotonic()
+    proc, result = verify(
+        gpu_cluster,
+        tmp_path,
+        patched_at,
+        expected_lines(registry, {SAN_A: digest_a, SAN_B: missing}),
+        timeout=4,
+    )
+    assert proc.returncode == 1
+    assert time.monotonic() - start < 30
+    assert "rollout not verified within 4s" in proc.stderr
+    table = proc.stderr.splitlines()
+    header = next(i for i, line in enumerate(table) if line.startswith("KERNEL"))
+    rows = {line.split()[0]: line for line in table[header + 1 : header + 3]}
+    assert "ok" in rows[SAN_A].split()
+    assert "1 of 1 new pod(s) not ready (ImagePullBackOff); check that" in rows[SAN_B]
+    assert f"{registry.host}/nvidia/{IMAGE}:{TAG_B}" in rows[SAN_B]
+    assert result["verified"] is False
+    assert result["policy_state"] == "notReady"
+    assert result["kernels"][SAN_B]["status"] == "waiting"
+    assert result["kernels"][SAN_A]["status"] == "ok"
+
+
+def test_verify_checks_the_digest(gpu_cluster: TestCluster, registry: Registry, tmp_path: Path) -> None:
+    digest_a = registry.push_test_image(f"nvidia/{IMAGE}", TAG_A)
+    digest_b = registry.push_test_image(f"nvidia/{IMAGE}", TAG_B)
+    patched_at = rollout(gpu_cluster, registry, tmp_path)
+    stale = "sha256:" + "c" * 64  # e.g. the tag was re-pushed after our push
+    proc, result = verify(
+        gpu_cluster,
+        tmp_path,
+        patched_at,
+        expected_lines(registry, {SAN_A: stale, SAN_B: digest_b}),
+        timeout=3,
+    )
+    assert proc.returncode == 1
+    assert result["kernels"][SAN_B]["status"] == "ok"
+    assert f"not digest {stale}" in result["kernels"][SAN_A]["reason"]
+    assert digest_a in result["kernels"][SAN_A]["reason"]  # the imageID the pod actually has
+
+
+def test_verify_ignores_pods_older_than_the_patch(
+    gpu_cluster: TestCluster, registry: Registry, tmp_path: Path
+) -> None:
+    digest_a = registry.push_test_image(f"nvidia/{IMAGE}", TAG_A)
+    digest_b = registry.push_test_image(f"nvidia/{IMAGE}", TAG_B)
+    rollout(gpu_cluster, registry, tmp_path)
+    expected = expected_lines(registry, {SAN_A: digest_a, SAN_B: digest_b})
+    ok, _ = verify(gpu_cluster, tmp_path, utc_now(), expected)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    # The same Ready pods, judged against a later patch, are the old generation: they do not count.
+    later = (datetime.now(UTC) + timedelta(seconds=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    proc, result = verify(gpu_cluster, tmp_path, later, expected, timeout=2)
+    assert proc.returncode == 1
+    assert "created since the patch (2 older)" in result["kernels"][SAN_A]["reason"]
+
+
+def put_driver_pod(cluster: TestCluster, suffix: str, image: str, ready: bool, image_id: str) -> str:
+    """Create a driver pod by hand (the store stamps creationTimestamp now); return that timestamp."""
+    name = f"nvidia-driver-daemonset-{SAN_A}-rhel9.4-{suffix}"
+    labels = {"app": "nvidia-driver-daemonset", "nvidia.com/precompiled": "true"}
+    container = {"name": "nvidia-driver-ctr", "image": image}
+    status = {"name": "nvidia-driver-ctr", "image": image, "imageID": image_id, "ready": ready}
+    owner = {"apiVersion": "apps/v1", "kind": "DaemonSet", "name": name[:-6], "uid": "u", "controller": True}
+    pod = cluster.store.put(
+        "Pod",
+        {
+            # Owned by a DaemonSet, so the kubelet stand-in leaves the status we set alone.
+            "metadata": {"name": name, "namespace": NS, "labels": labels, "ownerReferences": [owner]},
+            "spec": {"containers": [{"name": "init", "image": "busybox"}, container]},
+            "status": {"phase": "Running", "containerStatuses": [status]},
+        },
+    )
+    return pod["metadata"]["creationTimestamp"]
+
+
+def next_second(after: str) -> str:
+    """Wait until the UTC clock (second precision) has moved past ``after``; return the new second."""
+    while (now := utc_now()) <= after:
+        time.sleep(0.05)
+    return now
+
+
+def test_verify_needs_policy_ready_and_every_new_pod_right(test_cluster: TestCluster, tmp_path: Path) -> None:
+    """Without the operator stand-in: hand-made pods and policy status, one rule at a time."""
+    test_cluster.store.put("Namespace", {"metadata": {"name": NS}})
+    seed_policy(test_cluster)
+    image = f"quay.io/acme/{IMAGE}:{TAG_A}"
+    digest = "sha256:" + "d" * 64
+    expected = f"{SAN_A} {image} {digest}"
+    # An old-generation pod, Ready, that already runs the expected image: it must not count.
+    old = put_driver_pod(test_cluster, "old01", image, True, f"quay.io/acme/{IMAGE}@{digest}")
+    patched_at = next_second(old)
+    put_driver_pod(test_cluster, "new01", image, True, f"quay.io/acme/{IMAGE}@{digest}")
+    # A second new pod, ready but on another image (a competing change): the kernel is not OK.
+    put_driver_pod(test_cluster, "new02", "quay.io/other/driver:1", True, "y")
+    test_cluster.store.mutate(
+        by_kind("ClusterPolicy"), None, POLICY, lambda p: p.update(status={"state": "ready"})
+    )
+    proc, result = verify(test_cluster, tmp_path, patched_at, expected, timeout=1)
+    assert proc.returncode == 1
+    assert result["kernels"][SAN_A]["pods_new_of_all"] == "2/3"
+    assert "runs quay.io/other/driver:1" in result["kernels"][SAN_A]["reason"]
+
+    test_cluster.store.delete(by_kind("Pod"), NS, f"nvidia-driver-daemonset-{SAN_A}-rhel9.4-new02")
+    test_cluster.store.mutate(
+        by_kind("ClusterPolicy"), None, POLICY, lambda p: p.update(status={"state": "notReady"})
+    )
+    proc, result = verify(test_cluster, tmp_path, patched_at, expected, timeout=1)
+    assert proc.returncode == 1, "the ClusterPolicy must be ready too"
+    assert result["kernels"][SAN_A]["status"] == "ok"
+    assert result["policy_state"] == "notReady"
+
+    test_cluster.store.mutate(
+        by_kind("ClusterPolicy"), None, POLICY, lambda p: p.update(status={"state": "ready"})
+    )
+    proc, result = verify(test_cluster, tmp_path, patched_at, expected, timeout=1)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert result["verified"] is True
+    assert result["kernels"][SAN_A]["pods_new_of_all"] == "1/2"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"PATCHED_AT": "2025-01-31 12:00:00"}, "PATCHED_AT must look like"),
+        ({"EXPECTED": "5.14.0-427.50.1.el9.4 quay.io/a/b:1"}, "needs exactly"),
+        ({"EXPECTED": f"5.14.0 quay.io/a/b:1 sha256:{'a' * 63}"}, "must be sha256:<64 hex>"),
+        ({"EXPECTED": f'bad"kernel quay.io/a/b:1 sha256:{"a" * 64}'}, "is not a sanitized kernel name"),
+        ({"EXPECTED": "\n\n"}, "EXPECTED lists no kernel"),
+        ({"POLL_SECONDS": "0"}, "POLL_SECONDS must be a positive whole number"),
+    ],
+)
+def test_verify_rejects_malformed_input(env: dict[str, str], message: str, tmp_path: Path) -> None:
+    base = {
+        "POLICY_NAME": POLICY,
+        "OPERATOR_NAMESPACE": NS,
+        "PATCHED_AT": "2025-01-31T12:00:00Z",
+        "EXPECTED": f"5.14.0-427.50.1.el9.4 quay.io/a/b:1 sha256:{'a' * 64}",
+    }
+    proc, result = run_script("verify_rollout.sh", None, tmp_path, **{**base, **env})
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert result is None
