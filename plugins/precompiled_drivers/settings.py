@@ -29,7 +29,10 @@ class Settings:
     policy_name: str = "gpu-cluster-policy"
     kubernetes_conn_id: str = "kubernetes_default"
     cli_image: str = "quay.io/openshift/origin-cli:4.18"
-    builder_image: str = "quay.io/podman/stable:v5.4"
+    # podman + make + git: built from deploy/builder/Containerfile into the pipeline namespace.
+    builder_image: str = (
+        "image-registry.openshift-image-registry.svc:5000/nvidia-precompiled-drivers/driver-builder:latest"
+    )
     skopeo_image: str = "quay.io/skopeo/stable:v1.18"
     release_image_repository: str = "quay.io/openshift-release-dev/ocp-release"
     driver_repo_url: str = "https://github.com/NVIDIA/gpu-driver-container.git"
