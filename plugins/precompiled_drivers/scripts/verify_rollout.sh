@@ -23,6 +23,8 @@ set -euo pipefail
 TIMEOUT_SECONDS="${TIMEOUT_SECONDS:-1800}"
 POLL_SECONDS="${POLL_SECONDS:-15}"
 RESULT_FILE="${XCOM_RETURN:-/airflow/xcom/return.json}"
+# Byte-wise string comparison for the timestamp checks below, whatever locale the image sets.
+export LC_ALL=C
 
 die() {
   echo "ERROR: $*" >&2
