@@ -188,9 +188,21 @@ def test_operator_version_normalized() -> None:
     assert run_config(params(operator_version="26.7.0"), Settings()).operator_version == "v26.7.0"
 
 
-def test_form_strings_for_booleans_and_minutes() -> None:
-    cfg = run_config(params(dry_run="True", force_rebuild="false", verify_timeout_minutes="5"), Settings())
-    assert (cfg.dry_run, cfg.force_rebuild, cfg.verify_timeout_seconds) == (True, False, 300)
+def test_form_strings_for_booleans() -> None:
+    cfg = run_config(params(dry_run="True", force_rebuild="false"), Settings())
+    assert (cfg.dry_run, cfg.force_rebuild) == (True, False)
+
+
+@pytest.mark.parametrize(("minutes", "seconds"), [(5, 300), (0.25, 15), (0.1, 6), (240, 14400)])
+def test_verify_timeout_minutes_may_be_fractions(minutes: float, seconds: int) -> None:
+    assert run_config(params(verify_timeout_minutes=minutes), Settings()).verify_timeout_seconds == seconds
+
+
+@pytest.mark.parametrize("minutes", ["5", 0.05, float("nan"), float("inf"), None])
+def test_bad_verify_timeout(minutes: object) -> None:
+    with pytest.raises(ValidationError) as err:
+        run_config(params(verify_timeout_minutes=minutes), Settings())
+    assert err.value.field == "verify_timeout_minutes"
 
 
 def test_bad_settings_are_rejected_first() -> None:
