@@ -1,0 +1,318 @@
+"""What every step pod shares: no secret value anywhere in a pod, static scripts, secret mounts."""
+
+from __future__ import annotations
+
+import inspect
+import json
+from typing import Any
+
+import pytest
+from step_pods import SCRIPTS, env_of, main_container, pod_of, secret_mounts, serialized, unmapped
+
+from precompiled_drivers import plan
+from precompiled_drivers.config import Target, run_config
+from precompiled_drivers.settings import Settings
+from precompiled_drivers.steps import (
+    build_driver_image,
+    check_published_images,
+    inspect_cluster,
+    inspect_driver_toolkit,
+    patch_cluster_policy,
+    push_driver_image,
+    resolve_driver_toolkit,
+    rollback_cluster_policy,
+    verify_rollout,
+)
+from precompiled_drivers.steps.base import (
+    SECRETS_ROOT,
+    SecretFile,
+    StepPodOperator,
+    script,
+    script_command,
+    step_env,
+    step_kwargs,
+    step_partial,
+)
+
+K418 = "5.14.0-427.50.1.el9_4.x86_64"
+DTK = "quay.io/openshift-release-dev/ocp-v4.0-art-dev@sha256:" + "a" * 64
+DIGEST = "sha256:" + "d" * 64
+
+# Values a careless implementation could copy from the Airflow worker's environment into a pod.
+PLANTED = {
+    "PRECOMPILED_DRIVERS_RHSM_ORG": "planted-org-7741234",
+    "PRECOMPILED_DRIVERS_RHSM_ACTIVATIONKEY": "planted-activation-key-C0FFEE",
+    "PRECOMPILED_DRIVERS_PUSH_PASSWORD": "planted-push-password-BEEF",
+    "PRECOMPILED_DRIVERS_GARBAGE": "planted-garbage-$(id)",
+    "RHSM_ACTIVATIONKEY": "planted-rhsm-key-F00D",
+    "PULL_SECRET": '{"auths":{"quay.io":{"auth":"cGxhbnRlZC1wdWxsLXNlY3JldA=="}}}',
+    "REGISTRY_AUTH_FILE": "/planted/auth.json",
+    "AIRFLOW_CONN_KUBERNETES_DEFAULT": "kubernetes://?extra__kubernetes__token=planted-sa-token-ABCD",
+}
+
+
+def all_step_pods(settings: Settings) -> dict[str, Any]:
+    """One pod per step, built the way the DAG builds it, with realistic inputs."""
+    cfg = run_config(
+        {
+            "ocp_versions": ["4.18.12"],
+            "driver_versions": ["570.158.01"],
+            "cuda_version": "12.8.1",
+            "repository": "quay.io/acme/nvidia",
+            "driver_repo_ref": "main",
+        },
+        settings,
+    )
+    [build] = plan.plan_builds(cfg, [plan.Toolkit("4.18.12", "x86_64", DTK, K418, "", "9.4")], "v26.7.0")
+    resolved = {"version": "4.18.12", "arch": "x86_64", "dtk_image": DTK}
+    built = {"image": build.image, "tag": build.tag, "staging_image": build.staging_image, "digest": DIGEST}
+    patch = [{"op": "test", "path": "/spec/driver", "value": {}}]
+    verify = verify_rollout.operator(settings, verify_rollout.env(settings, "k i " + DIGEST, 60, False))
+    verify.extra_env = {"PATCHED_AT": "2025-01-31T12:00:00Z"}  # as rendered from the patch's XCom
+    ops = {
+        "resolve_driver_toolkit": unmapped(
+            resolve_driver_toolkit.partial(settings),
+            resolve_driver_toolkit.item_kwargs(settings, Target("4.18.12", "x86_64")),
+        ),
+        "inspect_driver_toolkit": unmapped(
+            inspect_driver_toolkit.partial(settings),
+            inspect_driver_toolkit.item_kwargs_for(settings)(resolved),
+        ),
+        "inspect_cluster": inspect_cluster.operator(settings),
+        "check_published_images": check_published_images.operator(
+            settings, check_published_images.env(settings, [build.image])
+        ),
+        "build_driver_image": unmapped(
+            build_driver_image.partial(settings), build_driver_image.item_kwargs(settings, cfg, build)
+        ),
+        "push_driver_image": unmapped(
+            push_driver_image.partial(settings), push_driver_image.item_kwargs_for(settings)(built)
+        ),
+        "patch_cluster_policy": patch_cluster_policy.operator(
+            settings, patch_cluster_policy.env(settings, patch, False)
+        ),
+        "verify_rollout": verify,
+        "rollback_cluster_policy": rollback_cluster_policy.operator(
+            settings, rollback_cluster_policy.env(settings, patch, {})
+        ),
+    }
+    return {task_id: pod_of(op) for task_id, op in ops.items()}
+
+
+@pytest.fixture(scope="module")
+def planted_pods() -> dict[str, Any]:
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in PLANTED.items():
+            mp.setenv(name, value)
+        settings = Settings.from_env().validate()
+        return all_step_pods(settings)
+
+
+def test_every_step_has_a_pod(planted_pods: dict[str, Any]) -> None:
+    assert set(planted_pods) == {
+        "resolve_driver_toolkit",
+        "inspect_driver_toolkit",
+        "inspect_cluster",
+        "check_published_images",
+        "build_driver_image",
+        "push_driver_image",
+        "patch_cluster_policy",
+        "verify_rollout",
+        "rollback_cluster_policy",
+    }
+
+
+@pytest.mark.parametrize("planted", sorted(PLANTED))
+def test_no_planted_secret_value_in_any_pod(planted_pods: dict[str, Any], planted: str) -> None:
+    value = PLANTED[planted]
+    for task_id, pod in planted_pods.items():
+        text = serialized(pod)
+        assert value not in text, f"{planted} leaked into the {task_id} pod"
+        assert json.dumps(value)[1:-1] not in text, f"{planted} leaked (JSON-escaped) into {task_id}"
+        assert planted not in {e.name for e in main_container(pod).env or []}
+
+
+def test_secret_inputs_are_file_paths_only(planted_pods: dict[str, Any]) -> None:
+    for task_id, pod in planted_pods.items():
+        env = env_of(pod)
+        mounted = secret_mounts(pod)
+        for name, value in env.items():
+            if name.endswith(("_FILE", "AUTH_FILE")):
+                directory = value.rsplit("/", 1)[0]
+                assert directory in mounted, f"{task_id}: {name}={value} is not in a mounted Secret"
+            assert not any(word in name for word in ("PASSWORD", "TOKEN", "ACTIVATIONKEY")) or name.endswith(
+                "_FILE"
+            ), f"{task_id}: {name} looks like a secret passed by value"
+        # The script text is the packaged file: no value spliced into it.
+        container = main_container(pod)
+        assert container.args[0] == (SCRIPTS / container.args[1]).read_text()
+
+
+def test_secret_volumes_read_only_and_named_by_settings(planted_pods: dict[str, Any]) -> None:
+    names = {
+        "/etc/precompiled-drivers/pull-secret": "precompiled-drivers-pull-secret",
+        "/etc/precompiled-drivers/push-secret": "precompiled-drivers-push-secret",
+        "/etc/precompiled-drivers/rhsm": "precompiled-drivers-rhsm",
+    }
+    seen = set()
+    for pod in planted_pods.values():
+        for path, (secret, read_only) in secret_mounts(pod).items():
+            assert read_only
+            assert names[path] == secret
+            seen.add(path)
+    assert seen == set(names)
+
+
+def test_automount_only_for_steps_with_api_rights(planted_pods: dict[str, Any]) -> None:
+    automount = {task_id: pod.spec.automount_service_account_token for task_id, pod in planted_pods.items()}
+    assert automount == {
+        "resolve_driver_toolkit": False,
+        "inspect_driver_toolkit": False,
+        "check_published_images": False,
+        "inspect_cluster": True,
+        "build_driver_image": True,
+        "push_driver_image": True,
+        "patch_cluster_policy": True,
+        "verify_rollout": True,
+        "rollback_cluster_policy": True,
+    }
+
+
+def test_service_accounts_are_one_per_step(planted_pods: dict[str, Any]) -> None:
+    accounts = {task_id: pod.spec.service_account_name for task_id, pod in planted_pods.items()}
+    assert accounts == {
+        "resolve_driver_toolkit": "precompiled-drivers-resolve",
+        "inspect_driver_toolkit": "precompiled-drivers-inspect-dtk",
+        "inspect_cluster": "precompiled-drivers-inspect-cluster",
+        "check_published_images": "precompiled-drivers-check-images",
+        "build_driver_image": "precompiled-drivers-build",
+        "push_driver_image": "precompiled-drivers-push",
+        "patch_cluster_policy": "precompiled-drivers-patch",
+        "verify_rollout": "precompiled-drivers-verify",
+        "rollback_cluster_policy": "precompiled-drivers-rollback",
+    }
+
+
+def test_only_build_is_not_restricted(planted_pods: dict[str, Any]) -> None:
+    for task_id, pod in planted_pods.items():
+        sc = main_container(pod).security_context
+        assert sc.privileged is not True
+        assert sc.run_as_non_root is True
+        assert sc.capabilities.drop == ["ALL"]
+        if task_id == "build_driver_image":
+            assert sc.capabilities.add
+            continue
+        assert not sc.capabilities.add, task_id
+        assert sc.read_only_root_filesystem is True, task_id
+        assert sc.allow_privilege_escalation is False, task_id
+
+
+# ----------------------------------------------------------------------------- the building blocks
+
+
+def test_secret_file_env_and_volume() -> None:
+    secret = SecretFile("my-secret", "creds", {"A_FILE": "a", "B_FILE": "dir.b"})
+    assert secret.env_vars() == {"A_FILE": f"{SECRETS_ROOT}/creds/a", "B_FILE": f"{SECRETS_ROOT}/creds/dir.b"}
+    kpo = secret.kpo_secret()
+    assert (kpo.deploy_type, kpo.deploy_target, kpo.secret, kpo.key) == (
+        "volume",
+        f"{SECRETS_ROOT}/creds",
+        "my-secret",
+        None,
+    )
+
+
+def test_script_command_is_static_text() -> None:
+    command = script_command("push_driver_image.sh")
+    assert command == {
+        "cmds": ["bash", "-c"],
+        "arguments": [(SCRIPTS / "push_driver_image.sh").read_text(), "push_driver_image.sh"],
+    }
+    assert script("push_driver_image.sh") == command["arguments"][0]
+    with pytest.raises(FileNotFoundError):
+        script("no_such_script.sh")
+
+
+def test_step_env_order_and_secret_paths() -> None:
+    env = step_env("x", (SecretFile("s", "m", {"F_FILE": "f"}),), {"A": "1", "HOME": "/elsewhere"})
+    assert env == {"HOME": "/elsewhere", "STEP": "x", "A": "1", "F_FILE": f"{SECRETS_ROOT}/m/f"}
+
+
+def test_step_kwargs_defaults() -> None:
+    kwargs = step_kwargs(
+        Settings(startup_timeout_seconds=42, poll_seconds=3),
+        task_id="some_step",
+        service_account="some",
+        script_name="inspect_cluster.sh",
+        image="quay.io/x/y:1",
+    )
+    assert kwargs["name"] == "some-step"
+    assert kwargs["automount_service_account_token"] is False
+    assert kwargs["do_xcom_push"] is True
+    assert kwargs["on_finish_action"] == "delete_succeeded_pod"
+    assert (kwargs["startup_timeout_seconds"], kwargs["poll_interval"]) == (42, 3)
+    assert kwargs["secrets"] == []
+
+
+def test_step_partial_drops_only_per_item_keys() -> None:
+    kwargs = step_kwargs(
+        Settings(), task_id="p", service_account="p", script_name="inspect_cluster.sh", image="quay.io/x/y:1"
+    )
+    partial = step_partial(kwargs, per_item=("env_vars", "image"))
+    partial._expand_called = True
+    assert "env_vars" not in partial.kwargs
+    assert "image" not in partial.kwargs
+    assert partial.kwargs["service_account_name"] == "precompiled-drivers-p"
+    assert partial.kwargs["arguments"] == kwargs["arguments"]
+
+
+def test_mapped_item_may_not_repeat_a_partial_key() -> None:
+    # The reason for step_partial: Airflow refuses, at run time, a key given twice.
+    kwargs = step_kwargs(
+        Settings(),
+        task_id="dup",
+        service_account="p",
+        script_name="inspect_cluster.sh",
+        image="quay.io/x/y:1",
+    )
+    with pytest.raises(TypeError, match="env_vars"):
+        unmapped(StepPodOperator.partial(**kwargs), {"env_vars": {"A": "1"}})
+
+
+def test_template_fields() -> None:
+    fields = StepPodOperator.template_fields
+    assert "cmds" not in fields
+    assert "arguments" not in fields
+    assert {"env_vars", "extra_env", "image", "labels"} <= set(fields)
+
+
+def test_build_pod_request_obj_matches_the_provider_signature() -> None:
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+
+    ours = inspect.signature(StepPodOperator.build_pod_request_obj).parameters
+    theirs = inspect.signature(KubernetesPodOperator.build_pod_request_obj).parameters
+    assert ours["dry_run"].kind == theirs["dry_run"].kind == inspect.Parameter.KEYWORD_ONLY
+
+
+def test_extra_env_without_env_vars() -> None:
+    op = StepPodOperator(
+        **step_kwargs(
+            Settings(),
+            task_id="e",
+            service_account="e",
+            script_name="inspect_cluster.sh",
+            image="quay.io/x/y:1",
+        )
+        | {"env_vars": None},
+        extra_env={"ONLY": "this"},
+    )
+    assert env_of(pod_of(op)) == {"ONLY": "this"}
+
+
+def test_every_step_module_has_its_contract_test() -> None:
+    from pathlib import Path
+
+    steps = Path(SCRIPTS).parent / "steps"
+    here = Path(__file__).resolve().parent
+    modules = {p.stem for p in steps.glob("*.py") if p.stem != "__init__"}
+    assert {p.stem.removeprefix("test_") for p in here.glob("test_*.py")} >= modules

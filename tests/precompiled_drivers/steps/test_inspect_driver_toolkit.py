@@ -1,0 +1,76 @@
+"""Pod contract of inspect_driver_toolkit: runs the DTK image itself, pulled with the pull secret."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from step_pods import assert_common, assert_restricted, env_of, pod_of, secret_mounts, unmapped
+
+from precompiled_drivers.settings import Settings
+from precompiled_drivers.steps import inspect_driver_toolkit as step
+from precompiled_drivers.validation import ValidationError
+
+DTK = "quay.io/openshift-release-dev/ocp-v4.0-art-dev@sha256:" + "a" * 64
+RESOLVED = {
+    "version": "4.18.12",
+    "arch": "x86_64",
+    "release_image": "quay.io/openshift-release-dev/ocp-release:4.18.12-x86_64",
+    "dtk_image": DTK,
+}
+
+
+def pod_for(settings: Settings, resolved: dict[str, Any]):
+    return pod_of(unmapped(step.partial(settings), step.item_kwargs_for(settings)(resolved)))
+
+
+def test_pod_contract() -> None:
+    pod = pod_for(Settings(), RESOLVED)
+    assert_common(
+        pod,
+        task_id="inspect_driver_toolkit",
+        service_account="inspect-dtk",
+        api_access=False,
+        image=DTK,  # the DTK image itself, by digest
+        script_name="inspect_driver_toolkit.sh",
+    )
+    assert_restricted(pod)
+    assert env_of(pod) == {
+        "HOME": "/tmp",
+        "STEP": "inspect_driver_toolkit",
+        "RELEASE_VERSION": "4.18.12",
+        "RELEASE_ARCH": "x86_64",
+        "DTK_IMAGE": DTK,
+    }
+    assert secret_mounts(pod) == {}
+    # The kubelet pulls the DTK from Red Hat's registry with the OpenShift pull secret.
+    assert [s.name for s in pod.spec.image_pull_secrets] == ["precompiled-drivers-pull-secret"]
+
+
+def test_pull_secret_name_from_settings() -> None:
+    pod = pod_for(Settings(pull_secret="mirror-pull"), RESOLVED)
+    assert [s.name for s in pod.spec.image_pull_secrets] == ["mirror-pull"]
+
+
+def test_partial_leaves_image_and_env_to_items() -> None:
+    partial = step.partial(Settings())
+    partial._expand_called = True
+    assert "image" not in partial.kwargs
+    assert "env_vars" not in partial.kwargs
+
+
+@pytest.mark.parametrize(
+    ("resolved", "field"),
+    [
+        ({**RESOLVED, "dtk_image": "driver-toolkit"}, "dtk_image"),
+        ({**RESOLVED, "dtk_image": "quay.io/x/dtk:1;id"}, "dtk_image"),
+        ({**RESOLVED, "dtk_image": None}, "dtk_image"),
+        ({**RESOLVED, "version": "4.18.12\nid"}, "version"),
+        ({**RESOLVED, "arch": "x86"}, "arch"),
+    ],
+)
+def test_resolved_values_are_checked(resolved: dict[str, Any], field: str) -> None:
+    with pytest.raises(ValidationError) as err:
+        step.item_kwargs_for(Settings())(resolved)
+    assert err.value.field.startswith("resolve_driver_toolkit result for ")
+    assert err.value.field.endswith(field)
