@@ -1,0 +1,465 @@
+"""Every packaged step script: shellcheck, conventions, and small real runs with fake oc/skopeo/kubectl.
+
+The fakes are tiny bash scripts put first on PATH; they log their arguments so the tests can check what
+the scripts asked for. Real kubectl/skopeo runs against the local test cluster live elsewhere.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from precompiled_drivers.cluster import parse_cluster
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPTS = ROOT / "plugins" / "precompiled_drivers" / "scripts"
+SHELLCHECK = ROOT / ".venv" / "bin" / "shellcheck"
+ALL_SCRIPTS = sorted(p.name for p in SCRIPTS.glob("*.sh"))
+DIGEST = "sha256:" + "d" * 64
+OTHER_DIGEST = "sha256:" + "0" * 64
+DTK = "quay.io/openshift-release-dev/ocp-v4.0-art-dev@sha256:" + "a" * 64
+
+
+def test_there_are_scripts() -> None:
+    assert len(ALL_SCRIPTS) >= 9
+
+
+# ----------------------------------------------------------------------------- static checks
+
+
+@pytest.mark.parametrize("name", ALL_SCRIPTS)
+def test_shellcheck_clean(name: str) -> None:
+    result = subprocess.run(
+        [str(SHELLCHECK), "--severity=style", "--shell=bash", str(SCRIPTS / name)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("name", ALL_SCRIPTS)
+def test_conventions(name: str) -> None:
+    text = (SCRIPTS / name).read_text()
+    lines = text.splitlines()
+    assert lines[0] == "#!/usr/bin/env bash"
+    assert "set -euo pipefail" in lines
+    # set -e must be on before the first command runs: only comments and blanks above it.
+    before = lines[1 : lines.index("set -euo pipefail")]
+    assert all(not line.strip() or line.lstrip().startswith("#") for line in before)
+    assert '"${XCOM_RETURN:-/airflow/xcom/return.json}"' in text
+    assert text.endswith("\n")
+
+
+@pytest.mark.parametrize("name", ALL_SCRIPTS)
+def test_no_jinja(name: str) -> None:
+    text = (SCRIPTS / name).read_text()
+    assert not re.search(r"\{%[-+\s]", text), f"{name}: Jinja statement"  # printf's '{%s}' is fine
+    for match in re.finditer(r"\{\{(.*?)\}\}", text):
+        # skopeo's Go-template format strings are the only double braces allowed.
+        assert match.group(0) == "{{.Digest}}", f"{name}: {match.group(0)!r} looks like Jinja"
+    for word in ("params", "ti", "var", "dag", "conf", "macros", "task"):
+        assert not re.search(r"\{\{\s*" + word + r"\b", text), f"{name}: Jinja {word}"
+
+
+# ----------------------------------------------------------------------------- helpers for runs
+
+
+def fake(bin_dir: Path, name: str, body: str) -> None:
+    path = bin_dir / name
+    path.write_text('#!/usr/bin/env bash\nprintf \'%s\\n\' "$*" >>"$FAKE_LOG"\n' + body)
+    path.chmod(0o755)
+
+
+def run(script: str, tmp_path: Path, env: dict[str, str]) -> tuple[subprocess.CompletedProcess[str], Any]:
+    """Run a packaged script like its pod does (``bash -c <text> <name>``); return the process and result."""
+    result_file = tmp_path / "xcom" / "return.json"
+    full_env = {
+        "PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "FAKE_LOG": str(tmp_path / "calls.log"),
+        "XCOM_RETURN": str(result_file),
+        "SA_TOKEN_FILE": str(tmp_path / "no-token"),
+        **env,
+    }
+    proc = subprocess.run(
+        ["bash", "-c", (SCRIPTS / script).read_text(), script],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        check=False,
+        timeout=60,
+    )
+    result = json.loads(result_file.read_text()) if result_file.exists() else None
+    return proc, result
+
+
+def calls(tmp_path: Path) -> list[str]:
+    log = tmp_path / "calls.log"
+    return log.read_text().splitlines() if log.exists() else []
+
+
+@pytest.fixture
+def bin_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "bin"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def auth_file(tmp_path: Path) -> Path:
+    path = tmp_path / "secret" / ".dockerconfigjson"
+    path.parent.mkdir()
+    path.write_text('{"auths": {"quay.io": {"auth": "cGxhbnRlZDpzZWNyZXQ="}}}')
+    return path
+
+
+# ----------------------------------------------------------------------------- inspect_driver_toolkit
+
+DTK_RELEASE = {
+    "KERNEL_VERSION": "5.14.0-427.50.1.el9_4.x86_64",
+    "RT_KERNEL_VERSION": "5.14.0-427.50.1.el9_4.x86_64+rt",
+    "RHEL_VERSION": "9.4",
+}
+
+
+def test_inspect_driver_toolkit(tmp_path: Path) -> None:
+    release_file = tmp_path / "driver-toolkit-release.json"
+    release_file.write_text(json.dumps(DTK_RELEASE, indent=2) + "\n")
+    env = {
+        "RELEASE_VERSION": "4.18.12",
+        "RELEASE_ARCH": "x86_64",
+        "DTK_IMAGE": DTK,
+        "DTK_RELEASE_FILE": str(release_file),
+    }
+    proc, result = run("inspect_driver_toolkit.sh", tmp_path, env)
+    assert proc.returncode == 0, proc.stderr
+    assert result == {"version": "4.18.12", "arch": "x86_64", "dtk_image": DTK, "toolkit": DTK_RELEASE}
+    assert "5.14.0-427.50.1.el9_4.x86_64" in proc.stdout
+
+
+def test_inspect_driver_toolkit_without_the_file(tmp_path: Path) -> None:
+    env = {
+        "RELEASE_VERSION": "4.18.12",
+        "RELEASE_ARCH": "x86_64",
+        "DTK_IMAGE": "quay.io/not/a-dtk:1",
+        "DTK_RELEASE_FILE": str(tmp_path / "absent.json"),
+    }
+    proc, result = run("inspect_driver_toolkit.sh", tmp_path, env)
+    assert proc.returncode == 1
+    assert result is None
+    assert "is this a Driver Toolkit image?" in proc.stderr
+
+
+def test_inspect_driver_toolkit_needs_its_inputs(tmp_path: Path) -> None:
+    proc, result = run("inspect_driver_toolkit.sh", tmp_path, {"RELEASE_ARCH": "x86_64", "DTK_IMAGE": DTK})
+    assert proc.returncode != 0
+    assert "RELEASE_VERSION" in proc.stderr
+    assert result is None
+
+
+# ----------------------------------------------------------------------------- resolve_driver_toolkit
+
+RELEASE = "quay.io/openshift-release-dev/ocp-release:4.18.12-x86_64"
+
+
+def resolve_env(auth_file: Path) -> dict[str, str]:
+    return {
+        "RELEASE_VERSION": "4.18.12",
+        "RELEASE_ARCH": "x86_64",
+        "RELEASE_IMAGE": RELEASE,
+        "PULL_SECRET_FILE": str(auth_file),
+    }
+
+
+def test_resolve_driver_toolkit(tmp_path: Path, bin_dir: Path, auth_file: Path) -> None:
+    fake(bin_dir, "oc", f"echo '{DTK}'\n")
+    proc, result = run("resolve_driver_toolkit.sh", tmp_path, resolve_env(auth_file))
+    assert proc.returncode == 0, proc.stderr
+    assert result == {"version": "4.18.12", "arch": "x86_64", "release_image": RELEASE, "dtk_image": DTK}
+    assert calls(tmp_path) == [f"adm release info --image-for=driver-toolkit -a {auth_file} {RELEASE}"]
+
+
+def test_resolve_driver_toolkit_oc_fails(tmp_path: Path, bin_dir: Path, auth_file: Path) -> None:
+    fake(bin_dir, "oc", "echo 'error: unable to read image: unauthorized' >&2\nexit 1\n")
+    proc, result = run("resolve_driver_toolkit.sh", tmp_path, resolve_env(auth_file))
+    assert proc.returncode == 1
+    assert result is None
+    assert f"'oc adm release info' failed for {RELEASE}" in proc.stderr
+    assert "unauthorized" in proc.stderr  # oc's own message is kept
+
+
+@pytest.mark.parametrize(
+    "printed",
+    [
+        "quay.io/openshift-release-dev/ocp-v4.0-art-dev:driver-toolkit",  # a tag, not a digest
+        f"{DTK}\nextra line",
+        f"{DTK}; touch /tmp/x",
+        "",
+    ],
+)
+def test_resolve_driver_toolkit_odd_output(
+    tmp_path: Path, bin_dir: Path, auth_file: Path, printed: str
+) -> None:
+    (tmp_path / "out.txt").write_text(printed)
+    fake(bin_dir, "oc", f"cat '{tmp_path / 'out.txt'}'\n")
+    proc, result = run("resolve_driver_toolkit.sh", tmp_path, resolve_env(auth_file))
+    assert proc.returncode == 1
+    assert result is None
+    assert "expected a pull spec by digest" in proc.stderr
+
+
+# ----------------------------------------------------------------------------- check_published_images
+
+FAKE_SKOPEO = """
+cmd="$1"
+last="${*: -1}"
+case "$cmd" in
+  inspect)
+    case "$last" in
+      *exists*) echo "$FAKE_DIGEST" ;;
+      *missing*)
+        echo 'time="x" level=fatal msg="reading manifest 1 in quay.io/acme: manifest unknown"' >&2
+        exit 1 ;;
+      *noname*) echo 'level=fatal msg="reading manifest: name unknown: repository not found"' >&2; exit 1 ;;
+      *denied*) echo 'level=fatal msg="unauthorized: authentication required"' >&2; exit 1 ;;
+      *) echo "${FAKE_INSPECT_DIGEST:-$FAKE_DIGEST}" ;;
+    esac ;;
+  copy)
+    if [[ "${FAKE_COPY:-ok}" != ok ]]; then
+      echo 'level=fatal msg="denied: requested access is refused"' >&2
+      exit 1
+    fi ;;
+  *) echo "unexpected skopeo $*" >&2; exit 99 ;;
+esac
+"""
+
+
+def check_env(auth_file: Path, *images: str) -> dict[str, str]:
+    return {
+        "IMAGES": "\n".join(images),
+        "PUSH_AUTH_FILE": str(auth_file),
+        "TLS_VERIFY": "false",
+        "FAKE_DIGEST": DIGEST,
+    }
+
+
+def test_check_published_images(tmp_path: Path, bin_dir: Path, auth_file: Path) -> None:
+    fake(bin_dir, "skopeo", FAKE_SKOPEO)
+    images = ["quay.io/acme/driver:exists-1", "quay.io/acme/driver:missing-2", "quay.io/acme/noname:x"]
+    proc, result = run("check_published_images.sh", tmp_path, check_env(auth_file, *images, ""))
+    assert proc.returncode == 0, proc.stderr
+    assert result == {images[0]: DIGEST, images[1]: "", images[2]: ""}
+    assert calls(tmp_path) == [
+        f"inspect --authfile {auth_file} --tls-verify=false --format {{{{.Digest}}}} docker://{image}"
+        for image in images
+    ]
+
+
+def test_check_published_images_none(tmp_path: Path, bin_dir: Path, auth_file: Path) -> None:
+    fake(bin_dir, "skopeo", FAKE_SKOPEO)
+    proc, result = run("check_published_images.sh", tmp_path, check_env(auth_file))
+    assert proc.returncode == 0, proc.stderr
+    assert result == {}
+    assert calls(tmp_path) == []
+
+
+def test_check_published_images_auth_error_is_not_missing(
+    tmp_path: Path, bin_dir: Path, auth_file: Path
+) -> None:
+    fake(bin_dir, "skopeo", FAKE_SKOPEO)
+    env = check_env(auth_file, "quay.io/acme/driver:exists-1", "quay.io/acme/driver:denied-2")
+    proc, result = run("check_published_images.sh", tmp_path, env)
+    assert proc.returncode == 1
+    assert result is None  # no partial answer that would make the pipeline rebuild or skip wrongly
+    assert "cannot tell whether quay.io/acme/driver:denied-2 exists" in proc.stderr
+    assert "push secret" in proc.stderr
+
+
+def test_check_published_images_needs_credentials(tmp_path: Path, bin_dir: Path) -> None:
+    fake(bin_dir, "skopeo", FAKE_SKOPEO)
+    proc, _ = run("check_published_images.sh", tmp_path, {"IMAGES": "quay.io/a/b:1", "PUSH_AUTH_FILE": ""})
+    assert proc.returncode != 0
+    assert "PUSH_AUTH_FILE" in proc.stderr
+    assert calls(tmp_path) == []
+
+
+# ----------------------------------------------------------------------------- push_driver_image
+
+STAGING = "image-registry.openshift-image-registry.svc:5000/ns/driver:570.158.01-k-rhcos4.18"
+TARGET = "quay.io/acme/nvidia/driver:570.158.01-k-rhcos4.18"
+
+
+def push_env(auth_file: Path, **extra: str) -> dict[str, str]:
+    return {
+        "STAGING_IMAGE": STAGING,
+        "IMAGE": TARGET,
+        "EXPECTED_DIGEST": DIGEST,
+        "PUSH_AUTH_FILE": str(auth_file),
+        "TLS_VERIFY": "true",
+        "FAKE_DIGEST": DIGEST,
+        **extra,
+    }
+
+
+def test_push_driver_image(tmp_path: Path, bin_dir: Path, auth_file: Path) -> None:
+    fake(bin_dir, "skopeo", FAKE_SKOPEO)
+    proc, result = run("push_driver_image.sh", tmp_path, push_env(auth_file))
+    assert proc.returncode == 0, proc.stderr
+    assert result == {"image": TARGET, "digest": DIGEST, "staging_image": STAGING}
+    copy, inspect = calls(tmp_path)
+    assert copy == (
+        f"copy --retry-times 3 --preserve-digests --dest-authfile {auth_file} --src-tls-verify=true "
+        f"--dest-tls-verify=true docker://{STAGING} docker://{TARGET}"
+    )
+    assert (
+        inspect
+        == f"inspect --authfile {auth_file} --tls-verify=true --format {{{{.Digest}}}} docker://{TARGET}"
+    )
+
+
+def test_push_reads_staging_with_the_service_account_token(
+    tmp_path: Path, bin_dir: Path, auth_file: Path
+) -> None:
+    # Keep a copy of the source auth file: the script deletes its temp file on exit.
+    fake(
+        bin_dir,
+        "skopeo",
+        'for ((i = 1; i <= $#; i++)); do if [[ "${!i}" == --src-authfile ]]; then j=$((i + 1)); '
+        'cp "${!j}" "$FAKE_SRC_AUTH"; fi; done\n' + FAKE_SKOPEO,
+    )
+    token = tmp_path / "token"
+    token.write_text("planted-sa-token-XYZ")
+    env = push_env(auth_file, SA_TOKEN_FILE=str(token), FAKE_SRC_AUTH=str(tmp_path / "src-auth.json"))
+    proc, result = run("push_driver_image.sh", tmp_path, env)
+    assert proc.returncode == 0, proc.stderr
+    assert result["digest"] == DIGEST
+    log = "\n".join(calls(tmp_path))
+    assert "--src-authfile" in log
+    assert "planted-sa-token-XYZ" not in log + proc.stdout + proc.stderr  # never on a command line
+    auth = json.loads((tmp_path / "src-auth.json").read_text())
+    registry = "image-registry.openshift-image-registry.svc:5000"
+    assert base64.b64decode(auth["auths"][registry]["auth"]).decode() == "serviceaccount:planted-sa-token-XYZ"
+
+
+def test_push_digest_mismatch(tmp_path: Path, bin_dir: Path, auth_file: Path) -> None:
+    fake(bin_dir, "skopeo", FAKE_SKOPEO)
+    env = push_env(auth_file, FAKE_INSPECT_DIGEST=OTHER_DIGEST)
+    proc, result = run("push_driver_image.sh", tmp_path, env)
+    assert proc.returncode == 1
+    assert result is None
+    assert f"has digest {OTHER_DIGEST} after the copy, but the build produced {DIGEST}" in proc.stderr
+
+
+def test_push_refused_by_the_registry(tmp_path: Path, bin_dir: Path, auth_file: Path) -> None:
+    fake(bin_dir, "skopeo", FAKE_SKOPEO)
+    proc, result = run("push_driver_image.sh", tmp_path, push_env(auth_file, FAKE_COPY="denied"))
+    assert proc.returncode == 1
+    assert result is None
+    assert "PRECOMPILED_DRIVERS_PUSH_SECRET" in proc.stderr
+    assert len(calls(tmp_path)) == 1  # no inspect after a failed copy
+
+
+# ----------------------------------------------------------------------------- inspect_cluster
+
+NODE_LABELS = {
+    "nvidia.com/gpu.present": "true",
+    "feature.node.kubernetes.io/kernel-version.full": "5.14.0-427.50.1.el9_4.x86_64",
+    "feature.node.kubernetes.io/system-os_release.ID": "rhcos",
+    "feature.node.kubernetes.io/system-os_release.VERSION_ID": "4.18",
+}
+OPERATOR = {
+    "metadata": {"name": "gpu-operator", "labels": {"olm.owner": "gpu-operator-certified.v26.7.0"}},
+    "spec": {
+        "template": {"spec": {"containers": [{"image": "nvcr.io/nvidia/gpu-operator@sha256:" + "c" * 64}]}}
+    },
+}
+POLICY = {"metadata": {"name": "gpu-cluster-policy"}, "spec": {"driver": {"enabled": True}}}
+
+FAKE_KUBECTL = """
+case "$*" in
+  "get nodes -l nvidia.com/gpu.present=true -o jsonpath="*) printf '%s' "$FAKE_NODES" ;;
+  "get nodes -l nvidia.com/gpu.present=true -L"*) echo "NAME    STATUS" ;;
+  "get deployment "*)
+    [[ -n "${FAKE_OPERATOR:-}" ]] || { echo 'Error from server (NotFound)' >&2; exit 1; }
+    printf '%s\\n' "$FAKE_OPERATOR" ;;
+  "get clusterpolicy "*)
+    [[ -n "${FAKE_POLICY:-}" ]] || { echo 'error: the server does not have the resource' >&2; exit 1; }
+    printf '%s\\n' "$FAKE_POLICY" ;;
+  *"{.status.desired.version}"*)
+    if [[ -n "${FAKE_VERSION:-}" ]]; then printf '%s' "$FAKE_VERSION"; else echo 'NotFound' >&2; exit 1; fi ;;
+  *"{.spec.channel}"*)
+    if [[ -n "${FAKE_VERSION:-}" ]]; then printf 'stable-4.18'; else exit 1; fi ;;
+  *) echo "unexpected kubectl $*" >&2; exit 99 ;;
+esac
+"""
+
+
+def nodes_output(*names: str) -> str:
+    """What kubectl prints for the script's jsonpath template: one object and a comma per node."""
+    return "".join(json.dumps({"name": n, "labels": NODE_LABELS}, separators=(",", ":")) + "," for n in names)
+
+
+def cluster_env(**extra: str) -> dict[str, str]:
+    return {
+        "POLICY_NAME": "gpu-cluster-policy",
+        "OPERATOR_NAMESPACE": "nvidia-gpu-operator",
+        "OPERATOR_DEPLOYMENT": "gpu-operator",
+        **extra,
+    }
+
+
+def test_inspect_cluster(tmp_path: Path, bin_dir: Path) -> None:
+    fake(bin_dir, "kubectl", FAKE_KUBECTL)
+    env = cluster_env(
+        FAKE_NODES=nodes_output("gpu-1", "gpu-2"),
+        FAKE_OPERATOR=json.dumps(OPERATOR, indent=2),
+        FAKE_POLICY=json.dumps(POLICY, indent=2),
+        FAKE_VERSION="4.18.12",
+    )
+    proc, result = run("inspect_cluster.sh", tmp_path, env)
+    assert proc.returncode == 0, proc.stderr
+    assert result["nodes"] == [
+        {"name": "gpu-1", "labels": NODE_LABELS},
+        {"name": "gpu-2", "labels": NODE_LABELS},
+        None,
+    ]
+    assert result["operator"] == OPERATOR
+    assert result["policy"] == POLICY
+    assert (result["cluster_version"], result["cluster_channel"]) == ("4.18.12", "stable-4.18")
+    # And the pipeline can read it.
+    state = parse_cluster(result)
+    assert state.operator_version == "v26.7.0"
+    assert [n.name for n in state.nodes] == ["gpu-1", "gpu-2"]
+    assert "get deployment gpu-operator -n nvidia-gpu-operator -o json" in calls(tmp_path)
+    assert "get clusterpolicy gpu-cluster-policy -o json" in calls(tmp_path)
+
+
+def test_inspect_cluster_without_operator_policy_or_version(tmp_path: Path, bin_dir: Path) -> None:
+    fake(bin_dir, "kubectl", FAKE_KUBECTL)
+    proc, result = run("inspect_cluster.sh", tmp_path, cluster_env(FAKE_NODES=""))
+    assert proc.returncode == 0, proc.stderr
+    assert result == {
+        "nodes": [None],
+        "operator": None,
+        "policy": None,
+        "cluster_version": "",
+        "cluster_channel": "",
+    }
+    assert "operator_version" in proc.stderr
+    assert "the rollout cannot" in proc.stderr
+
+
+def test_inspect_cluster_fails_when_nodes_cannot_be_listed(tmp_path: Path, bin_dir: Path) -> None:
+    fake(bin_dir, "kubectl", 'echo "Error from server (Forbidden)" >&2\nexit 1\n')
+    proc, result = run("inspect_cluster.sh", tmp_path, cluster_env())
+    assert proc.returncode != 0
+    assert result is None
+    assert "Forbidden" in proc.stderr
