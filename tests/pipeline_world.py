@@ -40,8 +40,8 @@ RELEASES: dict[str, tuple[str, str]] = {
 SECRET_VALUES = {
     "rhsm_org": "org-8c1f2e44",
     "rhsm_key": "activation-key-5d3a9b7e",
-    "pull_auth": "cHVsbC1zZWNyZXQtdmFsdWUtOTk=",
-    "push_auth": "cHVzaC1zZWNyZXQtdmFsdWUtNDI=",
+    "pull_auth": "cGlwZWxpbmU6cHVsbC1zZWNyZXQtdmFsdWUtOTk=",  # pipeline:pull-secret-value-99
+    "push_auth": "cGlwZWxpbmU6cHVzaC1zZWNyZXQtdmFsdWUtNDI=",  # pipeline:push-secret-value-42
 }
 
 

@@ -64,7 +64,9 @@ def test_verify_failure_rolls_back_the_exact_previous_spec(world, run_dag) -> No
     # the operator looks for tags nobody pushed, its pods never get their image.
     world.cluster.operator.version = "v25.10.0"
     policy = world.cluster.store.get_object("ClusterPolicy", "gpu-cluster-policy")
-    before = json.dumps(policy["spec"]["driver"])
+    # The API server serialises objects with sorted keys (kubectl re-encodes patches the same way), so
+    # "byte for byte" is the canonical form a client reads back.
+    before = json.dumps(policy["spec"]["driver"], sort_keys=True)
 
     dag_run = run_dag(operator_version="v26.7.0", verify_timeout_minutes=0.25)
     states = task_states(dag_run)
@@ -73,7 +75,8 @@ def test_verify_failure_rolls_back_the_exact_previous_spec(world, run_dag) -> No
     assert states["verify_rollout"] == "failed"
     assert states["rollback_cluster_policy"] == "success"
     policy = world.cluster.store.get_object("ClusterPolicy", "gpu-cluster-policy")
-    assert json.dumps(policy["spec"]["driver"]) == before
+    assert json.dumps(policy["spec"]["driver"], sort_keys=True) == before
+    assert xcom(dag_run, "rollback_cluster_policy")["rolled_back"] is True
 
 
 def test_dry_run_prints_the_patch_and_touches_nothing(world, run_dag) -> None:

@@ -10,6 +10,7 @@
 #       DRY_RUN      true: only print what would be applied; false: apply
 #       XCOM_RETURN  where to write the result (default /airflow/xcom/return.json)
 # Result: {"previous_driver": <spec.driver before, or null>, "patched": true|false, "patched_at": "<UTC>"|null}
+#         patched_at is 1970-01-01T00:00:00Z when the patch changed nothing (the running pods are the rollout).
 set -euo pipefail
 
 : "${POLICY_NAME:?POLICY_NAME must name the ClusterPolicy to patch (e.g. gpu-cluster-policy)}"
@@ -59,4 +60,9 @@ fi
 
 after="$(kubectl get clusterpolicy "$POLICY_NAME" -o jsonpath='{.spec.driver}' || true)"
 printf 'spec.driver of clusterpolicy/%s after patch (patched at %s):\n%s\n' "$POLICY_NAME" "$patched_at" "$after"
+if [[ "$after" == "$previous" ]]; then
+  # Nothing changed (a re-run): the operator starts no new pods, so the running ones are the rollout.
+  echo "The ClusterPolicy already had this driver spec: verification checks the running driver pods."
+  patched_at="1970-01-01T00:00:00Z"
+fi
 printf '{"previous_driver": %s, "patched": true, "patched_at": "%s"}\n' "$previous" "$patched_at" >"$RESULT_FILE"

@@ -7,6 +7,7 @@
 #
 # Env:  POLICY_NAME  ClusterPolicy name (cluster-scoped, usually gpu-cluster-policy)
 #       PATCH_JSON   the RFC 6902 JSON patch document
+#       PREVIOUS_DRIVER_JSON  optional: the spec.driver to restore; when the policy already holds it, do nothing
 #       XCOM_RETURN  where to write the result (default /airflow/xcom/return.json)
 # Result: {"rolled_back": true, "driver_before": <spec.driver before>, "driver_after": <spec.driver after>}
 set -euo pipefail
@@ -23,6 +24,16 @@ fi
 [[ -n "$current" ]] || current=null
 printf 'Current spec.driver of clusterpolicy/%s (before rollback):\n%s\n' "$POLICY_NAME" "$current"
 printf 'Rollback JSON patch:\n%s\n' "$PATCH_JSON"
+
+# When the pipeline's patch never landed (it failed), spec.driver still is the previous one: nothing to undo.
+if [[ -n "${PREVIOUS_DRIVER_JSON:-}" ]] &&
+  kubectl patch clusterpolicy "$POLICY_NAME" --type=json \
+    -p "[{\"op\": \"test\", \"path\": \"/spec/driver\", \"value\": $PREVIOUS_DRIVER_JSON}]" >/dev/null 2>&1; then
+  echo "spec.driver already equals the previous driver spec: nothing to roll back."
+  mkdir -p "$(dirname "$RESULT_FILE")"
+  printf '{"rolled_back": false, "driver_before": %s, "driver_after": %s}\n' "$current" "$current" >"$RESULT_FILE"
+  exit 0
+fi
 
 if ! kubectl patch clusterpolicy "$POLICY_NAME" --type=json -p "$PATCH_JSON"; then
   echo "ERROR: rollback of clusterpolicy/$POLICY_NAME was rejected (see kubectl's message above); the policy" \

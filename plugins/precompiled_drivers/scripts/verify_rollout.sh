@@ -12,9 +12,18 @@
 #       EXPECTED            one line per kernel: <sanitized kernel> <expected image ref> <sha256:digest>
 #       TIMEOUT_SECONDS     give up after this long (default 1800)
 #       POLL_SECONDS        wait between polls (default 15)
+#       DRY_RUN             true: the patch step only printed its patch; report that and exit 0
 #       XCOM_RETURN         where to write the result (default /airflow/xcom/return.json)
 # Result: {"verified": true|false, "policy_state": "...", "kernels": {"<kernel>": {...}}}
 set -euo pipefail
+
+RESULT_FILE="${XCOM_RETURN:-/airflow/xcom/return.json}"
+if [[ "${DRY_RUN:-false}" == "true" ]]; then
+  echo "DRY_RUN=true: the ClusterPolicy was not patched, so there is no rollout to verify."
+  mkdir -p "$(dirname "$RESULT_FILE")"
+  printf '{"verified": false, "dry_run": true, "kernels": {}}\n' >"$RESULT_FILE"
+  exit 0
+fi
 
 : "${POLICY_NAME:?POLICY_NAME must name the ClusterPolicy (e.g. gpu-cluster-policy)}"
 : "${OPERATOR_NAMESPACE:?OPERATOR_NAMESPACE must name the GPU Operator namespace}"
@@ -22,7 +31,6 @@ set -euo pipefail
 : "${EXPECTED:?EXPECTED must list one line per kernel: <kernel> <image ref> <sha256 digest>}"
 TIMEOUT_SECONDS="${TIMEOUT_SECONDS:-1800}"
 POLL_SECONDS="${POLL_SECONDS:-15}"
-RESULT_FILE="${XCOM_RETURN:-/airflow/xcom/return.json}"
 # Byte-wise string comparison for the timestamp checks below, whatever locale the image sets.
 export LC_ALL=C
 
