@@ -20,7 +20,8 @@ from typing import Any
 
 import airflow_env
 
-DEMO_HOME = airflow_env.ROOT / ".demo"
+# Everything the demo writes (Airflow home and logs, registry storage); the tests point it elsewhere.
+DEMO_HOME = Path(os.environ.get("DEMO_HOME", airflow_env.ROOT / ".demo"))
 UI_PORT = 8080
 
 

@@ -55,6 +55,8 @@ def parse_nodes(items: list[Any]) -> tuple[GpuNode, ...]:
     for item in items:
         if item is None:  # the script's closing sentinel
             continue
+        if not isinstance(item, dict) or not item.get("name"):
+            raise ClusterError(f"inspect_cluster returned a node entry without a name: {item!r}")
         labels = item.get("labels") or {}
         missing = [label for label in (KERNEL_LABEL, OS_ID_LABEL, OS_VERSION_LABEL) if not labels.get(label)]
         if missing:

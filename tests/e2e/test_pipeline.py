@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 import json
+import warnings
+from pathlib import Path
 
 import pytest
+import yaml
 
 from dag_runner import task_states, xcom
+from precompiled_drivers import cluster_policy
 
 pytestmark = pytest.mark.e2e
+# NVIDIA's ClusterPolicy CRD, beside the repository (never copied into it).
+CRD = Path(__file__).resolve().parents[2] / ".." / "shared" / "reference" / "nvidia.com_clusterpolicies.yaml"
+
+
+def assert_valid_against_crd(policy: dict) -> None:
+    """The patched policy must satisfy NVIDIA's real CRD schema (checked when the reference is present)."""
+    if not CRD.exists():
+        warnings.warn(f"{CRD} not found: CRD validation not run", stacklevel=2)
+        return
+    cluster_policy.validate_policy(policy, yaml.safe_load(CRD.read_text()))
 
 
 def test_happy_path_two_releases_two_drivers(world, run_dag) -> None:
@@ -22,6 +36,7 @@ def test_happy_path_two_releases_two_drivers(world, run_dag) -> None:
     assert driver["repository"] == world.repository
     assert driver["image"] == "driver"
     assert driver["version"] == "570.158.01"
+    assert_valid_against_crd(world.cluster.store.get_object("ClusterPolicy", "gpu-cluster-policy"))
     verified = xcom(dag_run, "verify_rollout")
     assert verified["verified"] is True
     assert sorted(verified["kernels"]) == ["5.14.0-427.50.1.el9.4", "5.14.0-570.12.1.el9.6"]

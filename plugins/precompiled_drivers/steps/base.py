@@ -115,6 +115,13 @@ def restricted_security() -> k8s.V1SecurityContext:
     )
 
 
+def sidecar_security() -> k8s.V1SecurityContext:
+    """The XCom sidecar's context: restricted, as a fixed unprivileged user (its image defaults to root)."""
+    context = restricted_security()
+    context.run_as_user = 65534
+    return context
+
+
 def resources(cpu: str, memory: str, cpu_limit: str, memory_limit: str) -> k8s.V1ResourceRequirements:
     """Requests and limits, so a step never starves the node it lands on."""
     return k8s.V1ResourceRequirements(
@@ -141,6 +148,16 @@ def step_env(task_id: str, secrets: tuple[SecretFile, ...], env: Mapping[str, st
 def tls_verify(settings: Settings) -> str:
     """``true``/``false`` for skopeo/podman's --tls-verify (false only for a plain-HTTP test registry)."""
     return "true" if settings.registry_tls_verify else "false"
+
+
+def retry_delay(settings: Settings) -> timedelta:
+    """The first retry's wait; the default when the setting is invalid (validate_inputs then names it).
+
+    Read at parse time, so a bad value must not break parsing: the run fails cleanly in its first task.
+    """
+    seconds = settings.retry_delay_seconds
+    valid = isinstance(seconds, int) and not isinstance(seconds, bool) and 1 <= seconds <= 3_600
+    return timedelta(seconds=seconds if valid else Settings.retry_delay_seconds)
 
 
 def step_kwargs(
@@ -173,8 +190,10 @@ def step_kwargs(
         "service_account_name": SA_PREFIX + service_account,
         "automount_service_account_token": api_access,
         "container_security_context": security_context or restricted_security(),
+        # KPO's XCom sidecar (alpine, root by default) only sleeps and is exec'd into: nobody will do.
+        "xcom_sidecar_container_security_context": sidecar_security(),
         "container_resources": container_resources or resources("50m", "64Mi", "500m", "256Mi"),
-        "labels": {"app.kubernetes.io/part-of": "precompiled-drivers", "precompiled-drivers/step": task_id},
+        "labels": {"app.kubernetes.io/part-of": "nvidia-precompiled-drivers", "precompiled-drivers/step": task_id},
         "do_xcom_push": xcom,
         "get_logs": True,
         "log_events_on_failure": True,
@@ -183,7 +202,7 @@ def step_kwargs(
         "poll_interval": settings.poll_seconds,
         "startup_check_interval_seconds": settings.poll_seconds,
         "retries": 2,
-        "retry_delay": timedelta(seconds=30),
+        "retry_delay": retry_delay(settings),
         "retry_exponential_backoff": True,
         **extra,
     }

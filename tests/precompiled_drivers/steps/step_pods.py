@@ -20,7 +20,7 @@ from precompiled_drivers.steps.base import SECRETS_ROOT, StepPodOperator
 
 ROOT = Path(__file__).resolve().parents[3]
 SCRIPTS = ROOT / "plugins" / "precompiled_drivers" / "scripts"
-PART_OF = {"app.kubernetes.io/part-of": "precompiled-drivers"}
+PART_OF = {"app.kubernetes.io/part-of": "nvidia-precompiled-drivers"}
 
 
 def unmapped(partial: OperatorPartial, item: Mapping[str, Any]) -> StepPodOperator:
@@ -105,8 +105,14 @@ def assert_common(
     assert pod.spec.service_account_name == f"precompiled-drivers-{service_account}"
     assert pod.spec.automount_service_account_token is api_access
     assert pod.spec.restart_policy == "Never"
+    for sidecar in (c for c in pod.spec.containers if c.name == "airflow-xcom-sidecar"):
+        context = sidecar.security_context
+        assert context.run_as_non_root is True and context.run_as_user == 65534
+        assert context.read_only_root_filesystem is True
+        assert context.allow_privilege_escalation is False
+        assert context.capabilities.drop == ["ALL"]
     labels = pod.metadata.labels
-    assert labels["app.kubernetes.io/part-of"] == "precompiled-drivers"
+    assert labels["app.kubernetes.io/part-of"] == "nvidia-precompiled-drivers"
     assert labels["precompiled-drivers/step"] == task_id
     resources = container.resources
     assert set(resources.requests) == {"cpu", "memory"}

@@ -1,0 +1,45 @@
+"""``make demo``'s entry point, run as a user would: every step succeeds and every kernel gets its image."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from precompiled_drivers.report import STEPS
+from testcluster.fleet import DEMO_NODES
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.e2e
+
+
+def test_demo_runs_the_pipeline_and_reports_every_kernel(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{ROOT / 'tests'}:{ROOT / 'plugins'}",
+        "DEMO_HOME": str(tmp_path / "demo"),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "demo"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
+    out = done.stdout
+    assert done.returncode == 0, out[-4000:] + done.stderr[-4000:]
+    report = out.split("=== Report (from the report task) ===", 1)[1]
+    states = dict(re.findall(r"^(\w+)\s+(success|skipped|failed|upstream_failed)\s*$", report, re.M))
+    assert set(states) == set(STEPS)
+    skipped_when_all_goes_well = {"needs_rollback", "rollback_cluster_policy"}
+    assert all(states[s] == "success" for s in set(STEPS) - skipped_when_all_goes_well), states
+    table = report.split("driver pods Ready", 1)[1]
+    for _name, kernel, _os_id, _version in DEMO_NODES:
+        assert re.search(rf"^{re.escape(kernel)}\s+\S+\s+sha256:[0-9a-f]{{64}}\s+yes\s*$", table, re.M), (
+            kernel
+        )
+    assert "Task logs:" in out
+    # The registry (and any host-run step) was started with paths under DEMO_HOME: none may survive.
+    left = subprocess.run(["pgrep", "-af", str(tmp_path)], capture_output=True, text=True).stdout
+    assert left == "", f"the demo left processes behind:\n{left}"
