@@ -193,7 +193,10 @@ def step_kwargs(
         # KPO's XCom sidecar (alpine, root by default) only sleeps and is exec'd into: nobody will do.
         "xcom_sidecar_container_security_context": sidecar_security(),
         "container_resources": container_resources or resources("50m", "64Mi", "500m", "256Mi"),
-        "labels": {"app.kubernetes.io/part-of": "nvidia-precompiled-drivers", "precompiled-drivers/step": task_id},
+        "labels": {
+            "app.kubernetes.io/part-of": "nvidia-precompiled-drivers",
+            "precompiled-drivers/step": task_id,
+        },
         "do_xcom_push": xcom,
         "get_logs": True,
         "log_events_on_failure": True,
