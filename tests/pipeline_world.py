@@ -82,9 +82,12 @@ class GraphServer:
 
     def __init__(self, graphs: Mapping[str, dict[str, Any]]) -> None:
         graphs_by_channel = dict(graphs)
+        self.requests = 0  # graph requests served, so a test can wait for a poll
+        server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
+                server.requests += 1
                 query = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query)
                 doc = graphs_by_channel.get((query.get("channel") or [""])[0])
                 body = json.dumps(doc or {"version": 1, "nodes": [], "edges": []}).encode()
@@ -97,10 +100,15 @@ class GraphServer:
             def log_message(self, *args: Any) -> None:
                 pass
 
+        self._graphs = graphs_by_channel
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/graph"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self._thread.start()
+
+    def set_graph(self, channel: str, doc: dict[str, Any]) -> None:
+        """Serve ``doc`` for ``channel`` from the next request on (a new release appears)."""
+        self._graphs[channel] = doc
 
     def stop(self) -> None:
         """Stop serving."""
