@@ -12,7 +12,7 @@ Steps run as pods (KubernetesPodOperator) with static scripts; see README.md.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from airflow.sdk import DAG, task
 
@@ -30,6 +30,7 @@ from precompiled_drivers.steps import (
     rollback_cluster_policy,
     verify_rollout,
 )
+from precompiled_drivers.steps.base import retry_delay
 
 settings = Settings.from_env()
 
@@ -46,11 +47,12 @@ with DAG(
     default_args={
         "owner": "platform-gpu",
         "retries": 2,
-        "retry_delay": timedelta(seconds=30),
+        "retry_delay": retry_delay(settings),
         "retry_exponential_backoff": True,
     },
 ):
-    config = task(tasks.validate_inputs)()
+    # Inputs do not change between tries: a rejection is final, not retried after a delay.
+    config = task(tasks.validate_inputs, retries=0)()
     cluster = inspect_cluster.operator(settings)
     releases = task(tasks.plan_releases)(config, cluster.output)
 

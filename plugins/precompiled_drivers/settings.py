@@ -47,6 +47,8 @@ class Settings:
     deferrable: bool = False
     startup_timeout_seconds: int = 600
     poll_seconds: int = 2
+    # First wait before a failed step pod is retried; each further retry waits about twice as long.
+    retry_delay_seconds: int = 30
     # Cron fallback for installations without a triggerer ("" = event-driven only).
     cron: str = ""
 
@@ -90,6 +92,7 @@ class Settings:
         v.boolean(self.deferrable, name("deferrable"))
         v.positive_int(self.startup_timeout_seconds, name("startup_timeout_seconds"), 86_400)
         v.positive_int(self.poll_seconds, name("poll_seconds"), 600)
+        v.positive_int(self.retry_delay_seconds, name("retry_delay_seconds"), 3_600)
         return self
 
     def to_dict(self) -> dict[str, object]:
