@@ -51,8 +51,7 @@ with DAG(
         "retry_exponential_backoff": True,
     },
 ):
-    # Inputs do not change between tries: a rejection is final, not retried after a delay.
-    config = task(tasks.validate_inputs, retries=0)()
+    config = task(tasks.validate_inputs)()
     cluster = inspect_cluster.operator(settings)
     releases = task(tasks.plan_releases)(config, cluster.output)
 

@@ -29,10 +29,10 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from airflow.sdk import Asset, AssetOrTimeSchedule, AssetWatcher, CronTriggerTimetable
 
+from precompiled_drivers import validation as v
 from precompiled_drivers.releases import (
     DEFAULT_GRAPH_URL,
     FIRST_SIGHT_MODES,
@@ -124,29 +124,40 @@ def settings_from_values(values: Mapping[str, str | None]) -> DiscoverySettings:
     for ch in channels:
         try:
             channel_minor(ch)
-        except ValueError as exc:
-            raise SettingsError(f"Variable {VAR_CHANNELS}: {exc}") from None
+        except ValueError:
+            raise SettingsError(
+                f"Variable {VAR_CHANNELS}: invalid channel {v.show(ch)}: "
+                "expected candidate|fast|stable|eus-<major>.<minor>"
+            ) from None
     arches = _str_list(VAR_ARCHES, raw(VAR_ARCHES), d.arches)
     if bad := [a for a in arches if a not in PIPELINE_ARCHES]:
         raise SettingsError(
-            f"Variable {VAR_ARCHES}: unknown arch {bad[0]!r}, expected {list(PIPELINE_ARCHES)}"
+            f"Variable {VAR_ARCHES}: unknown arch {v.show(bad[0])}, expected {list(PIPELINE_ARCHES)}"
         )
     graph_url = raw(VAR_GRAPH_URL) or d.graph_url
-    parts = urlsplit(graph_url)
-    if parts.scheme not in ("http", "https") or not parts.netloc or len(graph_url) > 2048:
-        raise SettingsError(f"Variable {VAR_GRAPH_URL}: expected an http(s) URL, got {graph_url!r}")
+    ca_bundle = raw(VAR_CA_BUNDLE)
+    try:
+        # Plain characters only: the URL is logged and sent as is, the bundle path is opened as is.
+        v.https_url(graph_url, f"Variable {VAR_GRAPH_URL}")
+        if ca_bundle is not None:
+            v.file_path(ca_bundle, f"Variable {VAR_CA_BUNDLE}")
+    except v.ValidationError as exc:
+        raise SettingsError(f"{exc} (an http(s) URL / absolute path of plain characters)") from None
     first_sight = raw(VAR_FIRST_SIGHT) or d.first_sight
     if first_sight not in FIRST_SIGHT_MODES:
-        raise SettingsError(f"Variable {VAR_FIRST_SIGHT}: expected one of {list(FIRST_SIGHT_MODES)}")
+        raise SettingsError(
+            f"Variable {VAR_FIRST_SIGHT}: got {v.show(first_sight)}, "
+            f"expected one of {list(FIRST_SIGHT_MODES)}"
+        )
     return DiscoverySettings(
         channels=channels,
         arches=arches,
         graph_url=graph_url,
         poll_interval=_number(VAR_POLL_INTERVAL, raw(VAR_POLL_INTERVAL), d.poll_interval, 1, 604800),
         lookahead=_bool(VAR_LOOKAHEAD, raw(VAR_LOOKAHEAD), d.lookahead),
-        lookahead_limit=int(_number(VAR_LOOKAHEAD_LIMIT, raw(VAR_LOOKAHEAD_LIMIT), d.lookahead_limit, 0, 20)),
+        lookahead_limit=_count(VAR_LOOKAHEAD_LIMIT, raw(VAR_LOOKAHEAD_LIMIT), d.lookahead_limit, 20),
         first_sight=first_sight,
-        ca_bundle=raw(VAR_CA_BUNDLE),
+        ca_bundle=ca_bundle,
     )
 
 
@@ -157,7 +168,7 @@ def _str_list(name: str, value: str | None, default: tuple[str, ...]) -> tuple[s
         try:
             items = json.loads(value)
         except ValueError:
-            raise SettingsError(f"Variable {name}: not valid JSON: {value[:100]!r}") from None
+            raise SettingsError(f"Variable {name}: not valid JSON: {v.show(value)}") from None
         if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
             raise SettingsError(f"Variable {name}: expected a JSON list of strings")
     else:
@@ -174,10 +185,20 @@ def _number(name: str, value: str | None, default: float, low: float, high: floa
     try:
         number = float(value)
     except ValueError:
-        raise SettingsError(f"Variable {name}: expected a number, got {value!r}") from None
+        raise SettingsError(f"Variable {name}: expected a number, got {v.show(value)}") from None
     if not low <= number <= high:
-        raise SettingsError(f"Variable {name}: must be between {low:g} and {high:g}, got {value}")
+        raise SettingsError(f"Variable {name}: must be between {low:g} and {high:g}, got {v.show(value)}")
     return number
+
+
+def _count(name: str, value: str | None, default: int, high: int) -> int:
+    if value is None:
+        return default
+    if not value.isascii() or not value.isdigit() or int(value) > high:
+        raise SettingsError(
+            f"Variable {name}: expected a whole number between 0 and {high}, got {v.show(value)}"
+        )
+    return int(value)
 
 
 def _bool(name: str, value: str | None, default: bool) -> bool:
@@ -188,7 +209,7 @@ def _bool(name: str, value: str | None, default: bool) -> bool:
         return True
     if lowered in ("false", "0", "no", "off"):
         return False
-    raise SettingsError(f"Variable {name}: expected true or false, got {value!r}")
+    raise SettingsError(f"Variable {name}: expected true or false, got {v.show(value)}")
 
 
 def release_asset(**trigger_kwargs: Any) -> Asset:

@@ -23,6 +23,7 @@ from precompiled_drivers.steps import (
     rollback_cluster_policy,
     verify_rollout,
 )
+from precompiled_drivers.validation import ValidationError
 
 log = logging.getLogger(__name__)
 
@@ -33,16 +34,25 @@ def _load(config: Mapping[str, Any]) -> tuple[RunConfig, Settings]:
 
 
 def validate_inputs(params: Mapping[str, Any], triggering_asset_events: Any = None) -> dict[str, Any]:
-    """Check every input of the run before any pod starts; release events become targets."""
-    events = discovery.targets_from_events(triggering_asset_events) if triggering_asset_events else []
-    lookahead = discovery.load_settings()
-    cfg = run_config(
-        params,
-        Settings.from_env(),
-        [r.to_dict() for r in events],
-        upgrade_lookahead=lookahead.lookahead,
-        lookahead_limit=int(lookahead.lookahead_limit),
-    )
+    """Check every input of the run before any pod starts; release events become targets.
+
+    A rejected input fails the task at once (``AirflowFailException``, no retry: the inputs would not
+    change); other errors, such as an unreachable metadata database, keep the task's retries.
+    """
+    try:
+        events = discovery.targets_from_events(triggering_asset_events) if triggering_asset_events else []
+        lookahead = discovery.load_settings()
+        cfg = run_config(
+            params,
+            Settings.from_env(),
+            [r.to_dict() for r in events],
+            upgrade_lookahead=lookahead.lookahead,
+            lookahead_limit=int(lookahead.lookahead_limit),
+        )
+    except (ValidationError, discovery.SettingsError) as exc:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException(f"input rejected, no pod was started: {exc}") from exc
     log.info("targets: %s", ", ".join(f"{t.version}-{t.arch} ({t.source})" for t in cfg.targets) or "none")
     return cfg.to_dict()
 

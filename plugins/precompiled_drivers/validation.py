@@ -24,6 +24,7 @@ __all__ = [
     "digest",
     "dns_label",
     "driver_version",
+    "file_path",
     "git_ref",
     "https_url",
     "image_name",
@@ -277,6 +278,12 @@ def git_ref(value: object, field: str) -> str:
     if "//" in text or text.endswith(("/", ".", ".lock")) or "/." in text:
         raise ValidationError(field, value, expected, "not a valid git ref name")
     return text
+
+
+def file_path(value: object, field: str) -> str:
+    """An absolute file path of plain characters (a CA bundle...), no traversal, at most 1024 chars."""
+    expected = "an absolute file path like /etc/pki/tls/certs/ca-bundle.crt"
+    return _matching(value, field, re.compile(r"/[A-Za-z0-9._/+-]*[A-Za-z0-9._+-]"), expected, 1024)
 
 
 def https_url(value: object, field: str) -> str:
