@@ -78,17 +78,36 @@ def run_ui() -> int:
         "PYTHONPATH": f"{airflow_env.ROOT / 'plugins'}",
         "AIRFLOW__API__PORT": str(UI_PORT),
         "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
     }
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "airflow"), "standalone"], env=env)
+    # Its own process group, so stopping it reaches every scheduler, triggerer and worker it forked.
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "airflow"), "standalone"], env=env, start_new_session=True
+    )
     try:
         return proc.wait()
     except KeyboardInterrupt:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
         return 0
+    finally:
+        _stop_group(proc)
+
+
+def _stop_group(proc: subprocess.Popen) -> None:
+    """SIGINT the whole group, then SIGKILL whatever is still there after 30 s."""
+    for sig, wait in ((signal.SIGINT, 30), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+        except (subprocess.TimeoutExpired, KeyboardInterrupt):
+            continue
+        # The leader is gone; its children may not be: check the group once more.
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            return
 
 
 def main(argv: list[str] | None = None) -> int:
