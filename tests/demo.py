@@ -80,6 +80,8 @@ def run_ui() -> int:
         "AIRFLOW__API__HOST": "127.0.0.1",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
     }
+    # SIGTERM (a service manager, `kill`) stops it the way Ctrl-C does.
+    signal.signal(signal.SIGTERM, _interrupt)
     # Its own process group, so stopping it reaches every scheduler, triggerer and worker it forked.
     proc = subprocess.Popen(
         [str(Path(sys.executable).parent / "airflow"), "standalone"], env=env, start_new_session=True
@@ -90,6 +92,10 @@ def run_ui() -> int:
         return 0
     finally:
         _stop_group(proc)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def _stop_group(proc: subprocess.Popen) -> None:
