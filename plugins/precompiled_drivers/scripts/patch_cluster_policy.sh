@@ -9,6 +9,9 @@
 #       PATCH_JSON   the RFC 6902 JSON patch document
 #       DRY_RUN      true: only print what would be applied; false: apply
 #       XCOM_RETURN  where to write the result (default /airflow/xcom/return.json)
+#       API_ATTEMPTS, API_RETRY_SECONDS  transient API errors (5xx, 429, no connection) are retried up to
+#                    API_ATTEMPTS times (default 5), waiting API_RETRY_SECONDS (default 2) then twice as long
+#                    each time. A refusal (422 from the guard, 403, 404...) is never retried.
 # Result: {"previous_driver": <spec.driver before, or null>, "patched": true|false, "patched_at": "<UTC>"|null}
 #         patched_at is 1970-01-01T00:00:00Z when the patch changed nothing (the running pods are the rollout).
 set -euo pipefail
@@ -18,6 +21,17 @@ set -euo pipefail
 DRY_RUN="${DRY_RUN:-false}"
 RESULT_FILE="${XCOM_RETURN:-/airflow/xcom/return.json}"
 
+API_ATTEMPTS="${API_ATTEMPTS:-5}"
+API_RETRY_SECONDS="${API_RETRY_SECONDS:-2}"
+[[ "$API_ATTEMPTS" =~ ^[1-9][0-9]?$ ]] || {
+  echo "ERROR: API_ATTEMPTS must be a whole number from 1 to 99, got '$API_ATTEMPTS'." >&2
+  exit 2
+}
+[[ "$API_RETRY_SECONDS" =~ ^[0-9]{1,3}$ ]] || {
+  echo "ERROR: API_RETRY_SECONDS must be a whole number of seconds, got '$API_RETRY_SECONDS'." >&2
+  exit 2
+}
+
 case "$DRY_RUN" in
   true | false) ;;
   *)
@@ -26,7 +40,46 @@ case "$DRY_RUN" in
     ;;
 esac
 
-if ! previous="$(kubectl get clusterpolicy "$POLICY_NAME" -o jsonpath='{.spec.driver}')"; then
+# Set by kubectl_retry: how many attempts its last call took (1 = no transient error).
+attempts_used=1
+
+# True when kubectl's error output (file $1) shows a transient failure: the API server was overloaded or
+# failing (5xx, 429) or could not be reached. Refusals (Invalid = a failed `test` guard, Forbidden,
+# NotFound, Conflict...) are final and must not be retried.
+transient_error() {
+  grep -qE 'Error from server \((InternalError|ServiceUnavailable|TooManyRequests|Timeout|ServerTimeout)\)|Unable to connect to the server|connection refused|connection reset|i/o timeout|TLS handshake timeout|unexpected EOF|http2: client connection lost' "$1"
+}
+
+# kubectl with a bounded retry of transient errors only; stdout and stderr pass through.
+# A JSON patch starting with a `test` guard is safe to repeat: if an attempt that seemed to fail was in
+# fact applied, the repeat fails its guard (422) instead of applying twice (handled by the caller).
+kubectl_retry() {
+  local attempt=1 wait="$API_RETRY_SECONDS" errors status
+  errors="$(mktemp)"
+  while true; do
+    status=0
+    kubectl "$@" 2>"$errors" || status=$?
+    cat "$errors" >&2
+    attempts_used=$attempt
+    if ((status == 0)); then
+      rm -f "$errors"
+      return 0
+    fi
+    if ((attempt >= API_ATTEMPTS)) || ! transient_error "$errors"; then
+      rm -f "$errors"
+      return "$status"
+    fi
+    echo "Transient API error (attempt $attempt of $API_ATTEMPTS); retrying in ${wait}s." >&2
+    sleep "$wait"
+    attempt=$((attempt + 1))
+    wait=$((wait * 2 > 30 ? 30 : wait * 2))
+  done
+}
+
+policy_file="$(mktemp)"
+trap 'rm -f "$policy_file"' EXIT
+if ! kubectl_retry get clusterpolicy "$POLICY_NAME" -o json >"$policy_file" ||
+  ! previous="$(kubectl patch --local -f "$policy_file" --type=merge -p '{}' -o jsonpath='{.spec.driver}')"; then
   echo "ERROR: could not read ClusterPolicy '$POLICY_NAME'. Check that it exists" \
     "(kubectl get clusterpolicies) and that this pod's ServiceAccount may get clusterpolicies.nvidia.com." >&2
   exit 1
@@ -40,6 +93,9 @@ printf 'Current spec.driver of clusterpolicy/%s (before patch):\n%s\n' "$POLICY_
 printf 'JSON patch to apply:\n%s\n' "$PATCH_JSON"
 
 mkdir -p "$(dirname "$RESULT_FILE")"
+# spec.driver as the patch will leave it, computed locally (empty when the guard already fails here).
+wanted="$(kubectl patch --local -f "$policy_file" --type=json -p "$PATCH_JSON" -o jsonpath='{.spec.driver}' \
+  2>/dev/null || true)"
 
 if [[ "$DRY_RUN" == "true" ]]; then
   echo "DRY_RUN=true: the ClusterPolicy was not changed."
@@ -50,15 +106,22 @@ fi
 # Taken just before the request: pods the operator creates for the new spec are created after this instant,
 # and verification only trusts pods at least this new (timestamps have one-second precision).
 patched_at="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-if ! kubectl patch clusterpolicy "$POLICY_NAME" --type=json -p "$PATCH_JSON"; then
-  echo "ERROR: the API server rejected the patch of clusterpolicy/$POLICY_NAME (see kubectl's message above)." >&2
-  echo "If it reports a failed 'test' operation, the ClusterPolicy changed since the pipeline read it:" \
-    "the guard caught a concurrent change and nothing was overwritten." \
-    "Review the current policy, then re-run the pipeline so it reads the policy afresh." >&2
-  exit 1
+if ! kubectl_retry patch clusterpolicy "$POLICY_NAME" --type=json -p "$PATCH_JSON"; then
+  current="$(kubectl_retry get clusterpolicy "$POLICY_NAME" -o jsonpath='{.spec.driver}' || true)"
+  if ((attempts_used > 1)) && [[ -n "$wanted" && "$current" == "$wanted" ]]; then
+    # An attempt reported as failed (5xx, lost connection) had been applied; the repeat's guard refused.
+    echo "An earlier attempt had already applied the patch: spec.driver is the wanted one."
+  else
+    echo "ERROR: the API server rejected the patch of clusterpolicy/$POLICY_NAME (see kubectl's message above)." >&2
+    echo "If it reports a failed 'test' operation, the ClusterPolicy changed since the pipeline read it:" \
+      "the guard caught a concurrent change and nothing was overwritten." \
+      "Review the current policy, then re-run the pipeline so it reads the policy afresh." >&2
+    printf 'Current spec.driver of clusterpolicy/%s:\n%s\n' "$POLICY_NAME" "${current:-unreadable}" >&2
+    exit 1
+  fi
 fi
 
-after="$(kubectl get clusterpolicy "$POLICY_NAME" -o jsonpath='{.spec.driver}' || true)"
+after="$(kubectl_retry get clusterpolicy "$POLICY_NAME" -o jsonpath='{.spec.driver}' || true)"
 printf 'spec.driver of clusterpolicy/%s after patch (patched at %s):\n%s\n' "$POLICY_NAME" "$patched_at" "$after"
 if [[ "$after" == "$previous" ]]; then
   # Nothing changed (a re-run): the operator starts no new pods, so the running ones are the rollout.
