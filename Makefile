@@ -6,6 +6,7 @@ UV_VERSION := 0.13.9
 VENV := .venv
 STAMP := $(VENV)/.synced
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+PY_DIRS := $(wildcard dags plugins tests bench)
 
 .PHONY: demo demo-ui test lint fmt lock tools clean
 
@@ -30,13 +31,13 @@ test: $(STAMP) tools
 
 ## lint: ruff (with the Airflow AIR rules) and shellcheck on every shell script
 lint: $(STAMP)
-	$(VENV)/bin/ruff check dags plugins tests bench
-	$(VENV)/bin/ruff format --check dags plugins tests bench
+	$(VENV)/bin/ruff check $(PY_DIRS)
+	$(VENV)/bin/ruff format --check $(PY_DIRS)
 	$(VENV)/bin/shellcheck $$(git ls-files '*.sh') .ci/run
 
 fmt: $(STAMP)
-	$(VENV)/bin/ruff format dags plugins tests bench
-	$(VENV)/bin/ruff check --fix dags plugins tests bench
+	$(VENV)/bin/ruff format $(PY_DIRS)
+	$(VENV)/bin/ruff check --fix $(PY_DIRS)
 
 ## lock: re-resolve requirements.in into requirements.lock (every transitive version pinned)
 lock:
