@@ -41,15 +41,15 @@ EXPECTED: dict[str, tuple[str, set[Grant]]] = {
     "inspect_driver_toolkit": ("precompiled-drivers-inspect-dtk", set()),
     "inspect_cluster": (
         "precompiled-drivers-inspect-cluster",
-        grants(CLUSTER, "", "nodes", "get list")
-        | grants(CLUSTER, "nvidia.com", "clusterpolicies", "get list")
+        grants(CLUSTER, "", "nodes", "list")
+        | grants(CLUSTER, "nvidia.com", "clusterpolicies", "get")
         | grants(CLUSTER, "config.openshift.io", "clusterversions", "get")
-        | grants(OPERATOR_NS, "apps", "deployments", "get list"),
+        | grants(OPERATOR_NS, "apps", "deployments", "get"),
     ),
     "check_published_images": ("precompiled-drivers-check-images", set()),
     "build_driver_image": (
         "precompiled-drivers-build",
-        grants(PIPELINE_NS, "image.openshift.io", "imagestreams", "create get")
+        grants(PIPELINE_NS, "image.openshift.io", "imagestreams", "create")
         | grants(PIPELINE_NS, "image.openshift.io", "imagestreams/layers", "get update")
         | grants(PIPELINE_NS, "security.openshift.io", "securitycontextconstraints", "use", SCC_NAME),
     ),
@@ -63,7 +63,7 @@ EXPECTED: dict[str, tuple[str, set[Grant]]] = {
     ),
     "verify_rollout": (
         "precompiled-drivers-verify",
-        grants(CLUSTER, "nvidia.com", "clusterpolicies", "get") | grants(OPERATOR_NS, "", "pods", "get list"),
+        grants(CLUSTER, "nvidia.com", "clusterpolicies", "get") | grants(OPERATOR_NS, "", "pods", "list"),
     ),
     "rollback_cluster_policy": (
         "precompiled-drivers-rollback",
@@ -71,7 +71,7 @@ EXPECTED: dict[str, tuple[str, set[Grant]]] = {
     ),
     "(airflow connection)": (
         "precompiled-drivers-airflow",
-        grants(PIPELINE_NS, "", "pods", "create get list watch delete patch")
+        grants(PIPELINE_NS, "", "pods", "create get list delete patch")
         | grants(PIPELINE_NS, "", "pods/log", "get")
         | grants(PIPELINE_NS, "", "pods/exec", "create get")
         | grants(PIPELINE_NS, "", "events", "list watch"),
