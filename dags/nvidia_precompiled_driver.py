@@ -53,6 +53,7 @@ with DAG(
 ):
     config = task(tasks.validate_inputs)()
     cluster = inspect_cluster.operator(settings)
+    config >> cluster  # nothing, not even the cluster inspection, starts before the inputs are valid
     releases = task(tasks.plan_releases)(config, cluster.output)
 
     resolved = resolve_driver_toolkit.partial(settings).expand_kwargs(releases)
