@@ -51,7 +51,8 @@ with DAG(
         "retry_exponential_backoff": True,
     },
 ):
-    config = task(tasks.validate_inputs)()
+    # Short-circuit: a cron run that finds no new release skips every step (no pod starts).
+    config = task.short_circuit(tasks.validate_inputs, inlets=[discovery.release_asset_ref()])()
     cluster = inspect_cluster.operator(settings)
     config >> cluster  # nothing, not even the cluster inspection, starts before the inputs are valid
     releases = task(tasks.plan_releases)(config, cluster.output)

@@ -223,6 +223,11 @@ def release_asset(**trigger_kwargs: Any) -> Asset:
     return Asset(ASSET_NAME, watchers=[AssetWatcher(name=WATCHER_NAME, trigger=trigger)])
 
 
+def release_asset_ref() -> Any:
+    """A reference to the releases asset, for a task's ``inlets`` (gives it the asset's state store)."""
+    return Asset.ref(name=ASSET_NAME)
+
+
 def release_schedule(cron: str | None = None, *, timezone: str = "UTC", **trigger_kwargs: Any) -> Any:
     """The DAG's ``schedule``: the watched asset, or, with ``cron``, the asset *or* that cron.
 

@@ -33,14 +33,26 @@ def _load(config: Mapping[str, Any]) -> tuple[RunConfig, Settings]:
     return cfg, Settings(**cfg.settings)
 
 
-def validate_inputs(params: Mapping[str, Any], triggering_asset_events: Any = None) -> dict[str, Any]:
+def validate_inputs(
+    params: Mapping[str, Any],
+    triggering_asset_events: Any = None,
+    dag_run: Any = None,
+    asset_state_store: Any = None,
+) -> dict[str, Any] | None:
     """Check every input of the run before any pod starts; release events become targets.
+
+    A cron-fallback run (no events) polls the update graph itself, sharing the trigger's state; when
+    nothing is new it returns None, and the DAG's short-circuit skips every step: no pod starts.
 
     A rejected input fails the task at once (``AirflowFailException``, no retry: the inputs would not
     change); other errors, such as an unreachable metadata database, keep the task's retries.
     """
     try:
         events = discovery.targets_from_events(triggering_asset_events) if triggering_asset_events else []
+        if not events and _is_cron_run(dag_run) and asset_state_store is not None:
+            events = _poll_for_cron_run(asset_state_store)
+            if not events:
+                return None
         lookahead = discovery.load_settings()
         cfg = run_config(
             params,
@@ -55,6 +67,23 @@ def validate_inputs(params: Mapping[str, Any], triggering_asset_events: Any = No
         raise AirflowFailException(f"input rejected, no pod was started: {exc}") from exc
     log.info("targets: %s", ", ".join(f"{t.version}-{t.arch} ({t.source})" for t in cfg.targets) or "none")
     return cfg.to_dict()
+
+
+def _is_cron_run(dag_run: Any) -> bool:
+    # "scheduled" for timetable (cron) runs, "asset_triggered" for events. The task SDK's DagRunType is
+    # a str enum whose str() is "DagRunType.SCHEDULED", so compare its value.
+    run_type = getattr(dag_run, "run_type", None)
+    return getattr(run_type, "value", run_type) == "scheduled"
+
+
+def _poll_for_cron_run(store: Any) -> list[Any]:
+    """New releases for a cron run (what the trigger would have fired); [] when nothing is new."""
+    new, errors = discovery.poll_from_task(store)
+    for exc in errors:
+        log.warning("update graph unavailable, the next scheduled run retries: %s", exc)
+    if not new:
+        log.info("scheduled run: no new release in the followed channels; nothing to do, no pod started")
+    return new
 
 
 def plan_releases(config: Mapping[str, Any], cluster: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -81,3 +81,64 @@ def test_new_release_in_graph_starts_exactly_one_run_that_plans_it(test_cluster,
             assert [r["dag_run_id"] for r in airflow.runs(DAG_ID)] == [run_id]
     finally:
         graph.stop()
+
+
+class _Store:
+    """The asset state store accessor a task gets (``get``/``set``), backed by a dict."""
+
+    def __init__(self) -> None:
+        self.data: dict = {}
+
+    def get(self, key: str, default: object = None) -> object:
+        return self.data.get(key, default)
+
+    def set(self, key: str, value: object) -> None:
+        self.data[key] = value
+
+
+def test_cron_run_with_nothing_new_short_circuits_before_any_pod(monkeypatch) -> None:
+    from airflow.sdk.api.datamodels._generated import DagRunType
+
+    from dag_runner import load_dag
+    from precompiled_drivers import tasks
+    from precompiled_drivers.form import DEFAULT_CUDA_VERSION, DEFAULT_DRIVER_REPO_REF
+
+    graph = GraphServer({CHANNEL: _graph(["4.18.10", "4.18.12"])})
+    try:
+        for name, value in {
+            "CHANNELS": f'["{CHANNEL}"]',
+            "GRAPH_URL": graph.url,
+            "FIRST_SIGHT": "baseline",
+            "LOOKAHEAD": "false",
+        }.items():
+            monkeypatch.setenv(f"AIRFLOW_VAR_PRECOMPILED_DRIVERS_{name}", value)
+        params = {
+            "driver_versions": ["570.158.01"],
+            "cuda_version": DEFAULT_CUDA_VERSION,
+            "driver_repo_ref": DEFAULT_DRIVER_REPO_REF,
+            "repository": "127.0.0.1:5000/nvidia",
+        }
+        cron = type("Run", (), {"run_type": DagRunType.SCHEDULED})()
+        manual = type("Run", (), {"run_type": DagRunType.MANUAL})()
+        store = _Store()
+
+        # First cron run: baseline only, nothing new -> None (the short-circuit skips every step).
+        assert tasks.validate_inputs(params, None, cron, store) is None
+        assert store.data, "the poll's state must be saved (shared with the trigger)"
+        assert tasks.validate_inputs(params, None, cron, store) is None
+        # A manual run never polls: it plans what the form says.
+        assert list(tasks.validate_inputs(params, None, manual, store)["targets"]) == []
+
+        graph.set_graph(CHANNEL, _graph(["4.18.10", "4.18.12", NEW]))
+        config = tasks.validate_inputs(params, None, cron, store)
+        assert config is not None
+        assert [t["version"] for t in config["targets"]] == [NEW]
+        assert tasks.validate_inputs(params, None, cron, store) is None, "reported once only"
+    finally:
+        graph.stop()
+
+    # In the DAG, validate_inputs is that short-circuit and the first pod waits for it.
+    dag = load_dag()
+    validate = dag.get_task("validate_inputs")
+    assert type(validate).__name__ == "_ShortCircuitDecoratedOperator"
+    assert "validate_inputs" in dag.get_task("inspect_cluster").upstream_task_ids
