@@ -212,9 +212,10 @@ class AirflowStandalone:
         return list(found["dag_runs"])
 
     def run(self, dag_id: str, run_id: str) -> dict[str, Any]:
-        """One run (REST shape), with ``seconds`` = end - start when finished."""
+        """One run (REST shape), with ``start``/``end`` datetimes and ``seconds`` = end - start."""
         run = dict(self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}"))
         start, end = _parse_time(run.get("start_date")), _parse_time(run.get("end_date"))
+        run["start"], run["end"] = start, end
         run["seconds"] = (end - start).total_seconds() if start and end else None
         return run
 

@@ -12,8 +12,11 @@ import hashlib
 import http.server
 import json
 import os
+import subprocess
 import sys
+import tempfile
 import threading
+import time
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -43,6 +46,16 @@ SECRET_VALUES = {
     "pull_auth": "cGlwZWxpbmU6cHVsbC1zZWNyZXQtdmFsdWUtOTk=",  # pipeline:pull-secret-value-99
     "push_auth": "cGlwZWxpbmU6cHVzaC1zZWNyZXQtdmFsdWUtNDI=",  # pipeline:push-secret-value-42
 }
+
+
+HOST_STEPS = (
+    "inspect_cluster",
+    "check_published_images",
+    "push_driver_image",
+    "patch_cluster_policy",
+    "verify_rollout",
+    "rollback_cluster_policy",
+)
 
 
 def dtk_image(version: str) -> str:
@@ -126,6 +139,10 @@ class World:
     releases: dict[str, tuple[str, str]] = field(default_factory=lambda: dict(RELEASES))
     builds: list[str] = field(default_factory=list)  # staging refs built, in order
     step_seconds: float = 0.2
+    # Every pod step Running for exactly this long (host steps do their real work inside it); for bench/.
+    fixed_seconds: float | None = None
+    # (epoch seconds, task_id, run_id label) of every pod run so far (fixed_seconds only)
+    pods: list[tuple[float, str, str]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -160,19 +177,56 @@ class World:
         )
         scenarios = self.cluster.scenarios
         host = Scenario(run_on_host=True, pending=0.05)
-        for step in (
-            "inspect_cluster",
-            "check_published_images",
-            "push_driver_image",
-            "patch_cluster_policy",
-            "verify_rollout",
-            "rollback_cluster_policy",
-        ):
-            scenarios.set(step, host)
-        scenarios.set("resolve_driver_toolkit", Scenario(action=self.resolve, duration=self.step_seconds))
-        scenarios.set("inspect_driver_toolkit", Scenario(action=self.inspect_dtk, duration=self.step_seconds))
-        scenarios.set("build_driver_image", Scenario(action=self.build, duration=self.step_seconds))
+        simulated = {
+            "resolve_driver_toolkit": self.resolve,
+            "inspect_driver_toolkit": self.inspect_dtk,
+            "build_driver_image": self.build,
+        }
+        for step in HOST_STEPS:
+            if self.fixed_seconds is None:
+                scenarios.set(step, host)
+            else:
+                simulated[step] = self.on_host
+        seconds = self.step_seconds if self.fixed_seconds is None else self.fixed_seconds
+        pending = 0.1 if self.fixed_seconds is None else 0.05
+        for step, action in simulated.items():
+            scenarios.set(
+                step, Scenario(action=self._counted(step, action), duration=seconds, pending=pending)
+            )
         return self
+
+    def _counted(self, step: str, action: Any) -> Any:
+        def run(pod: dict[str, Any]) -> ScenarioResult:
+            labels = pod["metadata"].get("labels") or {}
+            with self._lock:
+                self.pods.append((time.time(), step, labels.get("run_id", "")))
+            return action(pod)
+
+        return run
+
+    def on_host(self, pod: dict[str, Any]) -> ScenarioResult:
+        """Run the step's real script here, as a ``run_on_host`` scenario would, inside a fixed duration."""
+        from testcluster import hostrun
+
+        base = pod["spec"]["containers"][0]
+        with tempfile.TemporaryDirectory(prefix="step-") as tmp:
+            pod_dir = Path(tmp)
+            mounts = hostrun.mount_map(base, hostrun.materialise_volumes(self.cluster.store, pod, pod_dir))
+            (pod_dir / "home").mkdir()
+            env = hostrun.host_env(
+                hostrun.container_env(self.cluster.store, pod, base, mounts),
+                self.cluster.kubeconfig_path,
+                mounts,
+                pod_dir / "home",
+            )
+            command = list(base.get("command") or []) + list(base.get("args") or [])
+            done = subprocess.run(
+                command, env=env, cwd=pod_dir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            )
+            out = hostrun.host_path(f"{hostrun.XCOM_MOUNT_PATH}/return.json", mounts)
+            text = out.read_text() if out is not None and out.exists() else ""
+        xcom = json.loads(text) if text.strip() else None
+        return ScenarioResult(exit_code=done.returncode, xcom=xcom, logs=done.stdout.splitlines())
 
     # -- simulated steps --------------------------------------------------------------------------
     def resolve(self, pod: dict[str, Any]) -> ScenarioResult:
