@@ -175,6 +175,10 @@ class World:
             {"org": SECRET_VALUES["rhsm_org"], "activationkey": SECRET_VALUES["rhsm_key"]},
             NAMESPACE,
         )
+        return self.set_scenarios()
+
+    def set_scenarios(self) -> World:
+        """(Re)install one scenario per step, e.g. after changing ``fixed_seconds`` between runs."""
         scenarios = self.cluster.scenarios
         host = Scenario(run_on_host=True, pending=0.05)
         simulated = {
