@@ -316,6 +316,11 @@ def test_two_manual_runs_never_patch_at_the_same_time(world: World) -> None:
     with create_session() as session:
         # New DAGs are paused at creation; the scheduler starts nothing of a paused DAG.
         session.query(DagModel).filter(DagModel.dag_id == dag.dag_id).update({"is_paused": False})
+        # The metadata DB is shared by the session's tests: runs another test left unfinished would
+        # count against max_active_runs. This test is about two fresh runs only.
+        session.query(DagRun).filter(
+            DagRun.dag_id == dag.dag_id, DagRun.state.in_([DagRunState.RUNNING, DagRunState.QUEUED])
+        ).update({"state": DagRunState.FAILED}, synchronize_session=False)
         serialized = SerializedDagModel.get_dag(dag.dag_id, session=session)
         assert serialized is not None and serialized.max_active_runs == 1
         now = timezone.utcnow()
