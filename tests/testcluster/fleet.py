@@ -22,8 +22,16 @@ def seed_demo(cluster: TestCluster, openshift_version: str = "4.18.12") -> None:
         "ClusterPolicy",
         {
             "metadata": {"name": "gpu-cluster-policy"},
+            # Every section NVIDIA's CRD requires, as after a default OperatorHub install.
             "spec": {
                 "operator": {"defaultRuntime": "crio"},
+                "daemonsets": {"updateStrategy": "RollingUpdate"},
+                "dcgm": {"enabled": True},
+                "dcgmExporter": {"enabled": True},
+                "devicePlugin": {"enabled": True},
+                "gfd": {"enabled": True},
+                "nodeStatusExporter": {"enabled": True},
+                "toolkit": {"enabled": True},
                 "driver": {
                     "enabled": True,
                     "usePrecompiled": False,

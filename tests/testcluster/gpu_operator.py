@@ -351,13 +351,24 @@ class GpuOperator:
             ds_pods = [p for p in ready if p["metadata"]["labels"].get("nvidia.com/ds") == name]
             self._ds_status(name, len(want[name]["nodes"]), len(ds_pods))
         state = "ready" if len(ready) == expected and len(pods) == expected else "notReady"
+        # metav1.Condition, as the CRD requires: type, status, reason, message, lastTransitionTime.
+        since = now_rfc3339()
+        message = "all driver pods are ready" if state == "ready" else "driver pods are not ready yet"
         conditions = [
             {
                 "type": "Ready",
                 "status": "True" if state == "ready" else "False",
                 "reason": "Reconciled" if state == "ready" else "DriverNotReady",
+                "message": message,
+                "lastTransitionTime": since,
             },
-            {"type": "Error", "status": "False", "reason": "Ready" if state == "ready" else "DriverNotReady"},
+            {
+                "type": "Error",
+                "status": "False",
+                "reason": "Ready" if state == "ready" else "DriverNotReady",
+                "message": message,
+                "lastTransitionTime": since,
+            },
         ]
         old = policy.get("status") or {}
         if old.get("state") != state:
