@@ -48,10 +48,18 @@ def free_port() -> int:
 
 
 def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.5) -> Any:
-    """Poll ``check`` until it returns something truthy; raise TimeoutError naming ``what``."""
+    """Poll ``check`` until it returns something truthy; raise TimeoutError naming ``what``.
+
+    A request to the api-server that times out or is refused counts as "not yet".
+    """
     deadline = time.monotonic() + timeout
     while True:
-        value = check()
+        try:
+            value = check()
+        except urllib.error.HTTPError:
+            raise
+        except (TimeoutError, ConnectionError, urllib.error.URLError):
+            value = None  # a busy api-server on a loaded machine: ask again
         if value:
             return value
         if time.monotonic() > deadline:
@@ -185,7 +193,7 @@ class AirflowStandalone:
             if proc.poll() is not None:
                 raise RuntimeError(f"airflow {name} exited with {proc.returncode}:\n{self.log_tail(name)}")
         try:
-            health = self.api("GET", "/api/v2/monitor/health", timeout=5)
+            health = self.api("GET", "/api/v2/monitor/health", timeout=10)
         except (OSError, urllib.error.URLError, ValueError):
             return False
         parts = ("metadatabase", "scheduler", "triggerer", "dag_processor")
@@ -194,11 +202,13 @@ class AirflowStandalone:
     def dag_exists(self, dag_id: str) -> bool:
         """True once the dag-processor has serialised ``dag_id``."""
         try:
-            self.api("GET", f"/api/v2/dags/{dag_id}", timeout=5)
+            self.api("GET", f"/api/v2/dags/{dag_id}", timeout=10)
         except urllib.error.HTTPError as exc:
             if exc.code == 404:
                 return False
             raise
+        except OSError:
+            return False  # a busy api-server (timeout, reset): ask again
         return True
 
     def trigger(self, dag_id: str, conf: Mapping[str, Any] | None = None) -> str:
