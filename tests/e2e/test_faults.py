@@ -9,6 +9,7 @@ Covered elsewhere, not repeated here: verify timeout -> exact rollback
 
 from __future__ import annotations
 
+import datetime
 import http.client
 import http.server
 import re
@@ -315,7 +316,10 @@ def test_two_manual_runs_never_patch_at_the_same_time(world: World) -> None:
         sync_bag_to_db(bag, bundle.name, bundle.version)
     with create_session() as session:
         # New DAGs are paused at creation; the scheduler starts nothing of a paused DAG.
-        session.query(DagModel).filter(DagModel.dag_id == dag.dag_id).update({"is_paused": False})
+        # Earlier dag.test() runs in this session may have left the DagModel stale or over its run cap.
+        session.query(DagModel).filter(DagModel.dag_id == dag.dag_id).update(
+            {"is_paused": False, "is_stale": False, "exceeds_max_non_backfill": False}
+        )
         # The metadata DB is shared by the session's tests: runs another test left unfinished would
         # count against max_active_runs. This test is about two fresh runs only.
         session.query(DagRun).filter(
@@ -323,7 +327,8 @@ def test_two_manual_runs_never_patch_at_the_same_time(world: World) -> None:
         ).update({"state": DagRunState.FAILED}, synchronize_session=False)
         serialized = SerializedDagModel.get_dag(dag.dag_id, session=session)
         assert serialized is not None and serialized.max_active_runs == 1
-        now = timezone.utcnow()
+        # SQLite's now() has whole seconds: a run_after later in the same second is not due yet.
+        now = timezone.utcnow() - datetime.timedelta(seconds=2)
         run_ids = [f"manual__together_{i}_{now.timestamp()}" for i in range(2)]
         for run_id in run_ids:
             serialized.create_dagrun(
