@@ -316,10 +316,7 @@ def test_two_manual_runs_never_patch_at_the_same_time(world: World) -> None:
         sync_bag_to_db(bag, bundle.name, bundle.version)
     with create_session() as session:
         # New DAGs are paused at creation; the scheduler starts nothing of a paused DAG.
-        # Earlier dag.test() runs in this session may have left the DagModel stale or over its run cap.
-        session.query(DagModel).filter(DagModel.dag_id == dag.dag_id).update(
-            {"is_paused": False, "is_stale": False, "exceeds_max_non_backfill": False}
-        )
+        session.query(DagModel).filter(DagModel.dag_id == dag.dag_id).update({"is_paused": False})
         # The metadata DB is shared by the session's tests: runs another test left unfinished would
         # count against max_active_runs. This test is about two fresh runs only.
         session.query(DagRun).filter(
