@@ -90,7 +90,8 @@ def plan_rollout(
         raise RolloutBlocked(
             "no ClusterPolicy was found: install the GPU Operator and create its ClusterPolicy first"
         )
-    cluster_policy.check_precompiled_compatible(cluster.policy)
+    # Refuses GDS/GDRCopy policies first; guards the whole driver section read by inspect_cluster.
+    patch = cluster_policy.plan_enable(cluster.policy, repository=repository, image=image, version=version)
     wanted = kernel_rollouts(cluster.nodes, repository, image, version, cluster.operator_version)
     missing = [k for k in wanted if not available.get(k.image)]
     if missing:
@@ -101,7 +102,6 @@ def plan_rollout(
         )
     kernels = tuple(KernelRollout(**{**asdict(k), "digest": available[k.image]}) for k in wanted)
     previous = cluster_policy.driver_spec(cluster.policy)
-    patch = cluster_policy.enable_patch(previous, repository=repository, image=image, version=version)
     applied = cluster_policy.driver_spec(cluster_policy.apply_patch(cluster.policy, patch))
     return RolloutPlan(
         kernels=kernels,
