@@ -12,6 +12,9 @@ import re
 _ARCH = re.compile(r"(?:x86_64|aarch64)(?:[_+]64k)?")
 _MAJOR_ONLY_FROM = (26, 7)
 _MAJOR_ONLY_OS = ("rhel", "rocky", "ol")
+_ROCKY_RHEL10_FROM = (26, 3)
+# apimachinery IsDNS1123Subdomain: what the API server accepts as a DaemonSet name.
+_DNS1123 = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
 
 def sanitize_kernel(kernel: str) -> str:
@@ -25,10 +28,29 @@ def _version_tuple(operator_version: str) -> tuple[int, ...]:
 
 
 def os_tag(operator_version: str, os_id: str, version_id: str) -> str:
-    """OS part of the image tag: ID+VERSION_ID as is; from v26.7 the major only for rhel/rocky/ol."""
-    if _version_tuple(operator_version) >= _MAJOR_ONLY_FROM and os_id in _MAJOR_ONLY_OS:
-        return f"{os_id}{version_id.split('.')[0]}"
+    """OS part of the image tag, by operator release; raises ValueError where the operator errors out.
+
+    v26.7 state_manager.go getGPUNodeOSInfo: major only for ol/rocky/rhel. v26.3 getGPUNodeOSTag:
+    strconv.Atoi of the major for every OS (error on a non-number), major only for rocky and rhel >= 10.
+    Older (object_controls.go kernelFullVersion): ID+VERSION_ID as is.
+    """
+    release = _version_tuple(operator_version)
+    major = version_id.split(".")[0]
+    if release >= _MAJOR_ONLY_FROM:
+        return f"{os_id}{major}" if os_id in _MAJOR_ONLY_OS else f"{os_id}{version_id}"
+    if release >= _ROCKY_RHEL10_FROM:
+        if not re.fullmatch(r"[+-]?[0-9]+", major):
+            raise ValueError(
+                f'error processing OS major version {major}: strconv.Atoi: parsing "{major}": invalid syntax'
+            )
+        if os_id == "rocky" or (os_id == "rhel" and int(major) >= 10):
+            return f"{os_id}{major}"
     return f"{os_id}{version_id}"
+
+
+def valid_object_name(name: str) -> bool:
+    """Whether the API server accepts ``name`` for a DaemonSet (DNS-1123 subdomain, at most 253)."""
+    return len(name) <= 253 and _DNS1123.fullmatch(name) is not None
 
 
 def daemonset_name(kernel: str, os_id: str, version_id: str) -> str:

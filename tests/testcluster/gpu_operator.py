@@ -40,6 +40,10 @@ def _split_ref(image: str) -> tuple[str, str, str]:
     return host, repo, ref
 
 
+class OperatorError(RuntimeError):
+    """The real operator returns this error from its reconcile and changes nothing (it requeues)."""
+
+
 class GpuOperator:
     """Pretends to be GPU Operator ``version``; only ever queries registries on 127.0.0.1."""
 
@@ -59,6 +63,10 @@ class GpuOperator:
         self.tick = 0.2  # seconds between reconciles
         self.pull_delay = 0.2  # seconds a new pod stays ContainerCreating
         self.old_pod_grace = 1.5  # seconds old-generation pods outlive a rollout
+        # Order in which GPU nodes are listed ("name" as etcd returns them, or "reverse"): the operator's
+        # cluster-wide OS tag comes from the first one, which a real cluster does not let us choose.
+        self.list_order = "name"
+        self.errors: list[str] = []  # what the last reconcile failed with, as the operator logs it
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._doomed: dict[tuple[ResourceType, str], float] = {}  # (kind, name) -> delete at
@@ -118,31 +126,102 @@ class GpuOperator:
         asyncio.run_coroutine_threadsafe(self._reconcile(), self.loop).result(timeout)
 
     # -- what the policy asks for ----------------------------------------------------------------
+    def gpu_nodes(self) -> list[dict[str, Any]]:
+        """GPU nodes in the order this operator's client lists them (``list_order``; see the README)."""
+        nodes = [
+            n
+            for n in self.store.list(NODES)[0]
+            if (n["metadata"].get("labels") or {}).get(GPU_LABEL) == "true"
+        ]
+        nodes.sort(key=lambda n: n["metadata"]["name"], reverse=self.list_order == "reverse")
+        return nodes
+
+    def cluster_os_tag(self, nodes: list[dict[str, Any]]) -> str:
+        """ONE OS tag for the whole cluster, from the first GPU node listed.
+
+        NVIDIA/gpu-operator controllers/state_manager.go getGPUNodeOSInfo (v26.7; getGPUNodeOSTag in v26.3,
+        kernelFullVersion in v25.x): list GPU nodes with client.Limit(1), read that node's ID and VERSION_ID.
+        Raises OperatorError with the operator's own wording where it stops reconciling.
+        """
+        if not nodes:
+            raise OperatorError("no nodes found with GPU present")
+        labels = nodes[0]["metadata"].get("labels") or {}
+        for key in (OS_ID_LABEL, OS_VERSION_LABEL):
+            if key not in labels:
+                raise OperatorError(
+                    f"unable to retrieve OS {'name' if key == OS_ID_LABEL else 'version'} from label {key}"
+                )
+        try:
+            return gpu_naming.os_tag(self.version, labels[OS_ID_LABEL], labels[OS_VERSION_LABEL])
+        except ValueError as exc:
+            raise OperatorError(str(exc)) from exc
+
     def desired(self, policy: dict[str, Any]) -> dict[str, dict[str, Any]]:
-        """DaemonSet name -> {image, precompiled, nodes} for the policy and the GPU nodes now."""
+        """DaemonSet name -> {image, precompiled, nodes} for the policy and the GPU nodes now.
+
+        Raises OperatorError where the real operator stops reconciling the driver state.
+        """
         driver = (policy.get("spec") or {}).get("driver") or {}
+        # api/nvidia/v1/clusterpolicy_types.go DriverSpec.IsEnabled: nil counts as enabled.
         if driver.get("enabled") is False:
             return {}
-        precompiled = bool(driver.get("usePrecompiled"))
+        # state_manager.go step(): with useNvidiaDriverCRD the state-driver is skipped and the
+        # ClusterPolicy's driver DaemonSets are deleted (orphaning their pods: see _reconcile).
+        if driver.get("useNvidiaDriverCRD") is True:
+            return {}
+        nodes = self.gpu_nodes()
+        if not nodes:
+            return {}
+        tag_os = self.cluster_os_tag(nodes)
         out: dict[str, dict[str, Any]] = {}
-        for node in self.store.list(NODES)[0]:
-            labels = node["metadata"].get("labels") or {}
-            kernel, os_id, os_ver = (
-                labels.get(KERNEL_LABEL),
-                labels.get(OS_ID_LABEL),
-                labels.get(OS_VERSION_LABEL),
-            )
-            if labels.get(GPU_LABEL) != "true" or not (kernel and os_id and os_ver):
+        if not driver.get("usePrecompiled"):
+            # Compiled: one DaemonSet per OS release, every one pulling <version>-<cluster tag>.
+            for node in nodes:
+                labels = node["metadata"]["labels"]
+                name = f"{APP}-{labels.get(OS_ID_LABEL)}{labels.get(OS_VERSION_LABEL)}"
+                entry = out.setdefault(
+                    name,
+                    {"image": gpu_naming.compiled_image(driver, tag_os), "precompiled": False, "nodes": []},
+                )
+                entry["nodes"].append(node["metadata"]["name"])
+            return out
+        # object_controls.go getKernelVersionsMap: kernel label -> the node's raw ID+VERSION_ID.
+        kernels: dict[str, str] = {}
+        for node in nodes:
+            labels = node["metadata"]["labels"]
+            kernel = labels.get(KERNEL_LABEL)
+            if not kernel:
+                raise OperatorError(f"Label.Node {KERNEL_LABEL!r} not found")
+            node_os = f"{labels.get(OS_ID_LABEL, '')}{labels.get(OS_VERSION_LABEL, '')}"
+            if kernels.get(kernel, node_os) != node_os:
+                raise OperatorError(
+                    f"different OS versions found for the same kernel version {kernel}, "
+                    "unsupported configuration"
+                )
+            kernels[kernel] = node_os
+        # precompiledDriverDaemonsets: one DaemonSet per kernel (Go map order, not under anyone's control;
+        # here the listing order). The name strips the arch, so two arches of one kernel release share a
+        # name: the DaemonSet is created, then updated, and the kernel processed last wins.
+        for kernel, node_os in kernels.items():
+            name = gpu_naming.daemonset_name(kernel, node_os, "")
+            if not gpu_naming.valid_object_name(name):
+                self.errors.append(
+                    f"failed to handle Precompiled Driver Daemonset for version {kernel}: DaemonSet.apps "
+                    f"{name!r} is invalid: metadata.name: a lowercase RFC 1123 subdomain must consist of "
+                    "lower case alphanumeric characters, '-' or '.'"
+                )
                 continue
-            tag_os = gpu_naming.os_tag(self.version, os_id, os_ver)
-            if precompiled:
-                name = gpu_naming.daemonset_name(kernel, os_id, os_ver)
-                image = gpu_naming.precompiled_image(driver, kernel, tag_os)
-            else:
-                name = f"{APP}-{os_id}{os_ver}"
-                image = gpu_naming.compiled_image(driver, tag_os)
-            entry = out.setdefault(name, {"image": image, "precompiled": precompiled, "nodes": []})
-            entry["nodes"].append(node["metadata"]["name"])
+            out[name] = {
+                "image": gpu_naming.precompiled_image(driver, kernel, tag_os),
+                "precompiled": True,
+                # transformPrecompiledDriverDaemonset: nodeSelector kernel-version.full = this kernel.
+                "selector": {KERNEL_LABEL: kernel},
+                "nodes": [
+                    n["metadata"]["name"]
+                    for n in nodes
+                    if n["metadata"]["labels"].get(KERNEL_LABEL) == kernel
+                ],
+            }
         return out
 
     # -- reconcile ------------------------------------------------------------------------------
@@ -151,7 +230,15 @@ class GpuOperator:
         if not policies:
             return
         policy = policies[0]
-        want = self.desired(policy)
+        self.errors = []
+        try:
+            want = self.desired(policy)
+        except OperatorError as exc:
+            # The operator returns the error and requeues: nothing is changed, the policy says notReady.
+            self.errors.append(str(exc))
+            self._report(policy, {})
+            return
+        orphan = ((policy.get("spec") or {}).get("driver") or {}).get("useNvidiaDriverCRD") is True
         now = time.monotonic()
         owned = {
             d["metadata"]["name"]: d
@@ -166,6 +253,8 @@ class GpuOperator:
         for name in owned:
             if name not in want:
                 self._doom(DAEMONSETS, name, now)
+                if orphan:
+                    continue  # cleanupAllDriverDaemonSets(DeletePropagationOrphan): the pods keep running
                 for pod in pods:
                     if pod["metadata"]["labels"].get("nvidia.com/ds") == name:
                         self._doom(PODS, pod["metadata"]["name"], now)
@@ -174,7 +263,7 @@ class GpuOperator:
             self._doomed.pop((DAEMONSETS, name), None)
             if ds is None:
                 ds = self.store.create(DAEMONSETS, self.namespace, self._daemonset(name, spec))
-            elif self._image_of(ds) != spec["image"]:
+            elif self._template_of(ds) != self._template(spec):
                 ds = self.store.mutate(
                     DAEMONSETS, self.namespace, name, lambda d, s=spec: self._set_template(d, s)
                 )
@@ -207,8 +296,13 @@ class GpuOperator:
                     self.store.delete(res, self.namespace, name)
 
     @staticmethod
-    def _image_of(ds: dict[str, Any]) -> str:
-        return ds["spec"]["template"]["spec"]["containers"][0]["image"]
+    def _template_of(ds: dict[str, Any]) -> tuple[str, dict[str, str]]:
+        pod = ds["spec"]["template"]["spec"]
+        return pod["containers"][0]["image"], pod.get("nodeSelector") or {}
+
+    @staticmethod
+    def _template(spec: dict[str, Any]) -> tuple[str, dict[str, str]]:
+        return spec["image"], spec.get("selector") or {}
 
     @staticmethod
     def _labels(name: str, spec: dict[str, Any]) -> dict[str, str]:
@@ -219,6 +313,7 @@ class GpuOperator:
 
     def _set_template(self, ds: dict[str, Any], spec: dict[str, Any]) -> None:
         ds["spec"]["template"]["spec"]["containers"][0]["image"] = spec["image"]
+        ds["spec"]["template"]["spec"]["nodeSelector"] = spec.get("selector") or {}
 
     def _daemonset(self, name: str, spec: dict[str, Any]) -> dict[str, Any]:
         labels = self._labels(name, spec)
@@ -229,7 +324,10 @@ class GpuOperator:
                 "updateStrategy": {"type": "OnDelete"},
                 "template": {
                     "metadata": {"labels": labels},
-                    "spec": {"containers": [{"name": "nvidia-driver-ctr", "image": spec["image"]}]},
+                    "spec": {
+                        "nodeSelector": spec.get("selector") or {},
+                        "containers": [{"name": "nvidia-driver-ctr", "image": spec["image"]}],
+                    },
                 },
             },
         }
@@ -342,6 +440,7 @@ class GpuOperator:
             for p in self.store.list(PODS, self.namespace)[0]
             if (p["metadata"].get("labels") or {}).get("app") == APP
             and (PODS, p["metadata"]["name"]) not in self._doomed
+            and p["metadata"]["labels"].get("nvidia.com/ds") in want  # orphans belong to nobody
         ]
         expected = sum(len(spec["nodes"]) for spec in want.values())
         ready = [
@@ -350,10 +449,12 @@ class GpuOperator:
         for name in want:
             ds_pods = [p for p in ready if p["metadata"]["labels"].get("nvidia.com/ds") == name]
             self._ds_status(name, len(want[name]["nodes"]), len(ds_pods))
-        state = "ready" if len(ready) == expected and len(pods) == expected else "notReady"
+        error = "; ".join(self.errors)
+        ok = not error and len(ready) == expected and len(pods) == expected
+        state = "ready" if ok else "notReady"
         # metav1.Condition, as the CRD requires: type, status, reason, message, lastTransitionTime.
         since = now_rfc3339()
-        message = "all driver pods are ready" if state == "ready" else "driver pods are not ready yet"
+        message = error or ("all driver pods are ready" if ok else "driver pods are not ready yet")
         conditions = [
             {
                 "type": "Ready",
@@ -364,14 +465,17 @@ class GpuOperator:
             },
             {
                 "type": "Error",
-                "status": "False",
-                "reason": "Ready" if state == "ready" else "DriverNotReady",
+                "status": "True" if error else "False",
+                "reason": "ReconcileFailed" if error else ("Ready" if ok else "DriverNotReady"),
                 "message": message,
                 "lastTransitionTime": since,
             },
         ]
         old = policy.get("status") or {}
-        if old.get("state") != state:
+        old_message = next(
+            (c.get("message") for c in old.get("conditions") or [] if c["type"] == "Error"), None
+        )
+        if old.get("state") != state or old_message != message:
             new_status = {**old, "state": state, "namespace": self.namespace, "conditions": conditions}
             with contextlib.suppress(ApiError):
                 self.store.mutate(

@@ -107,9 +107,9 @@ class Registry:
             return None
         return resp.headers.get("Docker-Content-Digest")
 
-    def push_test_image(self, repo: str, tag: str) -> str:
+    def push_test_image(self, repo: str, tag: str, labels: dict[str, str] | None = None) -> str:
         """Push a tiny valid image (config + one tar.gz layer) as ``repo:tag``; return its digest."""
-        return push_test_image(self.url, repo, tag)
+        return push_test_image(self.url, repo, tag, labels)
 
     def __enter__(self) -> Registry:
         return self.start()
@@ -148,15 +148,18 @@ def _upload_blob(base: str, repo: str, blob: bytes) -> str:
     return digest
 
 
-def push_test_image(registry: str, repo: str, tag: str) -> str:
-    """Upload a tiny Docker v2 schema 2 image to ``registry`` (``http://host:port`` or ``host:port``)."""
+def push_test_image(registry: str, repo: str, tag: str, labels: dict[str, str] | None = None) -> str:
+    """Upload a tiny Docker v2 schema 2 image to ``registry`` (``http://host:port`` or ``host:port``).
+
+    ``labels`` go into the image config (as ``podman build --label`` puts them), next to a label naming it.
+    """
     base = registry if registry.startswith("http") else f"http://{registry}"
     layer, diff_id = _layer(f"{repo}:{tag}\n")
     config = json.dumps(
         {
             "architecture": "amd64",
             "os": "linux",
-            "config": {"Labels": {"testcluster.image": f"{repo}:{tag}"}},
+            "config": {"Labels": {"testcluster.image": f"{repo}:{tag}", **(labels or {})}},
             "rootfs": {"type": "layers", "diff_ids": [diff_id]},
             "history": [{"created_by": "testcluster push_test_image"}],
         },
