@@ -25,6 +25,7 @@ from precompiled_drivers.steps import (
     inspect_cluster,
     inspect_driver_toolkit,
     patch_cluster_policy,
+    publish_os_tags,
     push_driver_image,
     resolve_driver_toolkit,
     rollback_cluster_policy,
@@ -70,8 +71,12 @@ with DAG(
         built.output.map(push_driver_image.item_kwargs_for(settings))
     )
 
+    # The operator takes one OS tag for the whole cluster: each image also goes under the other tags.
+    tagged = publish_os_tags.operator(settings, builds["alias_env"], trigger_rule="none_failed")
+    pushed >> tagged
+
     rollout = task(tasks.plan_rollout, multiple_outputs=True, trigger_rule="none_failed")(
-        config, cluster.output, published.output, pushed.output
+        config, cluster.output, published.output, pushed.output, tagged.output
     )
     patched = patch_cluster_policy.operator(settings, rollout["patch_env"])
     verified = verify_rollout.operator(settings, rollout["verify_env"])
@@ -81,4 +86,4 @@ with DAG(
 
     patched >> verified >> rollback_needed >> rolled_back
     patched >> rollback_needed
-    [rolled_back, verified, pushed, toolkits] >> summary
+    [rolled_back, verified, tagged, toolkits] >> summary

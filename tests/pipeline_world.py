@@ -52,6 +52,7 @@ HOST_STEPS = (
     "inspect_cluster",
     "check_published_images",
     "push_driver_image",
+    "publish_os_tags",
     "patch_cluster_policy",
     "verify_rollout",
     "rollback_cluster_policy",
@@ -267,11 +268,15 @@ class World:
         staging = env["STAGING_IMAGE"]
         repo_and_tag = staging.split("/", 1)[1]
         repo, tag = repo_and_tag.rsplit(":", 1)
-        digest = self.registry.push_test_image(repo, tag)
+        # The real build labels the image with its kernel module type (build_driver_image.sh).
+        digest = self.registry.push_test_image(
+            repo, tag, {env["MODULE_TYPE_LABEL"]: env["KERNEL_MODULE_TYPE"]}
+        )
         with self._lock:
             self.builds.append(staging)
         logs = [
-            f"make -C {env['BUILD_DIR']} image KERNEL_VERSION={env['KERNEL_VERSION']} OS_TAG={env['OS_TAG']}",
+            f"make -C {env['BUILD_DIR']} image KERNEL_VERSION={env['KERNEL_VERSION']} OS_TAG={env['OS_TAG']} "
+            f"DRIVER_OPEN={env['DRIVER_OPEN']}",
             f"staged {staging}@{digest}",
         ]
         result = {"image": env["IMAGE"], "tag": env["TAG"], "staging_image": staging, "digest": digest}

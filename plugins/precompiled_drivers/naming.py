@@ -186,6 +186,7 @@ def os_tag(os_id: str, os_version_id: str, operator_version: str) -> str:
 
     ``os_id``/``os_version_id`` are the node's NFD labels ``system-os_release.ID`` and
     ``.VERSION_ID`` (``rhcos``/``4.18`` up to OpenShift 4.18, ``rhel``/``9.6`` from 4.19).
+    Raises ValueError where the operator itself refuses the labels (v26.3.x and a non-numeric major).
     """
     if not os_id or not os_version_id:
         raise ValueError(f"os_id {os_id!r} and os_version_id {os_version_id!r} must both be set")
@@ -193,10 +194,16 @@ def os_tag(os_id: str, os_version_id: str, operator_version: str) -> str:
     major = os_version_id.split(".")[0]
     if rule is OsTagRule.MAJOR and os_id in ("rhel", "rocky", "ol"):
         return f"{os_id}{major}"
-    if rule is OsTagRule.ROCKY_RHEL10_MAJOR and (
-        os_id == "rocky" or (os_id == "rhel" and major.isdigit() and int(major) >= 10)
-    ):
-        return f"{os_id}{major}"
+    if rule is OsTagRule.ROCKY_RHEL10_MAJOR:
+        # v26.3 getGPUNodeOSTag: strconv.Atoi(major) for every OS, before the rocky/rhel check; on a
+        # non-number the operator stops reconciling ("error processing OS major version").
+        if not major.isascii() or not major.isdigit():
+            raise ValueError(
+                f"the GPU Operator {operator_version} refuses VERSION_ID {os_version_id!r}: "
+                f"error processing OS major version {major!r} (it must start with a number)"
+            )
+        if os_id == "rocky" or (os_id == "rhel" and int(major) >= 10):
+            return f"{os_id}{major}"
     return f"{os_id}{os_version_id}"
 
 

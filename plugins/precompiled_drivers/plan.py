@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from precompiled_drivers import naming
+from precompiled_drivers import kernel_module, naming, os_tag
 from precompiled_drivers import validation as v
 from precompiled_drivers.config import RunConfig, Target
 
@@ -46,10 +46,19 @@ class BuildSpec:
     dtk_image: str
     releases: tuple[str, ...]
     warning: str = ""
+    kernel_module_type: str = kernel_module.PROPRIETARY  # what DRIVER_OPEN builds: open | proprietary
+    # The same image under the other OS tags the operator may look for (see os_tag): OS_TAG changes only
+    # the tag and the `release` label in NVIDIA's Dockerfile, so these are registry-side copies, not builds.
+    aliases: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form for XCom."""
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> BuildSpec:
+        """Inverse of ``to_dict`` (XCom turns tuples into lists)."""
+        return cls(**{**data, "releases": tuple(data["releases"]), "aliases": tuple(data.get("aliases", ()))})
 
 
 def release_targets(
@@ -105,23 +114,41 @@ def parse_toolkit(xcom: Mapping[str, Any]) -> Toolkit:
     )
 
 
-def plan_builds(config: RunConfig, toolkits: Iterable[Toolkit], operator_version: str) -> list[BuildSpec]:
-    """One build per (driver version, kernel, OS tag); releases sharing a kernel share the image."""
+def plan_builds(
+    config: RunConfig,
+    toolkits: Iterable[Toolkit],
+    operator_version: str,
+    *,
+    cluster_os_tags: Iterable[str] = (),
+    kernel_module_type: str = "auto",
+) -> list[BuildSpec]:
+    """One build per (driver version, kernel, build arch); releases sharing a kernel share the image.
+
+    Each image is built with its release's own OS tag and published under every other tag the operator
+    may look for: the GPU nodes' tags now (``cluster_os_tags``) and those of every release planned.
+    ``kernel_module_type`` is the ClusterPolicy's ``spec.driver.kernelModuleType``.
+    """
+    toolkits = list(toolkits)
     staging_repository = str(config.settings["staging_repository"])
-    by_tag: dict[str, BuildSpec] = {}
+    release_tags = {
+        t.version: os_tag.release_os_tag(t.version, t.rhel_version, operator_version) for t in toolkits
+    }
+    all_tags = os_tag.tags_to_publish(cluster_os_tags, release_tags.values())
+    by_key: dict[tuple[str, str, str], BuildSpec] = {}
     for toolkit in toolkits:
-        os_id, os_version_id = naming.release_os_labels(toolkit.version, toolkit.rhel_version)
-        tag_os = naming.os_tag(os_id, os_version_id, operator_version)
+        tag_os = release_tags[toolkit.version]
         arch = naming.build_arch(toolkit.arch, toolkit.kernel)
         rhel_major = int(toolkit.rhel_version.split(".")[0])
         make_kernel = naming.make_kernel_version(toolkit.kernel)
         for driver in config.driver_versions:
-            tag = naming.build_tag(driver, make_kernel, tag_os, arch, rhel_major=rhel_major)
-            known = by_tag.get(tag)
+            key = (driver, make_kernel, arch)
+            known = by_key.get(key)
             if known:
-                by_tag[tag] = _with_release(known, toolkit.version)
+                by_key[key] = _with_release(known, toolkit.version)
                 continue
-            by_tag[tag] = BuildSpec(
+            tag = naming.build_tag(driver, make_kernel, tag_os, arch, rhel_major=rhel_major)
+            image_base = f"{config.repository}/{config.image_name}"
+            by_key[key] = BuildSpec(
                 driver_version=driver,
                 kernel=toolkit.kernel,
                 rhel_version=toolkit.rhel_version,
@@ -130,14 +157,25 @@ def plan_builds(config: RunConfig, toolkits: Iterable[Toolkit], operator_version
                 build_arch=arch,
                 build_dir=naming.build_dir(toolkit.rhel_version),
                 tag=tag,
-                image=f"{config.repository}/{config.image_name}:{tag}",
+                image=f"{image_base}:{tag}",
                 staging_image=f"{staging_repository}/{config.image_name}:{tag}",
                 dtk_image=toolkit.dtk_image,
                 releases=(toolkit.version,),
                 warning=naming.tag_mismatch(driver, toolkit.kernel, tag_os, arch, rhel_major=rhel_major)
                 or "",
+                kernel_module_type=kernel_module.resolve(kernel_module_type, driver),
+                aliases=tuple(
+                    f"{image_base}:{naming.build_tag(driver, make_kernel, t, arch, rhel_major=rhel_major)}"
+                    for t in all_tags
+                    if t != tag_os
+                ),
             )
-    return sorted(by_tag.values(), key=lambda b: (b.kernel, b.driver_version))
+    return sorted(by_key.values(), key=lambda b: (b.kernel, b.driver_version))
+
+
+def alias_lines(builds: Iterable[BuildSpec]) -> str:
+    """publish_os_tags' ALIASES input: ``<image> <alias>`` per line, the alias to hold the image's digest."""
+    return "\n".join(f"{b.image} {alias}" for b in builds for alias in b.aliases)
 
 
 def builds_to_run(builds: Sequence[BuildSpec], published: Mapping[str, str], force: bool) -> list[BuildSpec]:

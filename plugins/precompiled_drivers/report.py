@@ -19,6 +19,7 @@ STEPS = (
     "select_builds",
     "build_driver_image",
     "push_driver_image",
+    "publish_os_tags",
     "plan_rollout",
     "patch_cluster_policy",
     "verify_rollout",
@@ -41,8 +42,8 @@ def _list(value: Any) -> list[Any]:
     return [v for v in value if v] if isinstance(value, list | tuple) else [value]
 
 
-def kernel_rows(results: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
-    """One row per GPU-node kernel: kernel, image tag, digest, driver pods Ready."""
+def kernel_rows(results: Mapping[str, Any]) -> list[tuple[str, str, str, str, str]]:
+    """One row per GPU-node kernel: kernel, OS tag the operator uses, tags published, digest, pods Ready."""
     plan = (results.get("plan_rollout") or {}).get("plan") or {}
     verified = (results.get("verify_rollout") or {}).get("kernels") or {}
     rows = []
@@ -56,7 +57,10 @@ def kernel_rows(results: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
             None,
         )
         ready = "yes" if status and status.get("status") == "ok" else ("-" if status is None else "NO")
-        rows.append((kernel["kernel"], kernel["image"].rsplit(":", 1)[-1], kernel["digest"], ready))
+        by_image = {image: tag for tag, image in kernel["images"].items()}
+        in_use = by_image.get((status or {}).get("image", ""), "-")
+        digests = sorted(set(kernel["digests"].values()))
+        rows.append((kernel["kernel"], in_use, " ".join(sorted(kernel["images"])), " ".join(digests), ready))
     return rows
 
 
@@ -82,8 +86,13 @@ def render_report(results: Mapping[str, Any], states: Mapping[str, str]) -> str:
                 outcome, digest = "exists, skipped", published[c["image"]]
             else:
                 outcome, digest = "not built", ""
-            rows.append((c["image"], c["os_tag_rule"], outcome, digest[:19]))
-        out += _table(("image", "OS-tag rule", "outcome", "digest"), rows)
+            rows.append((c["image"], c.get("kernel_module_type", "-"), outcome, digest[:19]))
+            copies = results.get("publish_os_tags") or {}
+            rows += [
+                (f"  also {alias.rsplit(':', 1)[1]}", "", "copied" if copies.get(alias) else "missing", "")
+                for alias in c.get("aliases", ())
+            ]
+        out += _table(("image", "kernel modules", "outcome", "digest"), rows)
     patch = results.get("patch_cluster_policy") or {}
     plan = (results.get("plan_rollout") or {}).get("plan") or {}
     if plan:
@@ -91,7 +100,10 @@ def render_report(results: Mapping[str, Any], states: Mapping[str, str]) -> str:
         out += ["", f"ClusterPolicy patch ({applied}):", plan.get("summary", "")]
     if states.get("rollback_cluster_policy") == "success":
         out += ["", "ROLLED BACK: the previous spec.driver was restored."]
+    if plan.get("os_tag_note"):
+        out += ["", plan["os_tag_note"] + "."]
     rows = kernel_rows(results)
     if rows:
-        out += ["", *_table(("kernel", "image tag", "digest", "driver pods Ready"), rows)]
+        header = ("kernel", "OS tag in use", "OS tags published", "digest", "driver pods Ready")
+        out += ["", *_table(header, rows)]
     return "\n".join(out)

@@ -10,7 +10,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from precompiled_drivers import discovery, plan, rollout
+from precompiled_drivers import discovery, kernel_module, os_tag, plan, rollout
 from precompiled_drivers.cluster import parse_cluster
 from precompiled_drivers.config import RunConfig, run_config
 from precompiled_drivers.report import render_report
@@ -19,6 +19,7 @@ from precompiled_drivers.steps import (
     build_driver_image,
     check_published_images,
     patch_cluster_policy,
+    publish_os_tags,
     resolve_driver_toolkit,
     rollback_cluster_policy,
     verify_rollout,
@@ -113,22 +114,40 @@ def plan_releases(config: Mapping[str, Any], cluster: Mapping[str, Any]) -> list
 def plan_builds(
     config: Mapping[str, Any], cluster: Mapping[str, Any], toolkits: Sequence[Mapping[str, Any]]
 ) -> dict[str, Any]:
-    """One build per driver version x kernel x OS tag, and the registry look-up of all images involved."""
+    """One build per driver version x kernel, the OS tags to publish each under, and the registry look-up."""
     cfg, settings = _load(config)
     state = parse_cluster(cluster, cfg.operator_version)
-    builds = plan.plan_builds(cfg, [plan.parse_toolkit(t) for t in toolkits], state.operator_version)
-    log.info("GPU Operator %s: %s", state.operator_version, builds[0].os_tag_rule if builds else "-")
+    cluster_tags = os_tag.cluster_os_tags(
+        os_tag.servable(state.nodes, state.operator_version), state.operator_version
+    )
+    requested = kernel_module.requested(state.policy)
+    builds = plan.plan_builds(
+        cfg,
+        [plan.parse_toolkit(t) for t in toolkits],
+        state.operator_version,
+        cluster_os_tags=cluster_tags,
+        kernel_module_type=requested,
+    )
+    log.info("%s", os_tag.describe(cluster_tags, state.operator_version))
     for build in builds:
-        log.info("plan %s for %s", build.image, ", ".join(build.releases))
+        log.info(
+            "plan %s for %s (%s kernel modules, kernelModuleType %s)%s",
+            build.image,
+            ", ".join(build.releases),
+            build.kernel_module_type,
+            requested,
+            "".join(f"\n  also as {alias}" for alias in build.aliases),
+        )
         if build.warning:
             log.warning("%s", build.warning)
-    wanted = rollout.kernel_rollouts(
-        state.nodes, cfg.repository, cfg.image_name, cfg.rollout_driver_version, state.operator_version
-    )
-    images = sorted({b.image for b in builds} | {k.image for k in wanted})
+    wanted = rollout.wanted_images(state, cfg.repository, cfg.image_name, cfg.rollout_driver_version)
+    rollout_type = kernel_module.resolve(requested, cfg.rollout_driver_version)
+    module_types = {image: rollout_type for image in wanted} | {b.image: b.kernel_module_type for b in builds}
+    images = sorted({b.image for b in builds} | set(wanted))
     return {
         "candidates": [b.to_dict() for b in builds],
-        "check_env": check_published_images.env(settings, images),
+        "check_env": check_published_images.env(settings, images, module_types),
+        "alias_env": publish_os_tags.env(settings, plan.alias_lines(builds)),
     }
 
 
@@ -137,7 +156,7 @@ def select_builds(
 ) -> list[dict[str, Any]]:
     """Build kwargs for the images still missing (all of them when forced)."""
     cfg, settings = _load(config)
-    builds = [plan.BuildSpec(**{**c, "releases": tuple(c["releases"])}) for c in candidates]
+    builds = [plan.BuildSpec.from_dict(c) for c in candidates]
     todo = plan.builds_to_run(builds, published, cfg.force_rebuild)
     for build in builds:
         if build not in todo:
@@ -150,12 +169,14 @@ def plan_rollout(
     cluster: Mapping[str, Any],
     published: Mapping[str, str],
     pushed: Sequence[Mapping[str, Any]] | None,
+    aliased: Mapping[str, str] | None,
 ) -> dict[str, Any]:
-    """Coverage gate, guarded patch, its exact undo, and what verification must see."""
+    """Refusals, coverage gate, guarded patch, its exact undo, and what verification must see."""
     cfg, settings = _load(config)
     state = parse_cluster(cluster, cfg.operator_version)
     available = {image: digest for image, digest in published.items() if digest}
     available.update({p["image"]: p["digest"] for p in pushed or [] if p})
+    available.update({image: digest for image, digest in (aliased or {}).items() if digest})
     planned = rollout.plan_rollout(
         state,
         repository=cfg.repository,
@@ -163,6 +184,7 @@ def plan_rollout(
         version=cfg.rollout_driver_version,
         available=available,
     )
+    log.info("%s", planned.os_tag_note)
     log.info("ClusterPolicy patch:\n%s", planned.summary)
     return {
         "plan": planned.to_dict(),

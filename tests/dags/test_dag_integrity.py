@@ -102,6 +102,7 @@ def test_dag_reads_like_the_procedure(parsed: dict) -> None:
         "select_builds",
         "build_driver_image",
         "push_driver_image",
+        "publish_os_tags",
         "plan_rollout",
         "patch_cluster_policy",
         "verify_rollout",

@@ -57,6 +57,7 @@ EXPECTED: dict[str, tuple[str, set[Grant]]] = {
         "precompiled-drivers-push",
         grants(PIPELINE_NS, "image.openshift.io", "imagestreams/layers", "get"),
     ),
+    "publish_os_tags": ("precompiled-drivers-publish-tags", set()),
     "patch_cluster_policy": (
         "precompiled-drivers-patch",
         grants(CLUSTER, "nvidia.com", "clusterpolicies", "get patch"),

@@ -75,9 +75,10 @@ def test_coverage_gate_blocks_patch_when_a_node_kernel_has_no_image(world, run_d
 
 
 def test_verify_failure_rolls_back_the_exact_previous_spec(world, run_dag) -> None:
-    # The form claims operator v26.7 (OS tag rhel9) while the cluster runs v25.10 (rhel9.6):
-    # the operator looks for tags nobody pushed, its pods never get their image.
+    # The form claims operator v26.7 (OS tags rhcos4.18 and rhel9) while the cluster runs v25.10, which
+    # lists the rhel 9.6 node first and so looks for '-rhel9.6' on every kernel: a tag nobody pushed.
     world.cluster.operator.version = "v25.10.0"
+    world.cluster.operator.list_order = "reverse"
     policy = world.cluster.store.get_object("ClusterPolicy", "gpu-cluster-policy")
     # The API server serialises objects with sorted keys (kubectl re-encodes patches the same way), so
     # "byte for byte" is the canonical form a client reads back.

@@ -180,6 +180,8 @@ def test_one_release_one_driver() -> None:
         dtk_image=DTK,
         releases=("4.18.12",),
         warning="",
+        kernel_module_type="open",  # kernelModuleType auto (CRD default) on the 570 branch
+        aliases=(),
     )
 
 
@@ -221,10 +223,61 @@ def test_os_tag_by_release_and_operator(
     assert build.image.endswith(f":570.158.01-{kernel}-{os_tag}")
 
 
-def test_same_kernel_different_os_tag_is_two_images() -> None:
-    # An upgrade from 4.18 to 4.19 on the same kernel changes what the nodes report (rhcos -> rhel).
-    builds = plan.plan_builds(config(), [toolkit("4.18.12"), toolkit("4.19.0", K418, "9.4")], "v26.7.0")
-    assert [b.os_tag for b in builds] == ["rhcos4.18", "rhel9"]
+def test_same_kernel_different_os_tag_is_one_build_published_under_both() -> None:
+    # An upgrade from 4.18 to 4.19 on the same kernel changes what the nodes report (rhcos -> rhel);
+    # OS_TAG changes only the tag (and a label) in NVIDIA's recipe, so the image is copied, not rebuilt.
+    [build] = plan.plan_builds(config(), [toolkit("4.18.12"), toolkit("4.19.0", K418, "9.4")], "v26.7.0")
+    assert build.os_tag == "rhcos4.18"
+    assert build.releases == ("4.18.12", "4.19.0")
+    assert build.aliases == (f"{REPO}/driver:570.158.01-{K418}-rhel9",)
+
+
+def test_every_image_is_published_under_every_os_tag_of_the_cluster_and_the_plan() -> None:
+    # The cluster's GPU nodes report rhcos4.18 and rhel9 now (mid-upgrade); the operator picks one of
+    # them for all kernels, so 4.19's kernel needs the rhcos4.18 tag too, and 4.18's kernel the rhel9 tag.
+    builds = plan.plan_builds(
+        config(),
+        [toolkit("4.18.12"), toolkit("4.19.3", K419, "9.6")],
+        "v26.7.0",
+        cluster_os_tags=["rhcos4.18", "rhel9"],
+    )
+    assert {b.image: b.aliases for b in builds} == {
+        f"{REPO}/driver:570.158.01-{K418}-rhcos4.18": (f"{REPO}/driver:570.158.01-{K418}-rhel9",),
+        f"{REPO}/driver:570.158.01-{K419}-rhel9": (f"{REPO}/driver:570.158.01-{K419}-rhcos4.18",),
+    }
+    assert plan.alias_lines(builds).splitlines() == [
+        f"{b.image} {alias}" for b in builds for alias in b.aliases
+    ]
+
+
+def test_single_os_tag_cluster_needs_no_alias() -> None:
+    [build] = plan.plan_builds(config(), [toolkit("4.18.12")], "v26.7.0", cluster_os_tags=["rhcos4.18"])
+    assert build.aliases == ()
+    assert plan.alias_lines([build]) == ""
+
+
+@pytest.mark.parametrize(
+    ("requested", "driver", "module_type"),
+    [
+        ("auto", "550.163.01", "proprietary"),
+        ("auto", "560.35.03", "open"),
+        ("auto", "570.158.01", "open"),
+        ("open", "535.247.01", "open"),
+        ("proprietary", "580.65.06", "proprietary"),
+    ],
+)
+def test_kernel_module_type_per_driver(requested: str, driver: str, module_type: str) -> None:
+    [build] = plan.plan_builds(
+        config(driver_versions=[driver]), [toolkit("4.18.12")], "v26.7.0", kernel_module_type=requested
+    )
+    assert build.kernel_module_type == module_type
+
+
+def test_build_spec_round_trips_through_xcom() -> None:
+    import json
+
+    [build] = plan.plan_builds(config(), [toolkit("4.18.12"), toolkit("4.19.0", K418, "9.4")], "v26.7.0")
+    assert plan.BuildSpec.from_dict(json.loads(json.dumps(build.to_dict()))) == build
 
 
 def test_aarch64_build() -> None:

@@ -18,7 +18,20 @@ RULE = "ID+major VERSION_ID for rhel/rocky/ol (operator >= v26.7)"
 
 
 def kernel(k: str, image: str, digest: str, daemonset: str) -> dict[str, Any]:
-    return {"kernel": k, "image": image, "digest": digest, "daemonset": daemonset, "nodes": ["n"]}
+    """A kernel of the rollout plan whose cluster reports two OS tags (one image each, same digest)."""
+    other = (
+        image.replace("-rhcos4.18", "-rhel9")
+        if image.endswith("rhcos4.18")
+        else image.replace("-rhel9", "-rhcos4.18")
+    )
+    images = {image.rsplit("-", 1)[1]: image, other.rsplit("-", 1)[1]: other}
+    return {
+        "kernel": k,
+        "images": images,
+        "digests": {ref: digest for ref in images.values()},
+        "daemonset": daemonset,
+        "nodes": ["n"],
+    }
 
 
 def results() -> dict[str, Any]:
@@ -29,9 +42,9 @@ def results() -> dict[str, Any]:
         ],
         "plan_builds": {
             "candidates": [
-                {"image": IMG418, "os_tag_rule": RULE},
-                {"image": IMG419, "os_tag_rule": RULE},
-                {"image": IMG_OLD, "os_tag_rule": RULE},
+                {"image": IMG418, "os_tag_rule": RULE, "kernel_module_type": "open"},
+                {"image": IMG419, "os_tag_rule": RULE, "kernel_module_type": "open"},
+                {"image": IMG_OLD, "os_tag_rule": RULE, "kernel_module_type": "proprietary"},
             ]
         },
         "check_published_images": {IMG418: D1, IMG419: "", IMG_OLD: ""},
@@ -50,7 +63,7 @@ def results() -> dict[str, Any]:
         "verify_rollout": {
             "verified": False,
             "kernels": {
-                "5.14.0-427.50.1.el9.4": {"status": "ok"},
+                "5.14.0-427.50.1.el9.4": {"status": "ok", "image": IMG418},
                 "5.14.0-570.12.1.el9.6": {"status": "waiting"},
             },
         },
@@ -85,7 +98,8 @@ def test_releases_and_images_with_outcomes() -> None:
     assert D2[:19] in row419
     [row_old] = [line for line in text.splitlines() if line.startswith(IMG_OLD)]
     assert "not built" in row_old
-    assert RULE in row419
+    assert "open" in row419
+    assert "proprietary" in row_old
 
 
 def test_patch_section() -> None:
@@ -102,9 +116,10 @@ def test_rollback_is_announced_only_when_it_ran() -> None:
 
 
 def test_kernel_table() -> None:
+    # The OS tag in use is the one of the image the new pods run (the operator picks one per cluster).
     assert kernel_rows(results()) == [
-        (K418, f"570.158.01-{K418}-rhcos4.18", D1, "yes"),
-        (K419, f"570.158.01-{K419}-rhel9", D2, "NO"),
+        (K418, "rhcos4.18", "rhcos4.18 rhel9", D1, "yes"),
+        (K419, "-", "rhcos4.18 rhel9", D2, "NO"),
     ]
     text = render_report(results(), {})
     header = [line for line in text.splitlines() if line.startswith("kernel ")]
@@ -115,14 +130,14 @@ def test_kernel_table() -> None:
 def test_kernel_table_before_verification() -> None:
     data = results()
     del data["verify_rollout"]
-    assert [row[3] for row in kernel_rows(data)] == ["-", "-"]
+    assert [row[4] for row in kernel_rows(data)] == ["-", "-"]
 
 
 def test_kernel_rows_do_not_confuse_similar_kernels() -> None:
     data = results()
     data["verify_rollout"]["kernels"] = {"5.14.0-427.50.1.el9": {"status": "ok"}}
     # 'el9' is a prefix of 'el9.4' as text but names another DaemonSet.
-    assert kernel_rows(data)[0][3] == "-"
+    assert kernel_rows(data)[0][4] == "-"
 
 
 def test_mapped_results_as_lists_and_empty_items() -> None:

@@ -10,7 +10,15 @@ import pytest
 
 from precompiled_drivers import cluster_policy
 from precompiled_drivers.cluster import ClusterState, GpuNode
-from precompiled_drivers.rollout import KernelRollout, RolloutBlocked, kernel_rollouts, plan_rollout
+from precompiled_drivers.rollout import (
+    KernelRollout,
+    RolloutBlocked,
+    kernel_rollouts,
+    node_refusals,
+    plan_rollout,
+    policy_refusals,
+    wanted_images,
+)
 
 K418 = "5.14.0-427.50.1.el9_4.x86_64"
 K419 = "5.14.0-570.12.1.el9_6.x86_64"
@@ -55,51 +63,63 @@ IMG418 = f"{REPO}/driver:570.158.01-{K418}-rhcos4.18"
 IMG419 = f"{REPO}/driver:570.158.01-{K419}-rhel9"
 
 
-def test_kernel_rollouts_group_nodes_by_kernel_and_os() -> None:
-    rollouts = kernel_rollouts([N3, N2, N1], REPO, "driver", "570.158.01", "v26.7.0")
+# N1/N2 report rhcos 4.18 and N3 rhel 9.6: the operator takes ONE tag for the whole cluster from whichever
+# GPU node it lists first, so every kernel needs its image under both tags (UPSTREAM-FACTS.md).
+IMG418_RHEL = f"{REPO}/driver:570.158.01-{K418}-rhel9"
+IMG419_RHCOS = f"{REPO}/driver:570.158.01-{K419}-rhcos4.18"
+ALL_FOUR = {IMG418: D1, IMG418_RHEL: D1, IMG419: D2, IMG419_RHCOS: D2}
+
+
+def test_kernel_rollouts_group_nodes_by_kernel_one_image_per_cluster_os_tag() -> None:
+    rollouts = kernel_rollouts([N3, N2, N1], REPO, "driver", "570.158.01", ["rhcos4.18", "rhel9"])
     assert rollouts == [
         KernelRollout(
             kernel=K418,
-            os_tag="rhcos4.18",
             daemonset="nvidia-driver-daemonset-5.14.0-427.50.1.el9.4-rhcos4.18",
-            image=IMG418,
-            digest="",
+            images={"rhcos4.18": IMG418, "rhel9": IMG418_RHEL},
+            digests={},
             nodes=("gpu-1", "gpu-2"),
         ),
         KernelRollout(
             kernel=K419,
-            os_tag="rhel9",
-            # The DaemonSet name keeps the raw ID+VERSION_ID, whatever the OS tag rule.
+            # The DaemonSet name keeps the node's raw ID+VERSION_ID, whatever the OS tag rule.
             daemonset="nvidia-driver-daemonset-5.14.0-570.12.1.el9.6-rhel9.6",
-            image=IMG419,
-            digest="",
+            images={"rhcos4.18": IMG419_RHCOS, "rhel9": IMG419},
+            digests={},
             nodes=("gpu-3",),
         ),
     ]
 
 
-def test_kernel_rollouts_follow_operator_os_tag_rule() -> None:
-    [rollout] = kernel_rollouts([N3], REPO, "driver", "570.158.01", "v26.3.0")
-    assert rollout.image == f"{REPO}/driver:570.158.01-{K419}-rhel9.6"
+def test_wanted_images_follow_the_operator_os_tag_rule() -> None:
+    images = wanted_images(state(N3, operator="v26.3.0"), REPO, "driver", "570.158.01")
+    assert images == [f"{REPO}/driver:570.158.01-{K419}-rhel9.6"]
+    assert wanted_images(state(N1, N3), REPO, "driver", "570.158.01") == sorted(ALL_FOUR)
 
 
-def test_gate_blocks_naming_every_uncovered_kernel_and_its_nodes() -> None:
+def test_gate_blocks_naming_every_uncovered_kernel_and_os_tag() -> None:
     cluster = state(N1, N2, N3, pol=policy())
     with pytest.raises(RolloutBlocked) as err:
         plan_rollout(cluster, repository=REPO, image="driver", version="570.158.01", available={})
     message = str(err.value)
-    assert f"{K418} (rhcos4.18) on gpu-1, gpu-2: no {IMG418}" in message
-    assert f"{K419} (rhel9) on gpu-3: no {IMG419}" in message
+    assert f"{K418} under OS tag rhcos4.18 (nodes gpu-1, gpu-2): no {IMG418}" in message
+    assert f"{K418} under OS tag rhel9 (nodes gpu-1, gpu-2): no {IMG418_RHEL}" in message
+    assert f"{K419} under OS tag rhel9 (nodes gpu-3): no {IMG419}" in message
+    assert "one of rhcos4.18 (gpu-1, gpu-2); rhel9 (gpu-3)" in message
     assert "ocp_versions" in message
 
 
-def test_gate_blocks_on_the_one_missing_kernel() -> None:
+def test_gate_blocks_on_a_kernel_missing_under_one_os_tag() -> None:
+    # What a per-node plan published: each kernel under its own nodes' tag only. The operator may pick
+    # rhcos4.18 for the whole cluster and then gpu-3 pulls a tag nobody pushed.
     cluster = state(N1, N3, pol=policy())
     with pytest.raises(RolloutBlocked) as err:
-        plan_rollout(cluster, repository=REPO, image="driver", version="570.158.01", available={IMG418: D1})
-    assert K419 in str(err.value)
-    assert "gpu-3" in str(err.value)
-    assert "gpu-1" not in str(err.value)
+        plan_rollout(
+            cluster, repository=REPO, image="driver", version="570.158.01", available={IMG418: D1, IMG419: D2}
+        )
+    message = str(err.value)
+    assert f"no {IMG419_RHCOS}" in message
+    assert f"no {IMG418_RHEL}" in message
 
 
 def test_gate_treats_empty_digest_as_missing() -> None:
@@ -128,9 +148,14 @@ def test_plan_when_every_kernel_is_covered() -> None:
         repository=REPO,
         image="driver",
         version="570.158.01",
-        available={IMG418: D1, IMG419: D2, f"{REPO}/driver:unrelated": D1},
+        available={**ALL_FOUR, f"{REPO}/driver:unrelated": D1},
     )
-    assert [(k.kernel, k.image, k.digest) for k in plan.kernels] == [(K418, IMG418, D1), (K419, IMG419, D2)]
+    assert [(k.kernel, k.digests) for k in plan.kernels] == [
+        (K418, {IMG418: D1, IMG418_RHEL: D1}),
+        (K419, {IMG419_RHCOS: D2, IMG419: D2}),
+    ]
+    assert plan.os_tags == {"rhcos4.18": ("gpu-1",), "rhel9": ("gpu-3",)}
+    assert "ONE OS tag" in plan.os_tag_note
     assert plan.previous_driver == PREVIOUS_DRIVER
     assert pol == policy()  # planning never mutates what inspect_cluster read
 
@@ -196,11 +221,15 @@ def test_expected_lines() -> None:
         repository=REPO,
         image="driver",
         version="570.158.01",
-        available={IMG418: D1, IMG419: D2},
+        available=ALL_FOUR,
     )
-    assert plan.expected_lines == (
-        f"5.14.0-427.50.1.el9.4 {IMG418} {D1}\n5.14.0-570.12.1.el9.6 {IMG419} {D2}"
-    )
+    # Verification accepts either tag for each kernel, each on its own digest.
+    assert plan.expected_lines.splitlines() == [
+        f"5.14.0-427.50.1.el9.4 {IMG418} {D1}",
+        f"5.14.0-427.50.1.el9.4 {IMG418_RHEL} {D1}",
+        f"5.14.0-570.12.1.el9.6 {IMG419_RHCOS} {D2}",
+        f"5.14.0-570.12.1.el9.6 {IMG419} {D2}",
+    ]
     for line in plan.expected_lines.splitlines():
         assert len(line.split(" ")) == 3
 
@@ -241,3 +270,55 @@ def test_sample_policy_from_reference() -> None:
     )
     restored = cluster_policy.apply_patch(cluster_policy.apply_patch(pol, plan.patch), plan.rollback)
     assert restored == pol
+
+
+# ----------------------------------------------------------------------------- what precompiled cannot serve
+
+KRT = "5.14.0-427.50.1.el9_4.x86_64_rt"  # NFD's label for uname '...x86_64+rt'
+KARM = "5.14.0-427.50.1.el9_4.aarch64"
+
+
+def test_rt_node_is_refused_and_named() -> None:
+    [problem] = node_refusals([N1, GpuNode("gpu-rt", KRT, "rhcos", "4.18")], "v26.7.0")
+    assert "gpu-rt" in problem and "real-time kernel" in problem and "compiled drivers" in problem
+
+
+def test_rt_node_blocks_the_patch_but_not_the_other_kernels_planning() -> None:
+    cluster = state(N1, GpuNode("gpu-rt", KRT, "rhcos", "4.18"), pol=policy())
+    # Planning still knows what to publish for the kernels it can serve.
+    assert wanted_images(cluster, REPO, "driver", "570.158.01") == [IMG418]
+    with pytest.raises(RolloutBlocked, match="real-time kernel"):
+        plan_rollout(cluster, repository=REPO, image="driver", version="570.158.01", available={IMG418: D1})
+
+
+def test_two_arches_of_one_kernel_release_are_refused() -> None:
+    [problem] = node_refusals([N1, GpuNode("gpu-arm", KARM, "rhcos", "4.18")], "v26.7.0")
+    assert f"kernels {KARM} and {K418} map to the same DaemonSet" in problem
+
+
+def test_same_kernel_on_two_os_releases_is_refused() -> None:
+    [problem] = node_refusals([N1, GpuNode("gpu-9", K418, "rhel", "9.4")], "v26.7.0")
+    assert "different OS versions found for the same kernel version" in problem
+    assert "rhcos4.18 on gpu-1" in problem and "rhel9.4 on gpu-9" in problem
+
+
+def test_unparseable_version_id_gets_the_operators_refusal() -> None:
+    node = GpuNode("gpu-x", K418, "rhel", "nine")
+    [problem] = node_refusals([node], "v26.3.1")
+    assert "error processing OS major version 'nine'" in problem
+    assert node_refusals([node], "v26.7.0") == []  # v26.7 does not parse it: 'rhelnine'
+
+
+@pytest.mark.parametrize(
+    ("driver", "reason"),
+    [
+        ({**PREVIOUS_DRIVER, "enabled": False}, "spec.driver.enabled is false"),
+        ({**PREVIOUS_DRIVER, "useNvidiaDriverCRD": True}, "NVIDIADriver resources"),
+    ],
+)
+def test_policy_modes_without_a_clusterpolicy_driver_are_refused(driver: dict[str, Any], reason: str) -> None:
+    assert any(reason in p for p in policy_refusals(policy(driver)))
+    cluster = state(N1, pol=policy(driver))
+    with pytest.raises(RolloutBlocked, match=reason) as err:
+        plan_rollout(cluster, repository=REPO, image="driver", version="570.158.01", available={IMG418: D1})
+    assert "nothing on the cluster was changed" in str(err.value)

@@ -64,7 +64,8 @@ def test_no_jinja(name: str) -> None:
     assert not re.search(r"\{%[-+\s]", text), f"{name}: Jinja statement"  # printf's '{%s}' is fine
     for match in re.finditer(r"\{\{(.*?)\}\}", text):
         # skopeo's Go-template format strings are the only double braces allowed.
-        assert match.group(0) == "{{.Digest}}", f"{name}: {match.group(0)!r} looks like Jinja"
+        allowed = ("{{.Digest}}", '{{index .Labels \\"$MODULE_TYPE_LABEL\\"}}')
+        assert match.group(0) in allowed, f"{name}: {match.group(0)!r} looks like Jinja"
     for word in ("params", "ti", "var", "dag", "conf", "macros", "task"):
         assert not re.search(r"\{\{\s*" + word + r"\b", text), f"{name}: Jinja {word}"
 
@@ -224,7 +225,9 @@ last="${*: -1}"
 case "$cmd" in
   inspect)
     case "$last" in
-      *exists*) echo "$FAKE_DIGEST" ;;
+      *exists*)
+        # With a --format that asks for the module-type label, print it after the digest, as skopeo does.
+        if [[ "$*" == *Labels* ]]; then echo "$FAKE_DIGEST ${FAKE_LABEL:-}"; else echo "$FAKE_DIGEST"; fi ;;
       *missing*)
         echo 'time="x" level=fatal msg="reading manifest 1 in quay.io/acme: manifest unknown"' >&2
         exit 1 ;;
@@ -242,9 +245,14 @@ esac
 """
 
 
+LABEL = "io.github.precompiled-drivers.kernel-module-type"
+CHECK_FORMAT = f'{{{{.Digest}}}} {{{{index .Labels "{LABEL}"}}}}'
+
+
 def check_env(auth_file: Path, *images: str) -> dict[str, str]:
     return {
         "IMAGES": "\n".join(images),
+        "MODULE_TYPE_LABEL": LABEL,
         "PUSH_AUTH_FILE": str(auth_file),
         "TLS_VERIFY": "false",
         "FAKE_DIGEST": DIGEST,
@@ -258,9 +266,31 @@ def test_check_published_images(tmp_path: Path, bin_dir: Path, auth_file: Path) 
     assert proc.returncode == 0, proc.stderr
     assert result == {images[0]: DIGEST, images[1]: "", images[2]: ""}
     assert calls(tmp_path) == [
-        f"inspect --authfile {auth_file} --tls-verify=false --format {{{{.Digest}}}} docker://{image}"
+        f"inspect --authfile {auth_file} --tls-verify=false --format {CHECK_FORMAT} docker://{image}"
         for image in images
     ]
+
+
+@pytest.mark.parametrize(
+    ("label", "wanted", "published"),
+    [
+        ("open", "open", True),
+        ("proprietary", "open", False),  # built with the other module type: rebuilt, not reused
+        ("", "open", False),  # no label: nobody can say which modules it carries
+        ("", "", True),  # no type asked for (an image this run does not roll out)
+    ],
+)
+def test_check_published_images_module_type(
+    tmp_path: Path, bin_dir: Path, auth_file: Path, label: str, wanted: str, published: bool
+) -> None:
+    fake(bin_dir, "skopeo", FAKE_SKOPEO)
+    image = "quay.io/acme/driver:exists-1"
+    env = {**check_env(auth_file, f"{image} {wanted}".strip()), "FAKE_LABEL": label}
+    proc, result = run("check_published_images.sh", tmp_path, env)
+    assert proc.returncode == 0, proc.stderr
+    assert result == {image: DIGEST if published else ""}
+    if not published:
+        assert "it is rebuilt" in proc.stdout
 
 
 def test_check_published_images_none(tmp_path: Path, bin_dir: Path, auth_file: Path) -> None:

@@ -10,6 +10,7 @@ from precompiled_drivers import tasks
 from precompiled_drivers.cluster import KERNEL_LABEL, OS_ID_LABEL, OS_VERSION_LABEL
 from precompiled_drivers.config import run_config
 from precompiled_drivers.report import STEPS
+from precompiled_drivers.rollout import RolloutBlocked
 from precompiled_drivers.settings import Settings
 
 K418 = "5.14.0-427.50.1.el9_4.x86_64"
@@ -133,7 +134,9 @@ def test_plan_builds_and_select() -> None:
     planned = tasks.plan_builds(config(), CLUSTER, [TOOLKIT])
     [candidate] = planned["candidates"]
     assert candidate["image"] == IMAGE
-    assert planned["check_env"]["IMAGES"] == IMAGE  # the node kernel's image is the same one
+    # The node kernel's image is the same one; it counts only with open modules (auto, 570 branch).
+    assert planned["check_env"]["IMAGES"] == f"{IMAGE} open"
+    assert planned["alias_env"]["ALIASES"] == ""  # one OS tag in the cluster and the plan
     todo = tasks.select_builds(config(), planned["candidates"], {IMAGE: ""})
     assert len(todo) == 1
     assert todo[0]["env_vars"]["IMAGE"] == IMAGE
@@ -141,8 +144,45 @@ def test_plan_builds_and_select() -> None:
     assert len(tasks.select_builds(config(force_rebuild=True), planned["candidates"], {IMAGE: DIGEST})) == 1
 
 
+K419 = "5.14.0-570.12.1.el9_6.x86_64"
+MIXED = {
+    **CLUSTER,
+    "nodes": [
+        CLUSTER["nodes"][0],
+        {"name": "gpu-2", "labels": {KERNEL_LABEL: K419, OS_ID_LABEL: "rhel", OS_VERSION_LABEL: "9.6"}},
+        None,
+    ],
+}
+
+
+def test_mixed_fleet_publishes_each_image_under_every_os_tag() -> None:
+    toolkit_419 = {
+        **TOOLKIT,
+        "version": "4.19.3",
+        "toolkit": {"KERNEL_VERSION": K419, "RT_KERNEL_VERSION": "", "RHEL_VERSION": "9.6"},
+    }
+    planned = tasks.plan_builds(config(ocp_versions=["4.19.3"]), MIXED, [TOOLKIT, toolkit_419])
+    aliases = planned["alias_env"]["ALIASES"].splitlines()
+    assert aliases == [
+        f"{IMAGE} {REPO}/driver:570.158.01-{K418}-rhel9",
+        f"{REPO}/driver:570.158.01-{K419}-rhel9 {REPO}/driver:570.158.01-{K419}-rhcos4.18",
+    ]
+    # The registry look-up covers every image the operator may pull for the nodes now, with its type.
+    looked_up = planned["check_env"]["IMAGES"].splitlines()
+    assert f"{REPO}/driver:570.158.01-{K419}-rhcos4.18 open" in looked_up
+    assert len(looked_up) == 4
+
+    published = {IMAGE: DIGEST}
+    pushed = [{"image": f"{REPO}/driver:570.158.01-{K419}-rhel9", "digest": "sha256:" + "e" * 64}]
+    aliased = {line.split()[1]: d for line, d in zip(aliases, (DIGEST, "sha256:" + "e" * 64), strict=True)}
+    out = tasks.plan_rollout(config(), MIXED, published, pushed, aliased)
+    assert len(out["verify_env"]["EXPECTED"].splitlines()) == 4
+    with pytest.raises(RolloutBlocked, match=r"under OS tag rhcos4\.18"):
+        tasks.plan_rollout(config(), MIXED, published, pushed, {})
+
+
 def test_plan_rollout_envs() -> None:
-    out = tasks.plan_rollout(config(), CLUSTER, {IMAGE: DIGEST}, None)
+    out = tasks.plan_rollout(config(), CLUSTER, {IMAGE: DIGEST}, None, None)
     assert out["verify_env"]["EXPECTED"] == f"5.14.0-427.50.1.el9.4 {IMAGE} {DIGEST}"
     assert out["patch_env"]["DRY_RUN"] == "false"
     assert '"op":"test"' in out["patch_env"]["PATCH_JSON"]
@@ -151,5 +191,5 @@ def test_plan_rollout_envs() -> None:
 
 def test_plan_rollout_uses_pushed_digests() -> None:
     pushed = [{"image": IMAGE, "digest": DIGEST, "staging_image": "x"}, None]
-    out = tasks.plan_rollout(config(), CLUSTER, {IMAGE: ""}, pushed)
-    assert out["plan"]["kernels"][0]["digest"] == DIGEST
+    out = tasks.plan_rollout(config(), CLUSTER, {IMAGE: ""}, pushed, {})
+    assert out["plan"]["kernels"][0]["digests"] == {IMAGE: DIGEST}

@@ -4,7 +4,8 @@
 # Env:  DRIVER_REPO_URL, DRIVER_REPO_REF  NVIDIA/gpu-driver-container (or a mirror) at a pinned ref
 #       BUILD_DIR          rhel8/precompiled | rhel9/precompiled | rhel10/precompiled
 #       DRIVER_VERSION, KERNEL_VERSION (with arch), RHEL_VERSION, CUDA_VERSION, OS_TAG, BUILD_ARCH,
-#       DRIVER_TOOLKIT_IMAGE                the Makefile's variables
+#       DRIVER_OPEN, DRIVER_TOOLKIT_IMAGE   the Makefile's variables
+#       KERNEL_MODULE_TYPE, MODULE_TYPE_LABEL  open|proprietary, recorded as this image label
 #       STAGING_IMAGE      where the built image goes (the Makefile's tag, under the staging repository)
 #       IMAGE, TAG         the final reference and tag, echoed for the push step
 #       PULL_SECRET_FILE, RHSM_ORG_FILE, RHSM_ACTIVATIONKEY_FILE  mounted secret files
@@ -14,8 +15,8 @@
 set -euo pipefail
 
 for name in DRIVER_REPO_URL DRIVER_REPO_REF BUILD_DIR DRIVER_VERSION KERNEL_VERSION RHEL_VERSION CUDA_VERSION \
-  OS_TAG BUILD_ARCH DRIVER_TOOLKIT_IMAGE STAGING_IMAGE IMAGE TAG PULL_SECRET_FILE RHSM_ORG_FILE \
-  RHSM_ACTIVATIONKEY_FILE; do
+  OS_TAG BUILD_ARCH DRIVER_OPEN KERNEL_MODULE_TYPE MODULE_TYPE_LABEL DRIVER_TOOLKIT_IMAGE STAGING_IMAGE IMAGE TAG \
+  PULL_SECRET_FILE RHSM_ORG_FILE RHSM_ACTIVATIONKEY_FILE; do
   if [[ -z "${!name:-}" ]]; then
     echo "ERROR: $name is not set; the pipeline passes every build input as an environment variable." >&2
     exit 2
@@ -41,11 +42,18 @@ echo "Building $STAGING_IMAGE in $BUILD_DIR (kernel $KERNEL_VERSION, RHEL $RHEL_
 make -C "$workdir/recipe/$BUILD_DIR" SHELL=/bin/bash image \
   CONTAINER_TOOL="podman ${podman_args[*]}" \
   DRIVER_VERSION="$DRIVER_VERSION" KERNEL_VERSION="$KERNEL_VERSION" RHEL_VERSION="$RHEL_VERSION" \
-  CUDA_VERSION="$CUDA_VERSION" OS_TAG="$OS_TAG" BUILD_ARCH="$BUILD_ARCH" \
+  CUDA_VERSION="$CUDA_VERSION" OS_TAG="$OS_TAG" BUILD_ARCH="$BUILD_ARCH" DRIVER_OPEN="$DRIVER_OPEN" \
   DRIVER_TOOLKIT_IMAGE="$DRIVER_TOOLKIT_IMAGE" PULL_SECRET_FILE="$PULL_SECRET_FILE" \
   RHSM_ORG_FILE="$RHSM_ORG_FILE" RHSM_ACTIVATIONKEY_FILE="$RHSM_ACTIVATIONKEY_FILE" \
   IMAGE_REGISTRY="$image_registry" IMAGE_NAME="$image_name" \
   DRIVER_EPOCH="${DRIVER_EPOCH:-1}" BUILDER_USER="precompiled-drivers" BUILDER_EMAIL="precompiled-drivers@localhost"
+
+# NVIDIA's Dockerfile records no module type; a FROM-only build adds the label (config only, no layer), so a
+# later run can tell a tag built with the other type from one it may reuse.
+mkdir "$workdir/label"
+printf 'FROM %s\n' "$STAGING_IMAGE" >"$workdir/label/Containerfile"
+podman "${podman_args[@]}" build --label "$MODULE_TYPE_LABEL=$KERNEL_MODULE_TYPE" --tag "$STAGING_IMAGE" \
+  "$workdir/label"
 
 push_auth=()
 if [[ -r "$TOKEN_FILE" ]]; then

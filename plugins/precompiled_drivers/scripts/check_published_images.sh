@@ -1,33 +1,46 @@
 #!/usr/bin/env bash
 # Ask the target registry which image references already exist, so they are not rebuilt.
 #
-# Env:  IMAGES          image references, one per line
-#       PUSH_AUTH_FILE  registry credentials (mounted file)
-#       TLS_VERIFY      true|false (false only for a plain-HTTP test registry)
-#       XCOM_RETURN     where to write the result (default /airflow/xcom/return.json)
-# Result: {"<image>": "<sha256:digest>" or "" when the tag does not exist, ...}
+# Env:  IMAGES             lines '<image reference> [<kernel module type>]'; with a type, a tag whose image
+#                          label MODULE_TYPE_LABEL says otherwise (or nothing) counts as not published
+#       MODULE_TYPE_LABEL  the image label that records the kernel module type (open|proprietary)
+#       PUSH_AUTH_FILE     registry credentials (mounted file)
+#       TLS_VERIFY         true|false (false only for a plain-HTTP test registry)
+#       XCOM_RETURN        where to write the result (default /airflow/xcom/return.json)
+# Result: {"<image>": "<sha256:digest>" or "" when the tag does not exist or has the other module type, ...}
 set -euo pipefail
 
-: "${IMAGES?}" "${PUSH_AUTH_FILE:?}"
+: "${IMAGES?}" "${PUSH_AUTH_FILE:?}" "${MODULE_TYPE_LABEL:?}"
 TLS_VERIFY="${TLS_VERIFY:-true}"
 RESULT_FILE="${XCOM_RETURN:-/airflow/xcom/return.json}"
+# The label name goes into a Go template below: only the characters a label key can hold.
+[[ "$MODULE_TYPE_LABEL" =~ ^[a-z0-9][a-z0-9./-]*$ ]] || {
+  echo "ERROR: MODULE_TYPE_LABEL '$MODULE_TYPE_LABEL' is not an image label key." >&2
+  exit 2
+}
 
 errors="$(mktemp)"
 trap 'rm -f "$errors"' EXIT
 result="{"
 separator=""
-while IFS= read -r image; do
+while read -r image module_type; do
   [[ -n "$image" ]] || continue
   digest=""
-  # stdout is the digest alone; skopeo's warnings and errors go to a file we read on failure.
+  # stdout is the digest and the label alone; skopeo's warnings and errors go to a file we read on failure.
   if output="$(skopeo inspect --authfile "$PUSH_AUTH_FILE" --tls-verify="$TLS_VERIFY" \
-    --format '{{.Digest}}' "docker://$image" 2>"$errors")"; then
-    digest="$output"
+    --format "{{.Digest}} {{index .Labels \"$MODULE_TYPE_LABEL\"}}" "docker://$image" 2>"$errors")"; then
+    read -r digest label <<<"$output"
     if [[ ! "$digest" =~ ^sha256:[a-f0-9]{64}$ ]]; then
-      echo "ERROR: skopeo printed '$digest' for $image, not a sha256 digest." >&2
+      echo "ERROR: skopeo printed '$output' for $image, not a sha256 digest." >&2
       exit 1
     fi
-    echo "exists:  $image ($digest)"
+    if [[ -n "${module_type:-}" && "${label:-}" != "$module_type" ]]; then
+      echo "stale:   $image ($digest) carries ${label:-no} kernel modules (label $MODULE_TYPE_LABEL)," \
+        "not $module_type: it is rebuilt"
+      digest=""
+    else
+      echo "exists:  $image ($digest${label:+, $label kernel modules})"
+    fi
   elif grep -qE "manifest unknown|not found|name unknown" "$errors"; then
     echo "missing: $image"
   else

@@ -9,7 +9,9 @@
 # Env:  POLICY_NAME         ClusterPolicy name (usually gpu-cluster-policy)
 #       OPERATOR_NAMESPACE  namespace of the driver DaemonSets (e.g. nvidia-gpu-operator)
 #       PATCHED_AT          RFC3339 UTC time of the patch, e.g. 2025-01-31T12:00:00Z
-#       EXPECTED            one line per kernel: <sanitized kernel> <expected image ref> <sha256:digest>
+#       EXPECTED            lines <sanitized kernel> <image ref> <sha256:digest>; a kernel with several lines
+#                           accepts any of those images (the operator takes ONE OS tag for the whole cluster,
+#                           from whichever GPU node it lists first), each on its own digest
 #       TIMEOUT_SECONDS     give up after this long (default 1800)
 #       POLL_SECONDS        wait between polls (default 15)
 #       DRY_RUN             true: the patch step only printed its patch; report that and exit 0
@@ -44,9 +46,8 @@ die() {
 [[ "$TIMEOUT_SECONDS" =~ ^[0-9]+$ ]] || die "TIMEOUT_SECONDS must be a whole number, got '$TIMEOUT_SECONDS'."
 [[ "$POLL_SECONDS" =~ ^[1-9][0-9]*$ ]] || die "POLL_SECONDS must be a positive whole number, got '$POLL_SECONDS'."
 
-kernels=()
-images=()
-digests=()
+kernels=() # distinct, in order of first appearance
+wants=()   # per kernel: "<image> <digest>" lines it accepts
 while read -r kernel image digest extra; do
   [[ -z "${kernel:-}" ]] && continue
   # Values end up in the JSON result, so only the characters these names can hold are accepted.
@@ -55,9 +56,16 @@ while read -r kernel image digest extra; do
   [[ "$kernel" =~ ^[a-z0-9][a-z0-9._-]*$ ]] || die "EXPECTED kernel '$kernel' is not a sanitized kernel name."
   [[ "$image" =~ ^[A-Za-z0-9][A-Za-z0-9./:_@+-]*$ ]] || die "EXPECTED image ref '$image' is not an image reference."
   [[ "$digest" =~ ^sha256:[0-9a-f]{64}$ ]] || die "EXPECTED digest '$digest' must be sha256:<64 hex>."
-  kernels+=("$kernel")
-  images+=("$image")
-  digests+=("$digest")
+  found=""
+  for i in "${!kernels[@]}"; do
+    [[ "${kernels[$i]}" == "$kernel" ]] && found="$i"
+  done
+  if [[ -z "$found" ]]; then
+    kernels+=("$kernel")
+    wants+=("$image $digest")
+  else
+    wants[found]+=$'\n'"$image $digest"
+  fi
 done <<<"$EXPECTED"
 ((${#kernels[@]} > 0)) || die "EXPECTED lists no kernel."
 
@@ -76,11 +84,21 @@ k_image=()
 k_reason=()
 
 # Evaluate one kernel against the pod table in $pods; fills the k_* arrays at index $1.
+# The digest a kernel's pods must run for image $2 ("" when the kernel does not accept that image).
+wanted_digest() {
+  local want_image want_digest
+  while read -r want_image want_digest; do
+    [[ "$want_image" == "$2" ]] && { printf '%s' "$want_digest"; return 0; }
+  done <<<"${wants[$1]}"
+  return 0
+}
+
 check_kernel() {
-  local i="$1" kernel="${kernels[$1]}" want_image="${images[$1]}" want_digest="${digests[$1]}"
+  local i="$1" accepted
   local prefix="nvidia-driver-daemonset-${kernels[$1]}-"
-  local name created image ready image_id waiting
+  local name created image ready image_id waiting want_digest
   local all=0 new=0 good=0 unready=0 wrong=0 seen_image="" wrong_note="" waits=""
+  accepted="$(cut -d' ' -f1 <<<"${wants[$1]}" | paste -sd' ')"
   while IFS='|' read -r name created image ready image_id waiting; do
     [[ -n "$name" && "$name" == "$prefix"* ]] || continue
     all=$((all + 1))
@@ -91,7 +109,10 @@ check_kernel() {
     if [[ "$ready" != "true" ]]; then
       unready=$((unready + 1))
       [[ -z "$waiting" || "$waits" == *"$waiting"* ]] || waits+="${waits:+, }$waiting"
-    elif [[ "$image" != "$want_image" ]]; then
+      continue
+    fi
+    want_digest="$(wanted_digest "$i" "$image")"
+    if [[ -z "$want_digest" ]]; then
       wrong=$((wrong + 1))
       wrong_note="pod $name runs $image"
     elif [[ "$image_id" != *"$want_digest" ]]; then
@@ -111,12 +132,12 @@ check_kernel() {
   elif ((unready > 0)); then
     k_reason[i]="$unready of $new new pod(s) not ready${waits:+ ($waits)}"
     if [[ "$waits" == *ImagePull* || "$waits" == *ErrImage* ]]; then
-      k_reason[i]+="; check that $want_image exists and the nodes can pull it"
+      k_reason[i]+="; check that $seen_image exists and the nodes can pull it"
     fi
   elif ((wrong > 0)); then
-    k_reason[i]="$wrong_note; expected $want_image"
+    k_reason[i]="$wrong_note; expected one of: $accepted"
   elif ((good == 0)); then
-    k_reason[i]="no ready pod runs $want_image"
+    k_reason[i]="no ready pod runs one of: $accepted"
   else
     k_status[i]="ok"
     k_reason[i]="$good new pod(s) ready with the expected image and digest"
@@ -133,9 +154,10 @@ json_str() {
 write_result() {
   local i sep="" body=""
   for i in "${!kernels[@]}"; do
-    body+="$(printf '%s"%s": {"status": "%s", "pods_new_of_all": "%s", "ready": %s, "image": %s, "expected_image": "%s", "expected_digest": "%s", "reason": %s}' \
+    body+="$(printf '%s"%s": {"status": "%s", "pods_new_of_all": "%s", "ready": %s, "image": %s, "digest": "%s", "accepted": "%s", "reason": %s}' \
       "$sep" "${kernels[$i]}" "${k_status[$i]}" "${k_seen[$i]}" "${k_ready[$i]}" "$(json_str "${k_image[$i]}")" \
-      "${images[$i]}" "${digests[$i]}" "$(json_str "${k_reason[$i]}")")"
+      "$(wanted_digest "$i" "${k_image[$i]}")" "$(cut -d' ' -f1 <<<"${wants[$i]}" | paste -sd' ')" \
+      "$(json_str "${k_reason[$i]}")")"
     sep=", "
   done
   mkdir -p "$(dirname "$RESULT_FILE")"

@@ -13,7 +13,7 @@ from typing import Any
 from airflow.sdk.definitions.mappedoperator import OperatorPartial
 from kubernetes.client import models as k8s
 
-from precompiled_drivers import naming
+from precompiled_drivers import kernel_module, naming
 from precompiled_drivers.config import RunConfig
 from precompiled_drivers.plan import BuildSpec
 from precompiled_drivers.settings import Settings
@@ -75,11 +75,7 @@ def item_kwargs(
     settings: Settings, config: RunConfig, build: BuildSpec | Mapping[str, Any]
 ) -> dict[str, Any]:
     """Per-image environment: every Makefile variable of DESIGN.md section 3, as plain values."""
-    b = (
-        build
-        if isinstance(build, BuildSpec)
-        else BuildSpec(**{**build, "releases": tuple(build["releases"])})
-    )
+    b = build if isinstance(build, BuildSpec) else BuildSpec.from_dict(build)
     env = {
         "DRIVER_REPO_URL": settings.driver_repo_url,
         "DRIVER_REPO_REF": config.driver_repo_ref,
@@ -90,6 +86,9 @@ def item_kwargs(
         "CUDA_VERSION": config.cuda_version,
         "OS_TAG": b.os_tag,
         "BUILD_ARCH": b.build_arch,
+        "DRIVER_OPEN": kernel_module.driver_open(b.kernel_module_type),
+        "KERNEL_MODULE_TYPE": b.kernel_module_type,
+        "MODULE_TYPE_LABEL": kernel_module.LABEL,
         "DRIVER_TOOLKIT_IMAGE": b.dtk_image,
         "STAGING_IMAGE": b.staging_image,
         "IMAGE": b.image,

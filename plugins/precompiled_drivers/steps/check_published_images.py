@@ -2,19 +2,32 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from airflow.sdk import XComArg
 
+from precompiled_drivers import kernel_module
 from precompiled_drivers.settings import Settings
 from precompiled_drivers.steps.base import StepPodOperator, push_secret, step_env, step_kwargs, tls_verify
 
 TASK_ID = "check_published_images"
 
 
-def env(settings: Settings, images: Sequence[str]) -> dict[str, str]:
-    """The whole pod environment: the images to look up, one per line, and the registry credentials."""
-    images_env = {"IMAGES": "\n".join(images), "TLS_VERIFY": tls_verify(settings)}
+def env(
+    settings: Settings, images: Sequence[str], module_types: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The whole pod environment: the images to look up, one per line, and the registry credentials.
+
+    An image with a kernel module type in ``module_types`` counts as published only when its label says
+    that type (a tag built with the other type is rebuilt).
+    """
+    types = module_types or {}
+    lines = "\n".join(f"{image} {types[image]}" if image in types else image for image in images)
+    images_env = {
+        "IMAGES": lines,
+        "MODULE_TYPE_LABEL": kernel_module.LABEL,
+        "TLS_VERIFY": tls_verify(settings),
+    }
     return step_env(TASK_ID, (push_secret(settings),), images_env)
 
 

@@ -54,7 +54,10 @@ K_B = "5.14.0-570.12.1.el9_6.x86_64"
 # What the pipeline's naming rules produce for those kernels (transcribed, not computed, so a bug in
 # either side shows): sanitized kernel, and the tag GPU Operator v25.10 looks for on rhel 9.4 / 9.6 nodes.
 SAN_A, TAG_A = "5.14.0-427.50.1.el9.4", f"{DRIVER_VERSION}-{K_A}-rhel9.4"
-SAN_B, TAG_B = "5.14.0-570.12.1.el9.6", f"{DRIVER_VERSION}-{K_B}-rhel9.6"
+# The operator appends ONE OS tag, from the first GPU node listed (gpu-a1, rhel 9.4), to every kernel's
+# image (gpu-operator state_manager.go getGPUNodeOSInfo): kernel B's node reports 9.6 but pulls this tag.
+SAN_B, TAG_B = "5.14.0-570.12.1.el9.6", f"{DRIVER_VERSION}-{K_B}-rhel9.4"
+TAG_B_OWN_OS = f"{DRIVER_VERSION}-{K_B}-rhel9.6"
 
 # A compiled-mode driver section in the key order a user would write it.
 ORIGINAL_DRIVER: dict[str, Any] = {
@@ -338,6 +341,26 @@ def test_verify_succeeds_when_new_pods_run_the_pushed_images(
     assert result["kernels"][SAN_B]["image"] == f"{registry.host}/nvidia/{IMAGE}:{TAG_B}"
     assert f"kernel {SAN_A}: ok" in proc.stdout
     assert gpu_cluster.store.get_object("ClusterPolicy", POLICY)["status"]["state"] == "ready"
+
+
+def test_verify_accepts_whichever_os_tag_the_operator_chose(
+    gpu_cluster: TestCluster, registry: Registry, tmp_path: Path
+) -> None:
+    # The pipeline publishes kernel B under both tags its nodes may lead to; the operator picks one.
+    digest_a = registry.push_test_image(f"nvidia/{IMAGE}", TAG_A)
+    digest_b = registry.push_test_image(f"nvidia/{IMAGE}", TAG_B)
+    patched_at = rollout(gpu_cluster, registry, tmp_path)
+    other = f"{SAN_B} {registry.host}/nvidia/{IMAGE}:{TAG_B_OWN_OS} sha256:{'e' * 64}\n"
+    expected = other + expected_lines(registry, {SAN_A: digest_a, SAN_B: digest_b})
+    proc, result = verify(gpu_cluster, tmp_path, patched_at, expected)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    kernel_b = result["kernels"][SAN_B]
+    assert kernel_b["image"] == f"{registry.host}/nvidia/{IMAGE}:{TAG_B}"
+    assert kernel_b["digest"] == digest_b
+    assert kernel_b["accepted"].split() == [
+        f"{registry.host}/nvidia/{IMAGE}:{TAG_B_OWN_OS}",
+        f"{registry.host}/nvidia/{IMAGE}:{TAG_B}",
+    ]
 
 
 def test_verify_times_out_with_a_per_kernel_table(

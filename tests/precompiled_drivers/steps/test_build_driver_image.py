@@ -20,10 +20,10 @@ TAG = f"570.158.01-{K418}-rhcos4.18"
 SCC = ROOT / "deploy" / "scc-build.yaml"
 
 
-def config() -> Any:
+def config(driver_versions: list[str] | None = None) -> Any:
     params = {
         "ocp_versions": ["4.18.12"],
-        "driver_versions": ["570.158.01"],
+        "driver_versions": driver_versions or ["570.158.01"],
         "cuda_version": "12.8.1",
         "repository": "quay.io/acme/nvidia",
         "driver_repo_ref": "06a208ca9747c82b1ba99b76ecdcf2469b0a0207",
@@ -41,6 +41,25 @@ def build_pod(settings: Settings | None = None, build: Any = None):
     settings = settings or Settings()
     item = step.item_kwargs(settings, config(), build or build_spec())
     return pod_of(unmapped(step.partial(settings), item))
+
+
+@pytest.mark.parametrize(
+    ("requested", "driver", "driver_open"),
+    [
+        ("auto", "550.163.01", "false"),  # branch < 560: proprietary, as NVIDIA's container decides
+        ("auto", "570.158.01", "true"),
+        ("open", "550.163.01", "true"),
+        ("proprietary", "580.65.06", "false"),
+    ],
+)
+def test_driver_open_follows_kernel_module_type(requested: str, driver: str, driver_open: str) -> None:
+    toolkit = plan.Toolkit("4.18.12", "x86_64", DTK, K418, "", "9.4")
+    [build] = plan.plan_builds(
+        config(driver_versions=[driver]), [toolkit], "v26.7.0", kernel_module_type=requested
+    )
+    env = env_of(build_pod(build=build))
+    assert env["DRIVER_OPEN"] == driver_open
+    assert env["KERNEL_MODULE_TYPE"] == ("open" if driver_open == "true" else "proprietary")
 
 
 def test_pod_contract() -> None:
@@ -65,6 +84,10 @@ def test_pod_contract() -> None:
         "CUDA_VERSION": "12.8.1",
         "OS_TAG": "rhcos4.18",
         "BUILD_ARCH": "x86_64",
+        # kernelModuleType auto (the CRD default) and a 570 driver: open modules, recorded as a label.
+        "DRIVER_OPEN": "true",
+        "KERNEL_MODULE_TYPE": "open",
+        "MODULE_TYPE_LABEL": "io.github.precompiled-drivers.kernel-module-type",
         "DRIVER_TOOLKIT_IMAGE": DTK,
         "STAGING_IMAGE": f"{STAGING}/driver:{TAG}",
         "IMAGE": f"quay.io/acme/nvidia/driver:{TAG}",

@@ -30,12 +30,18 @@ def test_pod_contract() -> None:
         "HOME": "/tmp",
         "STEP": "check_published_images",
         "IMAGES": "\n".join(IMAGES),
+        "MODULE_TYPE_LABEL": "io.github.precompiled-drivers.kernel-module-type",
         "TLS_VERIFY": "true",
         "PUSH_AUTH_FILE": "/etc/precompiled-drivers/push-secret/.dockerconfigjson",
     }
     assert secret_mounts(pod) == {
         "/etc/precompiled-drivers/push-secret": ("precompiled-drivers-push-secret", True)
     }
+
+
+def test_module_types_ride_along_with_their_images() -> None:
+    env = step.env(Settings(), IMAGES, {IMAGES[0]: "open"})
+    assert env["IMAGES"].splitlines() == [f"{IMAGES[0]} open", IMAGES[1]]
 
 
 def test_plain_http_test_registry() -> None:

@@ -1,0 +1,85 @@
+"""Registry scripts with the real skopeo against a real registry on 127.0.0.1: OS-tag copies, module types."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from precompiled_drivers import kernel_module
+from testcluster.registry import Registry
+
+ROOT = Path(__file__).resolve().parents[3]
+SCRIPTS = ROOT / "plugins" / "precompiled_drivers" / "scripts"
+REPO = "nvidia/driver"
+K418 = "5.14.0-427.50.1.el9_4.x86_64"
+
+
+def run(name: str, tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess[str], Any]:
+    """Run a script as its pod would (env only, real skopeo); return the process and its XCom."""
+    xcom = tmp_path / f"xcom-{time.monotonic_ns()}" / "return.json"
+    auth = tmp_path / "auth.json"
+    auth.write_text("{}")  # the test registry needs no credentials, but the script reads a file
+    proc = subprocess.run(
+        ["bash", str(SCRIPTS / name)],
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "XCOM_RETURN": str(xcom),
+             "PUSH_AUTH_FILE": str(auth), "TLS_VERIFY": "false", **env},
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    return proc, json.loads(xcom.read_text()) if xcom.exists() else None
+
+
+def ref(registry: Registry, tag: str) -> str:
+    return f"{registry.host}/{REPO}:{tag}"
+
+
+def test_publish_os_tags_copies_by_digest_and_leaves_right_tags_alone(
+    registry: Registry, tmp_path: Path
+) -> None:
+    built = registry.push_test_image(REPO, f"570.158.01-{K418}-rhcos4.18")
+    # An alias left by an earlier build with other content must end up with this image's digest.
+    registry.push_test_image(REPO, f"570.158.01-{K418}-rhel9.4")
+    image = ref(registry, f"570.158.01-{K418}-rhcos4.18")
+    aliases = [ref(registry, f"570.158.01-{K418}-rhel9"), ref(registry, f"570.158.01-{K418}-rhel9.4")]
+    missing = ref(registry, "570.158.01-unbuilt-rhcos4.18")
+    lines = "\n".join([*(f"{image} {a}" for a in aliases), f"{missing} {ref(registry, 'unbuilt-rhel9')}"])
+
+    proc, result = run("publish_os_tags.sh", tmp_path, ALIASES=lines)
+    assert proc.returncode == 0, proc.stderr
+    assert result == {aliases[0]: built, aliases[1]: built, ref(registry, "unbuilt-rhel9"): ""}
+    for alias in aliases:
+        assert registry.manifest_digest(REPO, alias.rsplit(":", 1)[1]) == built
+    assert "skip:" in proc.stdout and "is not published" in proc.stdout
+
+    # Again: nothing to copy, same answer.
+    proc, again = run("publish_os_tags.sh", tmp_path, ALIASES=lines)
+    assert proc.returncode == 0, proc.stderr
+    assert again == result
+    assert "copied:" not in proc.stdout
+
+
+def test_publish_os_tags_with_nothing_to_do(registry: Registry, tmp_path: Path) -> None:
+    proc, result = run("publish_os_tags.sh", tmp_path, ALIASES="")
+    assert proc.returncode == 0, proc.stderr
+    assert result == {}
+
+
+@pytest.mark.parametrize(("label", "published"), [("open", True), ("proprietary", False), (None, False)])
+def test_check_reads_the_module_type_label_of_a_real_image(
+    registry: Registry, tmp_path: Path, label: str | None, published: bool
+) -> None:
+    labels = {kernel_module.LABEL: label} if label else {}
+    digest = registry.push_test_image(REPO, "570.158.01-x", labels)
+    image = ref(registry, "570.158.01-x")
+    proc, result = run(
+        "check_published_images.sh",
+        tmp_path,
+        IMAGES=f"{image} open\n{ref(registry, 'absent')}",
+        MODULE_TYPE_LABEL=kernel_module.LABEL,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert result == {image: digest if published else "", ref(registry, "absent"): ""}
