@@ -12,6 +12,7 @@ from typing import Any
 
 from precompiled_drivers import discovery, kernel_module, os_tag, plan, rollout
 from precompiled_drivers.cluster import parse_cluster
+from precompiled_drivers.cluster_policy import PolicyError
 from precompiled_drivers.config import RunConfig, run_config
 from precompiled_drivers.report import render_report
 from precompiled_drivers.settings import Settings
@@ -177,13 +178,19 @@ def plan_rollout(
     available = {image: digest for image, digest in published.items() if digest}
     available.update({p["image"]: p["digest"] for p in pushed or [] if p})
     available.update({image: digest for image, digest in (aliased or {}).items() if digest})
-    planned = rollout.plan_rollout(
-        state,
-        repository=cfg.repository,
-        image=cfg.image_name,
-        version=cfg.rollout_driver_version,
-        available=available,
-    )
+    try:
+        planned = rollout.plan_rollout(
+            state,
+            repository=cfg.repository,
+            image=cfg.image_name,
+            version=cfg.rollout_driver_version,
+            available=available,
+        )
+    except (rollout.RolloutBlocked, PolicyError) as exc:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        # The same inputs give the same refusal: fail at once instead of retrying it.
+        raise AirflowFailException(str(exc)) from exc
     log.info("%s", planned.os_tag_note)
     log.info("ClusterPolicy patch:\n%s", planned.summary)
     return {

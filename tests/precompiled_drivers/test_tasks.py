@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from airflow.sdk.exceptions import AirflowFailException
 
 from precompiled_drivers import tasks
 from precompiled_drivers.cluster import KERNEL_LABEL, OS_ID_LABEL, OS_VERSION_LABEL
@@ -177,8 +178,10 @@ def test_mixed_fleet_publishes_each_image_under_every_os_tag() -> None:
     aliased = {line.split()[1]: d for line, d in zip(aliases, (DIGEST, "sha256:" + "e" * 64), strict=True)}
     out = tasks.plan_rollout(config(), MIXED, published, pushed, aliased)
     assert len(out["verify_env"]["EXPECTED"].splitlines()) == 4
-    with pytest.raises(RolloutBlocked, match=r"under OS tag rhcos4\.18"):
+    # A refusal is final: the same inputs would be refused again, so no retry (AirflowFailException).
+    with pytest.raises(AirflowFailException, match=r"under OS tag rhcos4\.18") as err:
         tasks.plan_rollout(config(), MIXED, published, pushed, {})
+    assert isinstance(err.value.__cause__, RolloutBlocked)
 
 
 def test_plan_rollout_envs() -> None:

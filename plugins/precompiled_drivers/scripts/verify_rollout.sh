@@ -117,7 +117,9 @@ check_kernel() {
       wrong_note="pod $name runs $image"
     elif [[ "$image_id" != *"$want_digest" ]]; then
       wrong=$((wrong + 1))
-      wrong_note="pod $name has imageID '${image_id}', not digest $want_digest"
+      wrong_note="pod $name has imageID '${image_id}', not digest $want_digest (the tag was pushed again"
+      wrong_note+=" after the pod pulled it; the operator restarts driver pods only when their DaemonSet"
+      wrong_note+=" changes: delete the pod, or drain the node, to load the new image)"
     else
       good=$((good + 1))
     fi
