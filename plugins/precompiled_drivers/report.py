@@ -69,6 +69,11 @@ def render_report(results: Mapping[str, Any], states: Mapping[str, str]) -> str:
         out += ["", "Releases:"] + [
             f"  {r['version']}-{r['arch']}: driver toolkit {r['dtk_image']}" for r in releases
         ]
+    rejected = (results.get("plan_builds") or {}).get("rejected") or []
+    if rejected:
+        out += ["", "Releases left out (driver toolkit unusable, no image planned):"] + [
+            f"  {r['version']}-{r['arch']}: {r['error']}" for r in rejected
+        ]
     candidates = (results.get("plan_builds") or {}).get("candidates") or []
     published = results.get("check_published_images") or {}
     pushed = {p["image"]: p["digest"] for p in _list(results.get("push_driver_image"))}

@@ -113,10 +113,19 @@ def plan_releases(config: Mapping[str, Any], cluster: Mapping[str, Any]) -> list
 def plan_builds(
     config: Mapping[str, Any], cluster: Mapping[str, Any], toolkits: Sequence[Mapping[str, Any]]
 ) -> dict[str, Any]:
-    """One build per driver version x kernel x OS tag, and the registry look-up of all images involved."""
+    """One build per driver version x kernel x OS tag, and the registry look-up of all images involved.
+
+    A release whose toolkit data is malformed is left out (``rejected``, logged as an error, and the
+    report fails the run for it); the other releases' builds go on.
+    """
     cfg, settings = _load(config)
     state = parse_cluster(cluster, cfg.operator_version)
-    builds = plan.plan_builds(cfg, [plan.parse_toolkit(t) for t in toolkits], state.operator_version)
+    parsed, rejected = plan.parse_toolkits(toolkits)
+    for bad in rejected:
+        log.error(
+            "release %s-%s left out, its driver toolkit is unusable: %s", bad.version, bad.arch, bad.error
+        )
+    builds = plan.plan_builds(cfg, parsed, state.operator_version, gpu_kernels=state.kernels)
     log.info("GPU Operator %s: %s", state.operator_version, builds[0].os_tag_rule if builds else "-")
     for build in builds:
         log.info("plan %s for %s", build.image, ", ".join(build.releases))
@@ -129,6 +138,7 @@ def plan_builds(
     return {
         "candidates": [b.to_dict() for b in builds],
         "check_env": check_published_images.env(settings, images),
+        "rejected": [r.to_dict() for r in rejected],
     }
 
 
@@ -179,6 +189,11 @@ def report(results: Mapping[str, Any], states: Mapping[str, str]) -> str:
     text = render_report(results, states)
     log.info("\n%s", text)
     failed = sorted(task for task, state in states.items() if state in ("failed", "upstream_failed"))
+    # A release whose driver toolkit was rejected got no image: the run did not do all it was asked.
+    failed += [
+        f"plan_builds ({r['version']}-{r['arch']})"
+        for r in (results.get("plan_builds") or {}).get("rejected") or []
+    ]
     if failed:
         raise RuntimeError(f"the run did not complete: {', '.join(failed)} failed (see the report above)")
     return text
