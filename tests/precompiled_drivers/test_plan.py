@@ -308,7 +308,7 @@ def test_rt_value_that_is_not_a_kernel_means_no_rt_kernel(rt: str) -> None:
 
 def test_a_toolkit_of_another_arch_than_its_release_is_refused() -> None:
     data = {"version": "4.19.3", "arch": "x86_64", "dtk_image": DTK, "toolkit": DTK_AARCH64}
-    with pytest.raises(ValidationError, match="KERNEL_VERSION.*a x86_64 kernel"):
+    with pytest.raises(ValidationError, match=r"KERNEL_VERSION.*a x86_64 kernel"):
         plan.parse_toolkit(data)
 
 
