@@ -10,7 +10,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from precompiled_drivers import discovery, plan, rollout
+from precompiled_drivers import discovery, naming, plan, rollout
 from precompiled_drivers.cluster import parse_cluster
 from precompiled_drivers.config import RunConfig, run_config
 from precompiled_drivers.report import render_report
@@ -131,8 +131,11 @@ def plan_builds(
         log.info("plan %s for %s", build.image, ", ".join(build.releases))
         if build.warning:
             log.warning("%s", build.warning)
+    # RT GPU nodes have no precompiled image at all (the operator cannot even name their DaemonSet):
+    # the gate refuses them later; here they must not stop the other kernels' builds.
+    servable = [n for n in state.nodes if naming.kernel_variant(n.kernel) != "rt"]
     wanted = rollout.kernel_rollouts(
-        state.nodes, cfg.repository, cfg.image_name, cfg.rollout_driver_version, state.operator_version
+        servable, cfg.repository, cfg.image_name, cfg.rollout_driver_version, state.operator_version
     )
     images = sorted({b.image for b in builds} | {k.image for k in wanted})
     return {

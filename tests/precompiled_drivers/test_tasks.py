@@ -201,3 +201,27 @@ def test_plan_builds_adds_64k_images_for_a_64k_gpu_node() -> None:
     assert planned["rejected"] == []
     # The node's image is among those looked up, and it is the 64k build's.
     assert planned["check_env"]["IMAGES"].split() == sorted(c["image"] for c in planned["candidates"])
+
+
+# An RT GPU node as NFD labels it: uname -r `5.14.0-427.50.1.el9_4.x86_64+rt` (RHEL 9 kernel-rt), '+' -> '_'
+# (node-feature-discovery source/kernel/kernel.go). NVIDIA's precompiled recipe has no RT build and the
+# operator cannot name its DaemonSet (gpu-operator getSanitizedKernelVersion gives '..rt').
+RT_NODE = {
+    "name": "gpu-rt",
+    "labels": {
+        KERNEL_LABEL: K418.replace(".x86_64", ".x86_64_rt"),
+        OS_ID_LABEL: "rhcos",
+        OS_VERSION_LABEL: "4.18",
+    },
+}
+
+
+def test_an_rt_gpu_node_does_not_stop_the_other_builds_and_the_gate_names_it() -> None:
+    cluster = {**CLUSTER, "nodes": [CLUSTER["nodes"][0], RT_NODE]}
+    planned = tasks.plan_builds(config(), cluster, [TOOLKIT])
+    assert [c["image"] for c in planned["candidates"]] == [IMAGE]
+    assert planned["check_env"]["IMAGES"] == IMAGE
+    with pytest.raises(
+        ValueError, match=r"5\.14\.0-427\.50\.1\.el9_4\.x86_64_rt.*GPU Operator cannot create it"
+    ):
+        tasks.plan_rollout(config(), cluster, {IMAGE: DIGEST}, None)
