@@ -21,6 +21,7 @@ __all__ = [
     "EXPECTED",
     "JSON_SCHEMA_PATTERN",
     "PATTERN",
+    "PRERELEASE_KINDS",
     "OcpVersion",
     "is_valid",
     "parse",
@@ -34,7 +35,7 @@ _MAJOR, _MINOR, _PATCH, _PRE_NUM = _NUM % 1, _NUM % 2, _NUM % 3, _NUM % 2
 PRERELEASE_KINDS = ("ec", "fc", "rc")
 PATTERN = (
     rf"(?P<major>{_MAJOR})\.(?P<minor>{_MINOR})\.(?P<patch>{_PATCH})"
-    rf"(?:-(?P<kind>ec|fc|rc)\.(?P<number>{_PRE_NUM}))?"
+    rf"(?:-(?P<kind>{'|'.join(PRERELEASE_KINDS)})\.(?P<number>{_PRE_NUM}))?"
 )
 # The same grammar for a JSON Schema ``pattern`` (the form's Param): ECMA-262, anchored, no group names.
 JSON_SCHEMA_PATTERN = "^" + re.sub(r"\?P<[a-z]+>", "?:", PATTERN) + "$"
