@@ -105,3 +105,24 @@ def test_x86_aarch64_64k_and_two_streams(world: World, run_dag) -> None:
     for kernel in (K4203, f"{K4204_ARM}_64k", K10_ARM):
         row = next(line for line in report.splitlines() if line.startswith(kernel + " "))
         assert row.rstrip().endswith("yes"), row
+
+
+def test_a_malformed_toolkit_fails_its_release_only_and_visibly(world: World, run_dag) -> None:
+    # 4.19.5's toolkit file says RHEL_VERSION "9" (not major.minor): that release cannot be planned.
+    kernel, _ = world.releases["4.19.5"]
+    world.releases["4.19.5"] = (kernel, "9")
+    dag_run = run_dag(ocp_versions=["4.19.3", "4.19.5"], driver_versions=[DRIVER])
+    states = task_states(dag_run)
+    assert dag_run.state == "failed"
+    # Every step did its work for the other releases; only the final report fails the run.
+    failed = sorted(task for task, state in states.items() if state != "success")
+    assert failed == ["needs_rollback", "report", "rollback_cluster_policy"], states
+    assert states["needs_rollback"] == "skipped" and states["report"] == "failed"
+    assert {b.rsplit(":", 1)[1] for b in world.builds} == {
+        f"{DRIVER}-{RELEASES['4.18.12'][0]}-rhcos4.18",
+        f"{DRIVER}-{RELEASES['4.19.3'][0]}-rhel9",
+    }
+    assert xcom(dag_run, "verify_rollout")["verified"] is True  # the GPU nodes' kernels were covered
+    [rejected] = xcom(dag_run, "plan_builds")["rejected"]
+    assert (rejected["version"], rejected["arch"]) == ("4.19.5", "x86_64")
+    assert "RHEL_VERSION: got '9'" in rejected["error"]
