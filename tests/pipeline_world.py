@@ -31,13 +31,25 @@ ROOT = Path(__file__).resolve().parents[1]
 NAMESPACE = "nvidia-precompiled-drivers"
 OPERATOR_NAMESPACE = "nvidia-gpu-operator"
 
-# release -> (DTK KERNEL_VERSION, RHEL_VERSION), as /etc/driver-toolkit-release.json would say.
+# release -> (DTK KERNEL_VERSION on x86_64, RHEL_VERSION), as /etc/driver-toolkit-release.json would say.
+# The aarch64 payload of a release ships the same kernel build: `.x86_64` becomes `.aarch64`.
 RELEASES: dict[str, tuple[str, str]] = {
     "4.18.12": ("5.14.0-427.50.1.el9_4.x86_64", "9.4"),
     "4.18.14": ("5.14.0-427.55.1.el9_4.x86_64", "9.4"),
     "4.19.3": ("5.14.0-570.12.1.el9_6.x86_64", "9.6"),
     "4.19.5": ("5.14.0-570.19.1.el9_6.x86_64", "9.6"),
+    "4.20.3": ("5.14.0-570.39.1.el9_6.x86_64", "9.6"),
+    "4.20.4": ("5.14.0-570.42.2.el9_6.x86_64", "9.6"),
 }
+# Releases whose payload also carries driver-toolkit-10 (openshift/driver-toolkit
+# manifests/image-references-rhel10, Dockerfile.rhel10): its kernel and RHEL_VERSION.
+RELEASES_RHEL10: dict[str, tuple[str, str]] = {
+    "4.20.4": ("6.12.0-55.20.1.el10_0.x86_64", "10.0"),
+}
+STREAM = "driver-toolkit"
+STREAM_10 = "driver-toolkit-10"
+# Pipeline arch -> kubernetes.io/arch (GOARCH) of nodes and single-arch images.
+GOARCH = {"x86_64": "amd64", "aarch64": "arm64"}
 
 # Secret values planted so tests can prove they never leak (fake, like everything here).
 SECRET_VALUES = {
@@ -59,10 +71,25 @@ HOST_STEPS = (
 )
 
 
-def dtk_image(version: str) -> str:
-    """A stable, fake DTK pull spec by digest for a release."""
-    digest = hashlib.sha256(f"dtk-{version}".encode()).hexdigest()
+def dtk_image(version: str, arch: str = "x86_64", stream: str = STREAM) -> str:
+    """A stable, fake DTK pull spec by digest for a release, arch and stream (a single-arch image)."""
+    seed = f"dtk-{version}" if (arch, stream) == ("x86_64", STREAM) else f"{stream}-{version}-{arch}"
+    digest = hashlib.sha256(seed.encode()).hexdigest()
     return f"quay.io/openshift-release-dev/ocp-v4.0-art-dev@sha256:{digest}"
+
+
+def toolkit_release_file(kernel_x86: str, rhel: str, arch: str) -> dict[str, str]:
+    """``/etc/driver-toolkit-release.json`` of a DTK, in the format openshift/driver-toolkit writes.
+
+    Dockerfile (and Dockerfile.rhel10), last layer: KERNEL_VERSION is ``rpm -q --qf
+    "%{VERSION}-%{RELEASE}.%{ARCH}" kernel-devel``, RT_KERNEL_VERSION the same for kernel-rt-core plus
+    ``+rt``, RHEL_VERSION dnf's releasever. kernel-rt is installed on x86_64 only, so on aarch64 rpm's
+    message ``package kernel-rt-core is not installed`` is what RT_KERNEL_VERSION holds. The 64k kernel
+    (kernel-64k-devel, aarch64) has the same version and is not named in the file.
+    """
+    kernel = kernel_x86.removesuffix(".x86_64") + f".{arch}"
+    rt = f"{kernel}+rt" if arch == "x86_64" else "package kernel-rt-core is not installed"
+    return {"KERNEL_VERSION": kernel, "RT_KERNEL_VERSION": rt, "RHEL_VERSION": rhel}
 
 
 def pod_env(pod: Mapping[str, Any]) -> dict[str, str]:
@@ -138,6 +165,9 @@ class World:
     registry: Registry
     operator_version: str = "v26.7.0"
     releases: dict[str, tuple[str, str]] = field(default_factory=lambda: dict(RELEASES))
+    releases_rhel10: dict[str, tuple[str, str]] = field(default_factory=lambda: dict(RELEASES_RHEL10))
+    # (task_id, what it was for, node it ran on, its nodeSelector) of every DTK inspection and build
+    placements: list[tuple[str, str, str, dict[str, str]]] = field(default_factory=list)
     builds: list[str] = field(default_factory=list)  # staging refs built, in order
     step_seconds: float = 0.2
     # Every pod step Running for exactly this long (host steps do their real work inside it); for bench/.
@@ -235,36 +265,85 @@ class World:
 
     # -- simulated steps --------------------------------------------------------------------------
     def resolve(self, pod: dict[str, Any]) -> ScenarioResult:
-        """``oc adm release info --image-for=driver-toolkit``: a DTK pull spec per known release."""
+        """``oc adm release info --image-for=driver-toolkit[-10]``: DTK pull specs per known release.
+
+        Each DTK of an arch payload is a single-arch image: the kubelet learns its arch, so a pod that
+        runs it on a node of another arch fails with ``exec format error`` as on a real cluster.
+        """
         env = pod_env(pod)
-        version = env["RELEASE_VERSION"]
+        version, arch = env["RELEASE_VERSION"], env["RELEASE_ARCH"]
         if version not in self.releases:
             return ScenarioResult(exit_code=1, logs=[f"error: release {env['RELEASE_IMAGE']} not found"])
+        image = dtk_image(version, arch)
+        image_10 = dtk_image(version, arch, STREAM_10) if version in self.releases_rhel10 else ""
+        for ref in filter(None, (image, image_10)):
+            self.cluster.kubelet.image_arches[ref] = GOARCH[arch]
         result = {
             "version": version,
-            "arch": env["RELEASE_ARCH"],
+            "arch": arch,
             "release_image": env["RELEASE_IMAGE"],
-            "dtk_image": dtk_image(version),
+            "dtk_image": image,
+            "dtk_image_10": image_10,
         }
-        return ScenarioResult(xcom=result, logs=[f"driver-toolkit: {result['dtk_image']}"])
+        logs = [f"driver-toolkit: {image}"]
+        logs.append(
+            f"driver-toolkit-10: {image_10}" if image_10 else "driver-toolkit-10: not in this release"
+        )
+        return ScenarioResult(xcom=result, logs=logs)
+
+    def _placed(self, pod: dict[str, Any], task: str, what: str) -> None:
+        spec = pod["spec"]
+        with self._lock:
+            self.placements.append(
+                (task, what, spec.get("nodeName", ""), dict(spec.get("nodeSelector") or {}))
+            )
 
     def inspect_dtk(self, pod: dict[str, Any]) -> ScenarioResult:
-        """``cat /etc/driver-toolkit-release.json`` in the DTK image."""
+        """``cat /etc/driver-toolkit-release.json`` in the DTK image (and driver-toolkit-10's, copied by the
+        pod's init container); the kubelet already refused a DTK of another arch than its node."""
         env = pod_env(pod)
-        kernel, rhel = self.releases[env["RELEASE_VERSION"]]
-        toolkit = {"KERNEL_VERSION": kernel, "RT_KERNEL_VERSION": f"{kernel}+rt", "RHEL_VERSION": rhel}
-        assert pod["spec"]["containers"][0]["image"] == env["DTK_IMAGE"], "the step must run in the DTK image"
-        result = {
-            "version": env["RELEASE_VERSION"],
-            "arch": env["RELEASE_ARCH"],
-            "dtk_image": env["DTK_IMAGE"],
-            "toolkit": toolkit,
-        }
-        return ScenarioResult(xcom=result, logs=[json.dumps(toolkit)])
+        version, arch = env["RELEASE_VERSION"], env["RELEASE_ARCH"]
+        self._placed(pod, "inspect_driver_toolkit", f"{version}-{arch}")
+        assert pod["spec"]["containers"][0]["image"] == env["DTK_IMAGE"] == dtk_image(version, arch), (
+            "the step must run in the release's DTK image"
+        )
+        kernel, rhel = self.releases[version]
+        toolkit = toolkit_release_file(kernel, rhel, arch)
+        result = {"version": version, "arch": arch, "dtk_image": env["DTK_IMAGE"], "toolkit": toolkit}
+        inits = {c["image"] for c in pod["spec"].get("initContainers") or []}
+        if version in self.releases_rhel10:
+            image_10 = dtk_image(version, arch, STREAM_10)
+            if image_10 not in inits or env.get("DTK_IMAGE_10") != image_10:
+                return ScenarioResult(
+                    exit_code=1, logs=[f"ERROR: driver-toolkit-10 of {version} was not copied"]
+                )
+            kernel_10, rhel_10 = self.releases_rhel10[version]
+            result["dtk_image_10"] = image_10
+            result["toolkit_10"] = toolkit_release_file(kernel_10, rhel_10, arch)
+        return ScenarioResult(
+            xcom=result, logs=[json.dumps(result["toolkit"]), json.dumps(result.get("toolkit_10"))]
+        )
 
     def build(self, pod: dict[str, Any]) -> ScenarioResult:
         """``make image`` + push to staging: a small real image lands in the registry."""
         env = pod_env(pod)
+        self._placed(pod, "build_driver_image", env["TAG"])
+        node = pod["spec"].get("nodeName", "")
+        node_arch = self.cluster.kubelet.labels_of(node).get("kubernetes.io/arch")
+        target_arch = GOARCH[env["BUILD_ARCH"].split("+", 1)[0]]
+        if node_arch != target_arch:
+            # NVIDIA's recipe has no cross-compilation: podman pulls the single-arch DTK base image with
+            # a platform warning, then the first RUN step cannot exec.
+            return ScenarioResult(
+                exit_code=2,
+                logs=[
+                    f"WARNING: image platform (linux/{target_arch}) does not match the expected platform "
+                    f"(linux/{node_arch})",
+                    "exec container process `/bin/sh`: Exec format error",
+                    'Error: building at STEP "RUN ...": while running runtime: exit status 1',
+                    "make: *** [Makefile] Error 1",
+                ],
+            )
         staging = env["STAGING_IMAGE"]
         repo_and_tag = staging.split("/", 1)[1]
         repo, tag = repo_and_tag.rsplit(":", 1)

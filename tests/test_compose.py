@@ -261,7 +261,7 @@ def test_env_example_documents_every_pipeline_setting_with_its_default() -> None
 
     documented = {}
     for line in (ROOT / "airflow.env.example").read_text().splitlines():
-        match = re.match(rf"^# ({PREFIX}[A-Z_]+)=(.*)$", line)
+        match = re.match(rf"^# ({PREFIX}[A-Z0-9_]+)=(.*)$", line)
         if match:
             documented[match.group(1)] = match.group(2)
     defaults = Settings()

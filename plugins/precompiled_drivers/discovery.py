@@ -32,6 +32,7 @@ from typing import Any
 
 from airflow.sdk import Asset, AssetOrTimeSchedule, AssetWatcher, CronTriggerTimetable
 
+from precompiled_drivers import ocp_version
 from precompiled_drivers import validation as v
 from precompiled_drivers.releases import (
     DEFAULT_GRAPH_URL,
@@ -291,7 +292,15 @@ def targets_from_events(events: Mapping[Any, Sequence[object]]) -> list[Release]
                 log.warning("asset event %r carries no release payload; ignored", event)
                 continue
             found.setdefault((rel.version, rel.arch), rel)
-    return sorted(found.values(), key=lambda r: (version_key(r.version), r.arch))
+    # A version outside the grammar sorts last; run_config then refuses it naming the event.
+    return sorted(
+        found.values(),
+        key=lambda r: (
+            not ocp_version.is_valid(r.version),
+            ocp_version.is_valid(r.version) and version_key(r.version),
+            r.arch,
+        ),
+    )
 
 
 def lookahead_releases(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from airflow.sdk import Param
 
+from precompiled_drivers import ocp_version
 from precompiled_drivers.settings import Settings
 
 # NVIDIA/gpu-driver-container commit the build recipe is pinned to (overridable per run).
@@ -16,7 +17,8 @@ DEFAULT_DRIVER_REPO_REF = "06a208ca9747c82b1ba99b76ecdcf2469b0a0207"
 DEFAULT_DRIVER_VERSIONS = ["570.158.01"]
 DEFAULT_CUDA_VERSION = "12.8.1"
 
-OCP_VERSION_PATTERN = r"^4\.[0-9]{1,3}\.[0-9]{1,3}(-[0-9A-Za-z.]{1,40})?$"
+# One grammar for OpenShift versions everywhere (ocp_version.py): 4.y.z[-ec|fc|rc.N].
+OCP_VERSION_PATTERN = ocp_version.JSON_SCHEMA_PATTERN
 DRIVER_VERSION_PATTERN = r"^[0-9]{3}\.[0-9]{2,3}(\.[0-9]{2,3})?$"
 
 

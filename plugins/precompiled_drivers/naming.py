@@ -12,6 +12,8 @@ import re
 
 from packaging.version import InvalidVersion, Version
 
+from precompiled_drivers import ocp_version as ocp_version_grammar
+
 __all__ = [
     "OsTagRule",
     "build_arch",
@@ -47,7 +49,6 @@ _NFD_FORBIDDEN = re.compile(r"[^-A-Za-z0-9_.]")
 _OPERATOR_ARCH_RE = re.compile(r"x86_64(?:_64k)?|aarch64(?:_64k)?")
 _DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _RHEL_VERSION_RE = re.compile(r"^(?P<major>\d{1,2})\.(?P<minor>\d{1,2})$")
-_OCP_VERSION_RE = re.compile(r"^v?(?P<major>\d{1,2})\.(?P<minor>\d{1,3})(?:\.\d{1,4})?(?:-[0-9A-Za-z.]+)?$")
 
 
 # --------------------------------------------------------------------------- kernels
@@ -213,13 +214,14 @@ def release_os_labels(ocp_version: str, rhel_version: str) -> tuple[str, str]:
     RHCOS reports ``rhcos``/``4.y`` up to 4.18 and ``rhel``/``<RHEL x.y>`` from 4.19 (openshift/os
     moved os-release to RHEL's); ``rhel_version`` is the DTK's RHEL_VERSION, e.g. ``9.6``.
     """
-    ocp = _OCP_VERSION_RE.match(ocp_version) if isinstance(ocp_version, str) else None
+    try:
+        ocp = ocp_version_grammar.parse(ocp_version)
+    except ValueError as exc:
+        raise ValueError(f"OpenShift version {exc}") from None
     rhel = _RHEL_VERSION_RE.match(rhel_version) if isinstance(rhel_version, str) else None
-    if ocp is None:
-        raise ValueError(f"OpenShift version {ocp_version!r} is not like 4.18.3")
     if rhel is None:
         raise ValueError(f"RHEL version {rhel_version!r} is not like 9.6")
-    major, minor = int(ocp["major"]), int(ocp["minor"])
+    major, minor = ocp.major, ocp.minor
     if (major, minor) <= (4, 18):
         return "rhcos", f"{major}.{minor}"
     return "rhel", f"{int(rhel['major'])}.{int(rhel['minor'])}"

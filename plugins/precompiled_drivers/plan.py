@@ -5,6 +5,7 @@ Pure functions from validated inputs to plain data; the DAG turns their output i
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -15,6 +16,12 @@ from precompiled_drivers import validation as v
 from precompiled_drivers.config import RunConfig, Target
 
 _RHEL_VERSION = re.compile(r"[0-9]{1,2}\.[0-9]{1,2}")
+# The release payload's toolkit images (openshift/driver-toolkit manifests/image-references and
+# image-references-rhel10): one per RHCOS stream.
+STREAM_RHEL9 = "driver-toolkit"
+STREAM_RHEL10 = "driver-toolkit-10"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -27,6 +34,20 @@ class Toolkit:
     kernel: str
     rt_kernel: str
     rhel_version: str
+    stream: str = STREAM_RHEL9  # the payload tag the image came from
+
+
+@dataclass(frozen=True)
+class RejectedToolkit:
+    """A release whose Driver Toolkit data could not be used: its builds are not planned, the others are."""
+
+    version: str
+    arch: str
+    error: str
+
+    def to_dict(self) -> dict[str, str]:
+        """JSON-ready form for XCom and the report."""
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -93,25 +114,100 @@ def release_image(repository: str, target: Target) -> str:
 
 def parse_toolkit(xcom: Mapping[str, Any]) -> Toolkit:
     """Validate what inspect_driver_toolkit read; the DTK file is data from an image, so check it too."""
-    where = f"driver toolkit of {xcom.get('version')}-{xcom.get('arch')}"
-    release = xcom.get("toolkit")
+    return release_toolkits(xcom)[0]
+
+
+def release_toolkits(xcom: Mapping[str, Any]) -> list[Toolkit]:
+    """Every toolkit of one release: ``driver-toolkit`` and, when the payload has it, ``driver-toolkit-10``.
+
+    Raises ValidationError naming the release and the bad field.
+    """
+    if not isinstance(xcom, Mapping):
+        raise v.ValidationError("inspect_driver_toolkit result", xcom, "an object (the step wrote none)")
+    version = v.ocp_version(xcom.get("version"), f"driver toolkit of {xcom.get('version')}: version")
+    arch = v.arch(xcom.get("arch"), f"driver toolkit of {version}: arch")
+    toolkits = [_toolkit(version, arch, STREAM_RHEL9, xcom.get("dtk_image"), xcom.get("toolkit"))]
+    if xcom.get("dtk_image_10") or xcom.get("toolkit_10"):
+        toolkits.append(
+            _toolkit(version, arch, STREAM_RHEL10, xcom.get("dtk_image_10"), xcom.get("toolkit_10"))
+        )
+    return toolkits
+
+
+def _toolkit(version: str, arch: str, stream: str, dtk_image: object, release: object) -> Toolkit:
+    where = f"driver toolkit of {version}-{arch}" + ("" if stream == STREAM_RHEL9 else f" ({stream})")
     if not isinstance(release, Mapping):
         raise v.ValidationError(f"{where}: /etc/driver-toolkit-release.json", release, "a JSON object")
     rhel = str(release.get("RHEL_VERSION", ""))
     # Exactly major.minor: the naming rules (OS labels, build directory) need both parts.
     if not _RHEL_VERSION.fullmatch(rhel):
         raise v.ValidationError(f"{where}: RHEL_VERSION", rhel, "a RHEL version like 9.4")
-    rt_kernel = release.get("RT_KERNEL_VERSION") or ""
-    if rt_kernel:
-        v.kernel(rt_kernel, f"{where}: RT_KERNEL_VERSION")
+    kernel = v.kernel(release.get("KERNEL_VERSION"), f"{where}: KERNEL_VERSION")
+    if naming.kernel_arch(kernel) != arch:
+        raise v.ValidationError(f"{where}: KERNEL_VERSION", kernel, f"a {arch} kernel (the release's arch)")
     return Toolkit(
-        version=v.ocp_version(xcom.get("version"), f"{where}: version"),
-        arch=v.arch(xcom.get("arch"), f"{where}: arch"),
-        dtk_image=v.image_ref(xcom.get("dtk_image"), f"{where}: dtk_image"),
-        kernel=v.kernel(release.get("KERNEL_VERSION"), f"{where}: KERNEL_VERSION"),
-        rt_kernel=rt_kernel,
+        version=version,
+        arch=arch,
+        dtk_image=v.image_ref(dtk_image, f"{where}: dtk_image"),
+        kernel=kernel,
+        rt_kernel=_rt_kernel(release.get("RT_KERNEL_VERSION"), where),
         rhel_version=rhel,
+        stream=stream,
     )
+
+
+def _rt_kernel(value: object, where: str) -> str:
+    """The RT kernel, or "" when the toolkit has none.
+
+    openshift/driver-toolkit Dockerfile writes ``$(rpm -q --qf ... kernel-rt-core)``; kernel-rt is
+    installed on x86_64 only, so on aarch64 the field holds rpm's message ``package kernel-rt-core is
+    not installed``. Anything that is not a kernel means "no RT kernel", never a failed plan.
+    """
+    if not value:
+        return ""
+    try:
+        return v.kernel(value, f"{where}: RT_KERNEL_VERSION")
+    except v.ValidationError:
+        log.info(
+            "%s: RT_KERNEL_VERSION %s is not a kernel: no RT kernel in this toolkit", where, v.show(value)
+        )
+        return ""
+
+
+def parse_toolkits(xcoms: Iterable[Any]) -> tuple[list[Toolkit], list[RejectedToolkit]]:
+    """Every release's toolkits; a malformed one rejects its own release only, named with the reason."""
+    toolkits: list[Toolkit] = []
+    rejected: list[RejectedToolkit] = []
+    for xcom in xcoms:
+        try:
+            toolkits += release_toolkits(xcom)
+        except v.ValidationError as exc:
+            data = xcom if isinstance(xcom, Mapping) else {}
+            rejected.append(RejectedToolkit(str(data.get("version")), str(data.get("arch")), str(exc)))
+    return toolkits, rejected
+
+
+def with_64k_kernels(
+    toolkits: Iterable[Toolkit], *, build_64k: bool, gpu_kernels: Iterable[str]
+) -> list[Toolkit]:
+    """The toolkits plus, for each aarch64 one, its 64k-page kernel when the cluster needs it.
+
+    The DTK's KERNEL_VERSION never carries ``+64k``, but an aarch64 DTK also holds kernel-64k-devel of
+    the same version (openshift/driver-toolkit Dockerfile, "64k-pages kernel packages for aarch64").
+    A 64k node runs ``<kernel>+64k`` (NFD label ``..._64k``) and the operator pulls ``..aarch64_64k``
+    images for it, which NVIDIA's Makefile makes with BUILD_ARCH=aarch64+64k. Planned when a GPU node
+    runs a 64k kernel, or when ``build_64k`` (setting PRECOMPILED_DRIVERS_BUILD_64K) asks for it, e.g.
+    for look-ahead releases before the first 64k node joins.
+    """
+    toolkits = list(toolkits)
+    if not build_64k and not any(naming.kernel_variant(k) == "64k" for k in gpu_kernels):
+        return toolkits
+    extra = [
+        Toolkit(**{**asdict(t), "kernel": f"{t.kernel}+64k"})
+        for t in toolkits
+        if t.arch == "aarch64" and naming.kernel_variant(t.kernel) == ""
+    ]
+    return toolkits + extra
 
 
 def plan_builds(
@@ -121,22 +217,27 @@ def plan_builds(
     *,
     cluster_os_tags: Iterable[str] = (),
     kernel_module_type: str = "auto",
+    gpu_kernels: Iterable[str] = (),
 ) -> list[BuildSpec]:
     """One build per (driver version, kernel, build arch); releases sharing a kernel share the image.
 
     Each image is built with its release's own OS tag and published under every other tag the operator
     may look for: the GPU nodes' tags now (``cluster_os_tags``) and those of every release planned.
-    ``kernel_module_type`` is the ClusterPolicy's ``spec.driver.kernelModuleType``.
+    ``kernel_module_type`` is the ClusterPolicy's ``spec.driver.kernelModuleType``. ``gpu_kernels`` are
+    the kernels GPU nodes run now: a 64k one adds 64k builds for aarch64 toolkits.
     """
-    toolkits = list(toolkits)
     staging_repository = str(config.settings["staging_repository"])
+    build_64k = config.settings.get("build_64k") is True
+    toolkits = with_64k_kernels(toolkits, build_64k=build_64k, gpu_kernels=gpu_kernels)
+    # A release with two OS streams (driver-toolkit and driver-toolkit-10) has a tag per stream.
     release_tags = {
-        t.version: os_tag.release_os_tag(t.version, t.rhel_version, operator_version) for t in toolkits
+        (t.version, t.rhel_version): os_tag.release_os_tag(t.version, t.rhel_version, operator_version)
+        for t in toolkits
     }
     all_tags = os_tag.tags_to_publish(cluster_os_tags, release_tags.values())
     by_key: dict[tuple[str, str, str], BuildSpec] = {}
     for toolkit in toolkits:
-        tag_os = release_tags[toolkit.version]
+        tag_os = release_tags[(toolkit.version, toolkit.rhel_version)]
         arch = naming.build_arch(toolkit.arch, toolkit.kernel)
         rhel_major = int(toolkit.rhel_version.split(".")[0])
         make_kernel = naming.make_kernel_version(toolkit.kernel)

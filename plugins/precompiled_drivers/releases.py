@@ -7,6 +7,7 @@ thread by the event trigger.
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -15,7 +16,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
-from packaging.version import InvalidVersion, Version
+
+from precompiled_drivers import ocp_version
 
 DEFAULT_GRAPH_URL = "https://api.openshift.com/api/upgrades_info/v1/graph"
 
@@ -24,6 +26,8 @@ _GRAPH_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "multi": "multi"}
 _CHANNEL_RE = re.compile(r"^(candidate|fast|stable|eus)-(\d+)\.(\d+)$")
 _DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 _EXCERPT_CHARS = 200
+
+log = logging.getLogger(__name__)
 
 
 class GraphError(Exception):
@@ -81,6 +85,8 @@ class Graph:
     conditional_edges: tuple[tuple[str, str, tuple[str, ...]], ...]
     channel: str = ""
     arch: str = ""
+    # Node versions outside the OpenShift grammar (ocp_version.py), left out with their edges.
+    skipped: tuple[str, ...] = ()
 
 
 def graph_arch(arch: str) -> str:
@@ -99,9 +105,9 @@ def channel_minor(channel: str) -> tuple[int, int]:
     return int(match.group(2)), int(match.group(3))
 
 
-def version_key(version: str) -> Version:
-    """Sort key for OpenShift versions (``4.12.0-rc.1`` sorts before ``4.12.0``)."""
-    return Version(version)
+def version_key(version: str) -> tuple[Any, ...]:
+    """Sort key for OpenShift versions (semver): ``4.20.0-ec.1`` < ``-fc.0`` < ``-rc.1`` < ``4.20.0``."""
+    return ocp_version.sort_key(version)
 
 
 def parse_graph(doc: object, *, channel: str, arch: str) -> Graph:
@@ -111,18 +117,43 @@ def parse_graph(doc: object, *, channel: str, arch: str) -> Graph:
     nodes_doc, edges_doc = doc.get("nodes"), doc.get("edges")
     if not isinstance(nodes_doc, list) or not isinstance(edges_doc, list):
         raise GraphError(f"graph for {channel}/{arch}: 'nodes' and 'edges' must be lists")
-    nodes = tuple(_parse_node(i, node, channel=channel, arch=arch) for i, node in enumerate(nodes_doc))
-    edges = tuple(
-        _parse_edge(i, edge, len(nodes), channel=channel, arch=arch) for i, edge in enumerate(edges_doc)
-    )
+    parsed = [_parse_node(i, node, channel=channel, arch=arch) for i, node in enumerate(nodes_doc)]
+    raw_edges = [
+        _parse_edge(i, edge, len(parsed), channel=channel, arch=arch) for i, edge in enumerate(edges_doc)
+    ]
+    # A node whose version is outside the grammar is left out with its edges, never the whole graph:
+    # one unreadable node must not stop the channel's other releases from being seen.
+    skipped = tuple(n.version for n in parsed if not ocp_version.is_valid(n.version))
+    if skipped:
+        log.warning(
+            "graph for %s/%s: ignoring node(s) %s: not %s",
+            channel,
+            arch,
+            ", ".join(repr(v)[:_EXCERPT_CHARS] for v in skipped),
+            ocp_version.EXPECTED,
+        )
+    keep = [i for i, n in enumerate(parsed) if ocp_version.is_valid(n.version)]
+    new_index = {old: new for new, old in enumerate(keep)}
+    nodes = tuple(parsed[i] for i in keep)
+    edges = tuple((new_index[a], new_index[b]) for a, b in raw_edges if a in new_index and b in new_index)
     # Older graph API versions have no conditionalEdges at all.
     cond_doc = doc.get("conditionalEdges") or []
     if not isinstance(cond_doc, list):
         raise GraphError(f"graph for {channel}/{arch}: 'conditionalEdges' must be a list")
     conditional = tuple(
-        edge for i, group in enumerate(cond_doc) for edge in _parse_conditional(i, group, channel, arch)
+        edge
+        for i, group in enumerate(cond_doc)
+        for edge in _parse_conditional(i, group, channel, arch)
+        if ocp_version.is_valid(edge[0]) and ocp_version.is_valid(edge[1])
     )
-    return Graph(nodes=nodes, edges=edges, conditional_edges=conditional, channel=channel, arch=arch)
+    return Graph(
+        nodes=nodes,
+        edges=edges,
+        conditional_edges=conditional,
+        channel=channel,
+        arch=arch,
+        skipped=skipped,
+    )
 
 
 def _parse_node(index: int, node: object, *, channel: str, arch: str) -> Release:
@@ -132,10 +163,6 @@ def _parse_node(index: int, node: object, *, channel: str, arch: str) -> Release
     version, payload = node.get("version"), node.get("payload", "")
     if not isinstance(version, str) or not isinstance(payload, str):
         raise GraphError(f"{where}: 'version' and 'payload' must be strings")
-    try:
-        Version(version)
-    except InvalidVersion:
-        raise GraphError(f"{where}: version {version!r} is not a valid version") from None
     return Release(version=version, arch=arch, channel=channel, payload=payload)
 
 
@@ -175,7 +202,7 @@ def _parse_conditional(
 def channel_releases(graph: Graph, channel: str) -> list[Release]:
     """The channel's own releases: a channel also lists older minors, keep only ``X.Y`` of ``<kind>-X.Y``."""
     minor = channel_minor(channel)
-    own = [n for n in graph.nodes if Version(n.version).release[:2] == minor]
+    own = [n for n in graph.nodes if ocp_version.parse(n.version)[:2] == minor]
     return sorted(own, key=lambda n: version_key(n.version))
 
 

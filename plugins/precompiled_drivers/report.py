@@ -71,7 +71,14 @@ def render_report(results: Mapping[str, Any], states: Mapping[str, str]) -> str:
     releases = _list(results.get("resolve_driver_toolkit"))
     if releases:
         out += ["", "Releases:"] + [
-            f"  {r['version']}-{r['arch']}: driver toolkit {r['dtk_image']}" for r in releases
+            f"  {r['version']}-{r['arch']}: driver toolkit {r['dtk_image']}"
+            + (f", driver-toolkit-10 {r['dtk_image_10']}" if r.get("dtk_image_10") else "")
+            for r in releases
+        ]
+    rejected = (results.get("plan_builds") or {}).get("rejected") or []
+    if rejected:
+        out += ["", "Releases left out (driver toolkit unusable, no image planned):"] + [
+            f"  {r['version']}-{r['arch']}: {r['error']}" for r in rejected
         ]
     candidates = (results.get("plan_builds") or {}).get("candidates") or []
     published = results.get("check_published_images") or {}

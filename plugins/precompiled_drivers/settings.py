@@ -51,6 +51,9 @@ class Settings:
     retry_delay_seconds: int = 30
     # Cron fallback for installations without a triggerer ("" = event-driven only).
     cron: str = ""
+    # Also build aarch64 64k-page images (BUILD_ARCH=aarch64+64k) for every aarch64 release, before any
+    # GPU node runs a 64k kernel (when one does, they are built anyway): look-ahead for a 64k node pool.
+    build_64k: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -90,6 +93,7 @@ class Settings:
         v.https_url(self.driver_repo_url, name("driver_repo_url"))
         v.boolean(self.registry_tls_verify, name("registry_tls_verify"))
         v.boolean(self.deferrable, name("deferrable"))
+        v.boolean(self.build_64k, name("build_64k"))
         v.positive_int(self.startup_timeout_seconds, name("startup_timeout_seconds"), 86_400)
         v.positive_int(self.poll_seconds, name("poll_seconds"), 600)
         v.positive_int(self.retry_delay_seconds, name("retry_delay_seconds"), 3_600)

@@ -115,19 +115,29 @@ def plan_releases(config: Mapping[str, Any], cluster: Mapping[str, Any]) -> list
 def plan_builds(
     config: Mapping[str, Any], cluster: Mapping[str, Any], toolkits: Sequence[Mapping[str, Any]]
 ) -> dict[str, Any]:
-    """One build per driver version x kernel, the OS tags to publish each under, and the registry look-up."""
+    """One build per driver version x kernel, the OS tags to publish each under, and the registry look-up.
+
+    A release whose toolkit data is malformed is left out (``rejected``, logged as an error, and the
+    report fails the run for it); the other releases' builds go on.
+    """
     cfg, settings = _load(config)
     state = parse_cluster(cluster, cfg.operator_version)
+    parsed, rejected = plan.parse_toolkits(toolkits)
+    for bad in rejected:
+        log.error(
+            "release %s-%s left out, its driver toolkit is unusable: %s", bad.version, bad.arch, bad.error
+        )
     cluster_tags = os_tag.cluster_os_tags(
         os_tag.servable(state.nodes, state.operator_version), state.operator_version
     )
     requested = kernel_module.requested(state.policy)
     builds = plan.plan_builds(
         cfg,
-        [plan.parse_toolkit(t) for t in toolkits],
+        parsed,
         state.operator_version,
         cluster_os_tags=cluster_tags,
         kernel_module_type=requested,
+        gpu_kernels=state.kernels,
     )
     log.info("%s", os_tag.describe(cluster_tags, state.operator_version))
     for build in builds:
@@ -141,6 +151,7 @@ def plan_builds(
         )
         if build.warning:
             log.warning("%s", build.warning)
+    # RT GPU nodes and the like are refused by the gate later; here they must not stop other kernels' builds.
     wanted = rollout.wanted_images(state, cfg.repository, cfg.image_name, cfg.rollout_driver_version)
     rollout_type = kernel_module.resolve(requested, cfg.rollout_driver_version)
     module_types = {image: rollout_type for image in wanted} | {b.image: b.kernel_module_type for b in builds}
@@ -149,6 +160,7 @@ def plan_builds(
         "candidates": [b.to_dict() for b in builds],
         "check_env": check_published_images.env(settings, images, module_types),
         "alias_env": publish_os_tags.env(settings, plan.alias_lines(builds)),
+        "rejected": [r.to_dict() for r in rejected],
     }
 
 
@@ -208,6 +220,11 @@ def report(results: Mapping[str, Any], states: Mapping[str, str]) -> str:
     text = render_report(results, states)
     log.info("\n%s", text)
     failed = sorted(task for task, state in states.items() if state in ("failed", "upstream_failed"))
+    # A release whose driver toolkit was rejected got no image: the run did not do all it was asked.
+    failed += [
+        f"plan_builds ({r['version']}-{r['arch']})"
+        for r in (results.get("plan_builds") or {}).get("rejected") or []
+    ]
     if failed:
         raise RuntimeError(f"the run did not complete: {', '.join(failed)} failed (see the report above)")
     return text

@@ -13,7 +13,7 @@ import unicodedata
 from collections.abc import Callable
 from typing import Any
 
-from packaging.version import Version
+from precompiled_drivers import ocp_version as ocp_version_grammar
 
 __all__ = [
     "ValidationError",
@@ -112,24 +112,20 @@ def _matching(value: object, field: str, pattern: re.Pattern[str], expected: str
 
 # ----------------------------------------------------------------------------- versions
 
-_OCP_RE = re.compile(r"(?P<release>\d{1,2}\.\d{1,3}\.\d{1,4})(?:-(?P<pre>ec|fc|rc)\.(?P<num>\d{1,3}))?")
-_OCP_EXPECTED = "an OpenShift version like 4.18.3 or 4.19.0-rc.1 (x.y.z[-ec|fc|rc.N])"
-# OpenShift pre-releases: engineering, feature, release candidates, in that order.
-_OCP_PRE = {"ec": "a", "fc": "b", "rc": "rc"}
+_OCP_RE = re.compile(ocp_version_grammar.PATTERN, re.ASCII)
 
 
 def ocp_version(value: object, field: str) -> str:
-    """An OpenShift release version: ``4.y.z`` optionally ``-ec.N``/``-fc.N``/``-rc.N``."""
-    return _matching(value, field, _OCP_RE, _OCP_EXPECTED, SHORT_MAX)
+    """An OpenShift release version: ``4.y.z`` optionally ``-ec.N``/``-fc.N``/``-rc.N`` (ocp_version.py)."""
+    return _matching(value, field, _OCP_RE, ocp_version_grammar.EXPECTED, SHORT_MAX)
 
 
-def ocp_sort_key(version: str) -> Version:
-    """Sort key for OpenShift versions: ``4.19.0-rc.1`` < ``4.19.0`` < ``4.19.1`` < ``4.20.0``."""
-    match = _OCP_RE.fullmatch(version)
-    if match is None:
-        raise ValidationError("version", version, _OCP_EXPECTED)
-    pre = f"{_OCP_PRE[match['pre']]}{match['num']}" if match["pre"] else ""
-    return Version(match["release"] + pre)
+def ocp_sort_key(version: str) -> tuple[Any, ...]:
+    """Sort key for OpenShift versions (semver): ``4.19.0-ec.2`` < ``-fc.1`` < ``-rc.1`` < ``4.19.0``."""
+    try:
+        return ocp_version_grammar.sort_key(version)
+    except ValueError:
+        raise ValidationError("version", version, ocp_version_grammar.EXPECTED) from None
 
 
 def arch(value: object, field: str) -> str:

@@ -146,7 +146,6 @@ def test_parse_toolkit_without_rt_kernel() -> None:
         (dtk_xcom(RHEL_VERSION="9"), "RHEL_VERSION"),
         (dtk_xcom(RHEL_VERSION="9.4.1"), "RHEL_VERSION"),
         (dtk_xcom(RHEL_VERSION="\u0669.4"), "RHEL_VERSION"),  # an Arabic-Indic digit
-        (dtk_xcom(RT_KERNEL_VERSION="x\ny"), "RT_KERNEL_VERSION"),
         ({**dtk_xcom(), "version": "4.18"}, "version"),
         ({**dtk_xcom(), "arch": "ppc64le"}, "arch"),
         ({**dtk_xcom(), "dtk_image": "driver-toolkit"}, "dtk_image"),
@@ -328,3 +327,136 @@ def test_with_release_keeps_everything_else() -> None:
     merged = plan._with_release(build, "4.18.3")
     assert merged.releases == ("4.18.3", "4.18.12")
     assert dataclasses.replace(merged, releases=build.releases) == build
+
+
+# ----------------------------------------------------------------------------- platforms
+# /etc/driver-toolkit-release.json as openshift/driver-toolkit's Dockerfile / Dockerfile.rhel10 write it
+# (last layer: KERNEL_VERSION from `rpm -q --qf "%{VERSION}-%{RELEASE}.%{ARCH}" kernel-devel`,
+# RT_KERNEL_VERSION from the same on kernel-rt-core plus "+rt", RHEL_VERSION from dnf's releasever).
+# kernel-rt is installed on x86_64 only, so on aarch64 rpm's message lands in RT_KERNEL_VERSION.
+DTK_AARCH64 = {
+    "KERNEL_VERSION": KARM,
+    "RT_KERNEL_VERSION": "package kernel-rt-core is not installed",
+    "RHEL_VERSION": "9.6",
+}
+K10 = "6.12.0-55.12.1.el10_0.x86_64"
+DTK_RHEL10 = {"KERNEL_VERSION": K10, "RT_KERNEL_VERSION": f"{K10}+rt", "RHEL_VERSION": "10.0"}
+DTK10 = "quay.io/openshift-release-dev/ocp-v4.0-art-dev@sha256:" + "b" * 64
+
+
+def test_aarch64_toolkit_without_rt_kernel_is_read(caplog: pytest.LogCaptureFixture) -> None:
+    data = {"version": "4.19.3", "arch": "aarch64", "dtk_image": DTK, "toolkit": DTK_AARCH64}
+    with caplog.at_level("INFO"):
+        parsed = plan.parse_toolkit(data)
+    assert parsed.kernel == KARM
+    assert parsed.rt_kernel == ""
+    assert "package kernel-rt-core is not installed" in caplog.text
+    assert "no RT kernel" in caplog.text
+
+
+@pytest.mark.parametrize("rt", ["x\ny", "package kernel-rt-core is not installed", "$(id)"])
+def test_rt_value_that_is_not_a_kernel_means_no_rt_kernel(rt: str) -> None:
+    assert plan.parse_toolkit(dtk_xcom(RT_KERNEL_VERSION=rt)).rt_kernel == ""
+
+
+def test_a_toolkit_of_another_arch_than_its_release_is_refused() -> None:
+    data = {"version": "4.19.3", "arch": "x86_64", "dtk_image": DTK, "toolkit": DTK_AARCH64}
+    with pytest.raises(ValidationError, match=r"KERNEL_VERSION.*a x86_64 kernel"):
+        plan.parse_toolkit(data)
+
+
+def test_one_malformed_toolkit_rejects_its_own_release_only() -> None:
+    good_x86 = dtk_xcom()
+    good_arm = {"version": "4.19.3", "arch": "aarch64", "dtk_image": DTK, "toolkit": DTK_AARCH64}
+    bad = {**dtk_xcom(KERNEL_VERSION="not a kernel"), "version": "4.19.5"}
+    toolkits, rejected = plan.parse_toolkits([good_x86, bad, None, good_arm])
+    assert [(t.version, t.arch) for t in toolkits] == [("4.18.12", "x86_64"), ("4.19.3", "aarch64")]
+    assert [(r.version, r.arch) for r in rejected] == [("4.19.5", "x86_64"), ("None", "None")]
+    assert "driver toolkit of 4.19.5-x86_64: KERNEL_VERSION" in rejected[0].error
+    assert "'not a kernel'" in rejected[0].error
+
+
+def test_two_stream_release_yields_two_toolkits() -> None:
+    data = {**dtk_xcom(), "version": "4.20.4", "dtk_image_10": DTK10, "toolkit_10": DTK_RHEL10}
+    rhel9, rhel10 = plan.release_toolkits(data)
+    assert (rhel9.stream, rhel9.kernel, rhel9.rhel_version, rhel9.dtk_image) == (
+        "driver-toolkit",
+        REAL_DTK["KERNEL_VERSION"],
+        "9.4",
+        DTK,
+    )
+    assert (rhel10.stream, rhel10.kernel, rhel10.rhel_version, rhel10.dtk_image) == (
+        "driver-toolkit-10",
+        K10,
+        "10.0",
+        DTK10,
+    )
+    builds = plan.plan_builds(config(), [rhel9, rhel10], "v26.7.0")
+    assert [(b.kernel, b.build_dir, b.os_tag, b.dtk_image) for b in builds] == [
+        (REAL_DTK["KERNEL_VERSION"], "rhel9/precompiled", "rhel9", DTK),
+        (K10, "rhel10/precompiled", "rhel10", DTK10),
+    ]
+    assert builds[1].tag == f"570.158.01-{K10}-rhel10"
+    assert builds[1].warning == ""
+
+
+def test_malformed_rhel10_toolkit_names_its_stream() -> None:
+    data = {**dtk_xcom(), "dtk_image_10": DTK10, "toolkit_10": {**DTK_RHEL10, "RHEL_VERSION": "10"}}
+    with pytest.raises(ValidationError) as err:
+        plan.release_toolkits(data)
+    assert err.value.field == "driver toolkit of 4.18.12-x86_64 (driver-toolkit-10): RHEL_VERSION"
+
+
+def test_release_without_driver_toolkit_10_behaves_as_before() -> None:
+    assert plan.release_toolkits(dtk_xcom()) == [plan.parse_toolkit(dtk_xcom())]
+
+
+def arm_toolkit(version: str = "4.19.3") -> Toolkit:
+    return plan.parse_toolkit(
+        {"version": version, "arch": "aarch64", "dtk_image": DTK, "toolkit": DTK_AARCH64}
+    )
+
+
+def test_64k_builds_planned_when_a_gpu_node_runs_a_64k_kernel() -> None:
+    cfg = config(arches=["aarch64"])
+    node_kernels = [K419, "5.14.0-570.12.1.el9_6.aarch64_64k"]  # NFD label form, as inspect_cluster reads
+    builds = plan.plan_builds(cfg, [arm_toolkit()], "v26.7.0", gpu_kernels=node_kernels)
+    assert [(b.build_arch, b.tag) for b in builds] == [
+        ("aarch64", f"570.158.01-{KARM}-rhel9"),
+        ("aarch64+64k", "570.158.01-5.14.0-570.12.1.el9_6.aarch64_64k-rhel9"),
+    ]
+    # Exactly the tag the operator pulls for a 64k node (and what NVIDIA's Makefile gives).
+    from precompiled_drivers import naming
+
+    assert builds[1].image.endswith(
+        naming.operator_image(
+            REPO, "driver", "570.158.01", "5.14.0-570.12.1.el9_6.aarch64+64k", "rhel9"
+        ).rsplit(":", 1)[1]
+    )
+    assert builds[1].warning == ""
+    assert builds[1].kernel == f"{KARM}+64k"
+    assert naming.make_kernel_version(builds[1].kernel) == KARM  # the Makefile's KERNEL_VERSION
+
+
+def test_no_64k_builds_without_64k_nodes_or_the_setting() -> None:
+    cfg = config(arches=["aarch64"])
+    builds = plan.plan_builds(cfg, [arm_toolkit()], "v26.7.0", gpu_kernels=[KARM, K419])
+    assert [b.build_arch for b in builds] == ["aarch64"]
+
+
+def test_64k_setting_plans_them_for_look_ahead_and_never_for_x86() -> None:
+    params = {"ocp_versions": ["4.19.3"], "arches": ["x86_64", "aarch64"], "driver_versions": ["570.158.01"]}
+    cfg = run_config(
+        {**params, "repository": REPO, "driver_repo_ref": "main", "cuda_version": "12.8.1"},
+        Settings(build_64k=True),
+    )
+    builds = plan.plan_builds(
+        cfg, [toolkit("4.19.3", K419, "9.6"), arm_toolkit()], "v26.7.0", gpu_kernels=[K419]
+    )
+    assert sorted(b.build_arch for b in builds) == ["aarch64", "aarch64+64k", "x86_64"]
+
+
+def test_64k_setting_is_validated() -> None:
+    with pytest.raises(ValidationError, match="PRECOMPILED_DRIVERS_BUILD_64K"):
+        Settings.from_env({"PRECOMPILED_DRIVERS_BUILD_64K": "yes please"}).validate()
+    assert Settings.from_env({"PRECOMPILED_DRIVERS_BUILD_64K": "true"}).build_64k is True

@@ -146,6 +146,36 @@ def test_inspect_driver_toolkit(tmp_path: Path) -> None:
     assert "5.14.0-427.50.1.el9_4.x86_64" in proc.stdout
 
 
+def test_inspect_driver_toolkit_two_streams(tmp_path: Path) -> None:
+    # openshift/driver-toolkit Dockerfile.rhel10 writes the same three keys.
+    rhel10 = {
+        "KERNEL_VERSION": "6.12.0-55.12.1.el10_0.x86_64",
+        "RT_KERNEL_VERSION": "6.12.0-55.12.1.el10_0.x86_64+rt",
+        "RHEL_VERSION": "10.0",
+    }
+    release_file = tmp_path / "driver-toolkit-release.json"
+    release_file.write_text(json.dumps(DTK_RELEASE) + "\n")
+    copied = tmp_path / "driver-toolkit-10-release.json"  # where the init container put it
+    copied.write_text(json.dumps(rhel10) + "\n")
+    dtk10 = "quay.io/openshift-release-dev/ocp-v4.0-art-dev@sha256:" + "b" * 64
+    env = {
+        "RELEASE_VERSION": "4.20.4",
+        "RELEASE_ARCH": "x86_64",
+        "DTK_IMAGE": DTK,
+        "DTK_RELEASE_FILE": str(release_file),
+        "DTK_IMAGE_10": dtk10,
+        "DTK_RELEASE_FILE_10": str(copied),
+    }
+    proc, result = run("inspect_driver_toolkit.sh", tmp_path, env)
+    assert proc.returncode == 0, proc.stderr
+    assert result["toolkit"] == DTK_RELEASE
+    assert (result["dtk_image_10"], result["toolkit_10"]) == (dtk10, rhel10)
+    copied.unlink()
+    proc, result = run("inspect_driver_toolkit.sh", tmp_path, env)
+    assert proc.returncode == 1
+    assert "not copied" in proc.stderr
+
+
 def test_inspect_driver_toolkit_without_the_file(tmp_path: Path) -> None:
     env = {
         "RELEASE_VERSION": "4.18.12",
@@ -180,12 +210,67 @@ def resolve_env(auth_file: Path) -> dict[str, str]:
     }
 
 
+DTK10 = "quay.io/openshift-release-dev/ocp-v4.0-art-dev@sha256:" + "b" * 64
+# What oc prints for a tag the payload lacks (openshift/oc pkg/cli/admin/release/info.go findImageSpec).
+NO_DTK10 = (
+    f"echo 'error: no image tag \"driver-toolkit-10\" exists in the release image {RELEASE}' >&2; exit 1"
+)
+
+
+def fake_oc(bin_dir: Path, dtk10: str) -> None:
+    """oc answering --image-for=driver-toolkit with DTK and driver-toolkit-10 with ``dtk10`` (a command)."""
+    fake(
+        bin_dir,
+        "oc",
+        f"""case "$4" in
+  --image-for=driver-toolkit) echo '{DTK}' ;;
+  --image-for=driver-toolkit-10) {dtk10} ;;
+  *) exit 2 ;;
+esac
+""",
+    )
+
+
 def test_resolve_driver_toolkit(tmp_path: Path, bin_dir: Path, auth_file: Path) -> None:
-    fake(bin_dir, "oc", f"echo '{DTK}'\n")
+    fake_oc(bin_dir, NO_DTK10)
     proc, result = run("resolve_driver_toolkit.sh", tmp_path, resolve_env(auth_file))
     assert proc.returncode == 0, proc.stderr
-    assert result == {"version": "4.18.12", "arch": "x86_64", "release_image": RELEASE, "dtk_image": DTK}
-    assert calls(tmp_path) == [f"adm release info --image-for=driver-toolkit -a {auth_file} {RELEASE}"]
+    assert result == {
+        "version": "4.18.12",
+        "arch": "x86_64",
+        "release_image": RELEASE,
+        "dtk_image": DTK,
+        "dtk_image_10": "",
+    }
+    assert calls(tmp_path) == [
+        f"adm release info --image-for=driver-toolkit -a {auth_file} {RELEASE}",
+        f"adm release info --image-for=driver-toolkit-10 -a {auth_file} {RELEASE}",
+    ]
+    assert "driver-toolkit-10: not in this release" in proc.stdout
+
+
+def test_resolve_driver_toolkit_two_streams(tmp_path: Path, bin_dir: Path, auth_file: Path) -> None:
+    fake_oc(bin_dir, f"echo '{DTK10}'")
+    proc, result = run("resolve_driver_toolkit.sh", tmp_path, resolve_env(auth_file))
+    assert proc.returncode == 0, proc.stderr
+    assert (result["dtk_image"], result["dtk_image_10"]) == (DTK, DTK10)
+
+
+@pytest.mark.parametrize(
+    ("dtk10", "says"),
+    [
+        ("echo 'error: unable to read image: unauthorized' >&2; exit 1", "unauthorized"),
+        ("echo 'quay.io/x/dtk:latest'", "expected a pull spec by digest from oc for driver-toolkit-10"),
+    ],
+)
+def test_resolve_driver_toolkit_10_other_failures_fail(
+    tmp_path: Path, bin_dir: Path, auth_file: Path, dtk10: str, says: str
+) -> None:
+    fake_oc(bin_dir, dtk10)
+    proc, result = run("resolve_driver_toolkit.sh", tmp_path, resolve_env(auth_file))
+    assert proc.returncode == 1
+    assert result is None
+    assert says in proc.stderr
 
 
 def test_resolve_driver_toolkit_oc_fails(tmp_path: Path, bin_dir: Path, auth_file: Path) -> None:

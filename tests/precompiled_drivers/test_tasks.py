@@ -196,3 +196,76 @@ def test_plan_rollout_uses_pushed_digests() -> None:
     pushed = [{"image": IMAGE, "digest": DIGEST, "staging_image": "x"}, None]
     out = tasks.plan_rollout(config(), CLUSTER, {IMAGE: ""}, pushed, {})
     assert out["plan"]["kernels"][0]["digests"] == {IMAGE: DIGEST}
+
+
+def test_a_malformed_toolkit_fails_its_release_not_the_others_builds(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # 4.19.5's toolkit file is unusable; 4.18.12's builds are still planned and checked.
+    bad = {**TOOLKIT, "version": "4.19.5", "toolkit": {**TOOLKIT["toolkit"], "RHEL_VERSION": "nine"}}
+    planned = tasks.plan_builds(config(), CLUSTER, [bad, TOOLKIT])
+    assert [c["image"] for c in planned["candidates"]] == [IMAGE]
+    assert planned["check_env"]["IMAGES"] == f"{IMAGE} open"
+    [rejected] = planned["rejected"]
+    assert (rejected["version"], rejected["arch"]) == ("4.19.5", "x86_64")
+    assert "RHEL_VERSION: got 'nine'" in rejected["error"]
+    assert "release 4.19.5-x86_64 left out" in caplog.text
+    # Visible: the report names it and fails the run, even though every task succeeded.
+    states = dict.fromkeys(STEPS, "success")
+    with pytest.raises(RuntimeError, match=r"plan_builds \(4.19.5-x86_64\)"):
+        tasks.report({"plan_builds": planned}, states)
+    from precompiled_drivers.report import render_report
+
+    assert "4.19.5-x86_64: driver toolkit of 4.19.5-x86_64: RHEL_VERSION" in render_report(
+        {"plan_builds": planned}, states
+    )
+
+
+def test_plan_builds_adds_64k_images_for_a_64k_gpu_node() -> None:
+    karm = "5.14.0-570.12.1.el9_6.aarch64"
+    node = {
+        "name": "gpu-arm-64k",
+        "labels": {KERNEL_LABEL: f"{karm}_64k", OS_ID_LABEL: "rhel", OS_VERSION_LABEL: "9.6"},
+    }
+    arm = {
+        "version": "4.19.3",
+        "arch": "aarch64",
+        "dtk_image": DTK,
+        # openshift/driver-toolkit Dockerfile on aarch64: kernel-rt-core is not installed.
+        "toolkit": {
+            "KERNEL_VERSION": karm,
+            "RT_KERNEL_VERSION": "package kernel-rt-core is not installed",
+            "RHEL_VERSION": "9.6",
+        },
+    }
+    planned = tasks.plan_builds(config(arches=["aarch64"]), {**CLUSTER, "nodes": [node]}, [arm])
+    tags = [c["tag"] for c in planned["candidates"]]
+    assert tags == [f"570.158.01-{karm}-rhel9", f"570.158.01-{karm}_64k-rhel9"]
+    assert planned["rejected"] == []
+    # The node's image is among those looked up, and it is the 64k build's.
+    looked_up = [line.split()[0] for line in planned["check_env"]["IMAGES"].splitlines()]
+    assert looked_up == sorted(c["image"] for c in planned["candidates"])
+
+
+# An RT GPU node as NFD labels it: uname -r `5.14.0-427.50.1.el9_4.x86_64+rt` (RHEL 9 kernel-rt), '+' -> '_'
+# (node-feature-discovery source/kernel/kernel.go). NVIDIA's precompiled recipe has no RT build and the
+# operator cannot name its DaemonSet (gpu-operator getSanitizedKernelVersion gives '..rt').
+RT_NODE = {
+    "name": "gpu-rt",
+    "labels": {
+        KERNEL_LABEL: K418.replace(".x86_64", ".x86_64_rt"),
+        OS_ID_LABEL: "rhcos",
+        OS_VERSION_LABEL: "4.18",
+    },
+}
+
+
+def test_an_rt_gpu_node_does_not_stop_the_other_builds_and_the_gate_names_it() -> None:
+    cluster = {**CLUSTER, "nodes": [CLUSTER["nodes"][0], RT_NODE]}
+    planned = tasks.plan_builds(config(), cluster, [TOOLKIT])
+    assert [c["image"] for c in planned["candidates"]] == [IMAGE]
+    assert planned["check_env"]["IMAGES"] == f"{IMAGE} open"
+    with pytest.raises(
+        AirflowFailException, match=r"gpu-rt run the real-time kernel 5\.14\.0-427\.50\.1\.el9_4\.x86_64_rt"
+    ):
+        tasks.plan_rollout(config(), cluster, {IMAGE: DIGEST}, None, None)

@@ -25,6 +25,7 @@ from airflow.sdk.execution_time.comms import (
 )
 from airflow.sdk.execution_time.context import AssetStateStoreAccessors
 from airflow.triggers.base import BaseEventTrigger
+from test_ocp_version import candidate_graph
 from test_releases import DIGESTS, GraphServer, graph_doc
 
 from precompiled_drivers.trigger import SETTINGS_RETRY_SECONDS, NewReleaseTrigger
@@ -432,3 +433,34 @@ def test_failed_state_save_is_kept_and_retried(server: GraphServer, supervisor: 
     # the baseline survived the failed save in memory: 4.8.2 is not reported as new, 4.8.3 once
     assert got == [[], ["4.8.3/x86_64"], []]
     assert supervisor.state()["seen"] == {"x86_64": ["4.8.2", "4.8.3"]}
+
+
+def test_candidate_channel_with_ec_fc_rc_fires_in_semver_order(
+    server: GraphServer, supervisor: FakeSupervisor
+) -> None:
+    """Engineering, feature and release candidates are read (one such node used to make the whole
+    graph unreadable) and reported ec < fc < rc < GA, whatever order the graph lists them in."""
+    channel = "candidate-4.20"
+    first = ["4.19.10", "4.20.0-ec.2"]
+    later = [*first, "4.20.0-rc.0", "4.20.0-fc.1", "4.20.0-ec.10", "4.20.0"]
+
+    def doc(versions: list[str]) -> dict:
+        return candidate_graph(versions, [], channel)
+
+    trigger = make_trigger(server, channels=[channel])
+    got = drive(
+        trigger,
+        [
+            lambda: server.set(channel, "amd64", doc(first)),  # baseline
+            lambda: server.set(channel, "amd64", doc(later)),
+        ],
+    )
+    assert got == [[], ["4.20.0-ec.10/x86_64", "4.20.0-fc.1/x86_64", "4.20.0-rc.0/x86_64", "4.20.0/x86_64"]]
+    # 4.19.10 is listed too (a channel carries the previous minor) but is not this channel's news.
+    assert supervisor.state()["seen"]["x86_64"] == [
+        "4.20.0-ec.2",
+        "4.20.0-ec.10",
+        "4.20.0-fc.1",
+        "4.20.0-rc.0",
+        "4.20.0",
+    ]

@@ -251,7 +251,7 @@ def test_ocp_sort_key_orders_prereleases_first() -> None:
         "4.19.0",
         "4.20.0-ec.0",
     ]
-    assert v.ocp_sort_key("4.19.0-rc.1").is_prerelease
+    assert v.ocp_sort_key("4.19.0-rc.1") < v.ocp_sort_key("4.19.0")
     with pytest.raises(v.ValidationError):
         v.ocp_sort_key("4.19")
 

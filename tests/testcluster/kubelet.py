@@ -2,6 +2,14 @@
 
 Pods owned by a DaemonSet are left to the GPU-operator stand-in. Everything here runs on the
 server's event loop; store listeners (any thread) hand work over with ``call_soon_threadsafe``.
+
+Placement and architecture: a pod goes to the first node whose labels match its ``nodeSelector`` (the
+kubelet's own ``testcluster-node``, amd64, first, then the store's Nodes by name); a pod no node matches
+stays Pending, ``Unschedulable``, as the default scheduler leaves it. A container whose image is known
+to be single-arch (``image_arches``) and of another arch than its node fails like runc on CRI-O:
+``exec <binary>: exec format error`` in its log, exit code 255 (runc's ``Init`` prints the exec error
+to the container's stderr and exits 255). A single-arch manifest pulls on any node (only a manifest
+list is matched to the node's platform), so the failure is at exec, not at pull.
 """
 
 from __future__ import annotations
@@ -25,7 +33,10 @@ from testcluster.store import Store, now_rfc3339, random_suffix
 
 PODS = by_kind("Pod")
 EVENTS = by_kind("Event")
+NODES = by_kind("Node")
 SIDECAR = "airflow-xcom-sidecar"
+ARCH_LABEL = "kubernetes.io/arch"
+EXEC_FORMAT_EXIT = 255
 
 
 @dataclass
@@ -79,6 +90,14 @@ class Kubelet:
         self.workdir = workdir
         self.kubeconfig = kubeconfig
         self.node_name = "testcluster-node"
+        self.node_labels = {
+            ARCH_LABEL: "amd64",
+            "kubernetes.io/os": "linux",
+            "kubernetes.io/hostname": self.node_name,
+        }
+        # image reference -> GOARCH of a single-arch image (e.g. a release payload's DTK). Images not
+        # listed are taken as multi-arch manifest lists: they run on any node.
+        self.image_arches: dict[str, str] = {}
         self.runs: dict[tuple[str, str], PodRun] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
 
@@ -129,12 +148,47 @@ class Kubelet:
             buf.close()
         run.running.clear()
 
-    def _update(self, run: PodRun, status: dict[str, Any]) -> bool:
-        """Merge ``status`` into the pod; False when the pod is gone."""
+    # -- placement ------------------------------------------------------------------------------
+    def nodes(self) -> list[tuple[str, dict[str, str]]]:
+        """(name, labels) of every node a pod can land on: this kubelet's own first, then the store's."""
+        stored = sorted(
+            (n["metadata"]["name"], n["metadata"].get("labels") or {}) for n in self.store.list(NODES)[0]
+        )
+        return [(self.node_name, self.node_labels), *(n for n in stored if n[0] != self.node_name)]
+
+    def labels_of(self, node: str) -> dict[str, str]:
+        """The labels of a node by name ({} when unknown)."""
+        return next((labels for name, labels in self.nodes() if name == node), {})
+
+    def _place(self, pod: dict[str, Any]) -> str | None:
+        """The node for a pod: its nodeName, else the first whose labels match its nodeSelector."""
+        spec = pod["spec"]
+        if spec.get("nodeName"):
+            return spec["nodeName"]
+        selector = spec.get("nodeSelector") or {}
+        for name, labels in self.nodes():
+            if all(labels.get(k) == val for k, val in selector.items()):
+                return name
+        return None
+
+    def _exec_format_error(self, container: dict[str, Any], node: str) -> str | None:
+        """runc's message when the container's image is of another arch than the node, else None."""
+        image_arch = self.image_arches.get(container.get("image", ""))
+        node_arch = self.labels_of(node).get(ARCH_LABEL)
+        if image_arch is None or image_arch == node_arch:
+            return None
+        binary = (list(container.get("command") or []) + list(container.get("args") or []) or ["sh"])[0]
+        # runc resolves a bare name on the container's PATH before exec'ing it.
+        path = binary if binary.startswith("/") else f"/usr/bin/{binary}"
+        return f"exec {path}: exec format error"
+
+    def _update(self, run: PodRun, status: dict[str, Any], node: str | None = None) -> bool:
+        """Merge ``status`` into the pod (and bind it to ``node``); False when the pod is gone."""
 
         def edit(pod: dict[str, Any]) -> None:
             pod.setdefault("status", {}).update(status)
-            pod["spec"].setdefault("nodeName", self.node_name)
+            if node is not None:
+                pod["spec"].setdefault("nodeName", node)
 
         try:
             run.pod = self.store.mutate(PODS, run.namespace, run.name, edit)
@@ -158,15 +212,30 @@ class Kubelet:
             "count": 1,
             "firstTimestamp": stamp,
             "lastTimestamp": stamp,
-            "source": {"component": "kubelet", "host": self.node_name},
+            "source": {"component": "kubelet", "host": run.pod["spec"].get("nodeName") or self.node_name},
         }
         self.store.create(EVENTS, run.namespace, body)
+
+    def _unschedulable(self, run: PodRun) -> None:
+        """What the default scheduler leaves on a pod no node fits: Pending, PodScheduled False."""
+        count = len(self.nodes())
+        message = (
+            f"0/{count} nodes are available: {count} node(s) didn't match Pod's node affinity/selector. "
+            f"preemption: 0/{count} nodes are available: {count} Preemption is not helpful for scheduling."
+        )
+        condition = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message}
+        self._update(run, {"phase": "Pending", "conditions": [condition]})
+        self._event(run, "FailedScheduling", message, "Warning")
 
     async def _run(self, run: PodRun) -> None:
         pod = run.pod
         scenario = self.scenarios.for_pod(pod)
         containers = pod["spec"]["containers"]
         base = containers[0]
+        node = self._place(pod)
+        if node is None:
+            self._unschedulable(run)
+            return
         waiting = {"waiting": {"reason": "ContainerCreating"}}
         if not self._update(
             run,
@@ -175,10 +244,13 @@ class Kubelet:
                 "conditions": [{"type": "PodScheduled", "status": "True"}],
                 "containerStatuses": [_container_status(c, waiting, False) for c in containers],
             },
+            node,
         ):
             return
-        self._event(run, "Scheduled", f"Successfully assigned {run.namespace}/{run.name} to {self.node_name}")
+        self._event(run, "Scheduled", f"Successfully assigned {run.namespace}/{run.name} to {node}")
         await asyncio.sleep(scenario.pending)
+        if not await self._run_init_containers(run, node):
+            return
         volumes = hostrun.materialise_volumes(self.store, pod, run.pod_dir)
         run.mounts = {c["name"]: hostrun.mount_map(c, volumes) for c in containers}
         started = now_rfc3339()
@@ -229,9 +301,61 @@ class Kubelet:
             },
         )
 
+    async def _run_init_containers(self, run: PodRun, node: str) -> bool:
+        """Init containers run to completion first (their work is the scenario's); False: the pod failed.
+
+        Only the architecture is checked: an init container of another arch than its node fails with
+        ``exec format error`` and, as restartPolicy Never has it, the whole pod fails.
+        """
+        inits = run.pod["spec"].get("initContainers") or []
+        if not inits:
+            return True
+        now = now_rfc3339()
+        statuses = []
+        failed = None
+        for container in inits:
+            error = self._exec_format_error(container, node)
+            run.logs.setdefault(container["name"], LogBuffer())
+            if error and failed is None:
+                run.logs[container["name"]].append(error)
+                statuses.append(_container_status(container, _terminated(EXEC_FORMAT_EXIT, now), False))
+                failed = container["name"]
+            elif failed is None:
+                statuses.append(_container_status(container, _terminated(0, now), True))
+            else:
+                statuses.append(
+                    _container_status(container, {"waiting": {"reason": "PodInitializing"}}, False)
+                )
+            run.logs[container["name"]].close()
+        if failed is None:
+            return self._update(run, {"initContainerStatuses": statuses})
+        run.finished = True
+        waiting = {"waiting": {"reason": "PodInitializing"}}
+        self._update(
+            run,
+            {
+                "phase": "Failed",
+                "conditions": [
+                    {"type": "PodScheduled", "status": "True"},
+                    {"type": "Initialized", "status": "False", "reason": "ContainersNotInitialized"},
+                ],
+                "initContainerStatuses": statuses,
+                "containerStatuses": [
+                    _container_status(c, waiting, False) for c in run.pod["spec"]["containers"]
+                ],
+            },
+        )
+        self._event(run, "Failed", f"Init container {failed} failed: exec format error", "Warning")
+        return False
+
     async def _run_base(self, run: PodRun, base: dict[str, Any], scenario: Any) -> tuple[int, str | None]:
         log = run.logs[base["name"]]
         mounts = run.mounts.get(base["name"], [])
+        error = self._exec_format_error(base, run.pod["spec"].get("nodeName") or self.node_name)
+        if error is not None:
+            # The process never starts: no scenario action, no host command, no XCom file.
+            log.append(error)
+            return EXEC_FORMAT_EXIT, None
         if scenario.run_on_host:
             env = hostrun.container_env(self.store, run.pod, base, mounts)
             home = run.pod_dir / "home"

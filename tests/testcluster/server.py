@@ -214,7 +214,8 @@ class ApiServer:
                     400, f"a container name must be specified for pod {name}, choose one of: {containers}"
                 )
             container = containers[0]
-        if container not in containers:
+        inits = [c["name"] for c in pod["spec"].get("initContainers") or []]
+        if container not in containers + inits:
             raise ApiError(400, f"container {container} is not valid for pod {name}")
         run = self.kubelet.run_of(namespace, name)
         response = web.StreamResponse(headers={"Content-Type": "text/plain"})

@@ -59,7 +59,10 @@ def test_one_os_tag_for_the_whole_cluster_from_the_first_node_listed(
     operator.list_order = order
     operator.reconcile_now()
     base = f"{registry.host}/nvidia/driver:570.158.01"
-    assert _images(test_cluster) == {"gpu-a": f"{base}-{K_A}-{tag}", "gpu-b": f"{base}-{K_B}-{tag}"}
+    # (Pods of a reconcile that ran before the order was set go away after their grace period.)
+    wait_for(
+        lambda: _images(test_cluster) == {"gpu-a": f"{base}-{K_A}-{tag}", "gpu-b": f"{base}-{K_B}-{tag}"}
+    )
     # DaemonSet names keep each node's raw ID+VERSION_ID (getKernelVersionsMap).
     names = {d["metadata"]["name"] for d in test_cluster.store.list_objects("DaemonSet", NS)}
     assert names == {daemonset_name(K_A, "rhcos", "4.18"), daemonset_name(K_B, "rhel", "9.6")}

@@ -26,8 +26,11 @@ from precompiled_drivers.steps.base import (
     step_partial,
     tls_verify,
 )
+from precompiled_drivers.steps.inspect_driver_toolkit import arch_node_selector
 
 TASK_ID = "build_driver_image"
+# NVIDIA's recipe cannot cross-compile: each image is built on a node of its arch (nodeSelector).
+PER_ITEM = ("env_vars", "node_selector")
 # podman keeps layers here; the driver build needs several GiB.
 STORAGE_VOLUME = k8s.V1Volume(name="containers", empty_dir=k8s.V1EmptyDirVolumeSource(size_limit="30Gi"))
 STORAGE_MOUNT = k8s.V1VolumeMount(name="containers", mount_path="/var/tmp/containers")  # noqa: S108 - in the pod
@@ -68,7 +71,7 @@ def partial(settings: Settings, *, deferrable: bool | None = None) -> OperatorPa
     )
     kwargs["volumes"] = [*kwargs["volumes"], STORAGE_VOLUME]
     kwargs["volume_mounts"] = [*kwargs["volume_mounts"], STORAGE_MOUNT]
-    return step_partial(kwargs)
+    return step_partial(kwargs, per_item=PER_ITEM)
 
 
 def item_kwargs(
@@ -96,4 +99,7 @@ def item_kwargs(
         "TLS_VERIFY": tls_verify(settings),
         "CONTAINERS_STORAGE": STORAGE_MOUNT.mount_path,
     }
-    return {"env_vars": step_env(TASK_ID, (pull_secret(settings), rhsm_secret(settings)), env)}
+    return {
+        "env_vars": step_env(TASK_ID, (pull_secret(settings), rhsm_secret(settings)), env),
+        "node_selector": arch_node_selector(b.build_arch),
+    }

@@ -1,4 +1,11 @@
-"""Step: read ``/etc/driver-toolkit-release.json`` inside a release's Driver Toolkit image."""
+"""Step: read ``/etc/driver-toolkit-release.json`` inside a release's Driver Toolkit image(s).
+
+The DTK of a single-arch release payload is a single-arch image, so the pod must land on a node of
+the release's architecture (``kubernetes.io/arch``); elsewhere its first exec fails with ``exec format
+error``. A payload that also carries ``driver-toolkit-10`` (RHEL 10 CoreOS stream) gets an init
+container running that image, which copies its release file into the pod's scratch volume: one pod per
+release reads both toolkits.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +17,34 @@ from kubernetes.client import models as k8s
 
 from precompiled_drivers import validation as v
 from precompiled_drivers.settings import Settings
-from precompiled_drivers.steps.base import step_env, step_kwargs, step_partial
+from precompiled_drivers.steps.base import (
+    SCRATCH_MOUNT,
+    SCRATCH_VOLUME,
+    resources,
+    restricted_security,
+    step_env,
+    step_kwargs,
+    step_partial,
+)
 
 TASK_ID = "inspect_driver_toolkit"
+ARCH_LABEL = "kubernetes.io/arch"
+# Pipeline arch -> the node's kubernetes.io/arch (Go's GOARCH names).
+NODE_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
+RELEASE_FILE = "/etc/driver-toolkit-release.json"
+# Where the init container leaves driver-toolkit-10's release file (the scratch emptyDir).
+TOOLKIT_10_MOUNT = "/toolkits"
+TOOLKIT_10_NAME = "driver-toolkit-10-release.json"
+PER_ITEM = ("image", "env_vars", "node_selector", "init_containers")
+
+
+def arch_node_selector(arch: str) -> dict[str, str]:
+    """``nodeSelector`` pinning a pod to nodes of a pipeline arch (``x86_64``, ``aarch64``, ``aarch64+64k``).
+
+    A 64k-page build runs on any arm64 node: the DTK holds kernel-64k-devel, the page size of the
+    builder's own kernel does not matter.
+    """
+    return {ARCH_LABEL: NODE_ARCH[arch.split("+", 1)[0]]}
 
 
 def partial(settings: Settings) -> OperatorPartial:
@@ -27,7 +59,19 @@ def partial(settings: Settings) -> OperatorPartial:
             # The DTK lives in Red Hat's registry: the kubelet pulls it with the OpenShift pull secret.
             image_pull_secrets=[k8s.V1LocalObjectReference(name=settings.pull_secret)],
         ),
-        per_item=("image", "env_vars"),
+        per_item=PER_ITEM,
+    )
+
+
+def toolkit_10_container(image: str) -> k8s.V1Container:
+    """Init container: ``cp`` driver-toolkit-10's release file to the scratch volume (no shell, no values)."""
+    return k8s.V1Container(
+        name="driver-toolkit-10",
+        image=image,
+        command=["cp", RELEASE_FILE, f"{TOOLKIT_10_MOUNT}/{TOOLKIT_10_NAME}"],
+        volume_mounts=[k8s.V1VolumeMount(name=SCRATCH_VOLUME.name, mount_path=TOOLKIT_10_MOUNT)],
+        security_context=restricted_security(),
+        resources=resources("10m", "16Mi", "100m", "64Mi"),
     )
 
 
@@ -38,11 +82,23 @@ def item_kwargs_for(settings: Settings) -> Callable[[Mapping[str, Any]], dict[st
     def item_kwargs(resolved: Mapping[str, Any]) -> dict[str, Any]:
         where = f"resolve_driver_toolkit result for {resolved.get('version')}-{resolved.get('arch')}"
         dtk_image = v.image_ref(resolved.get("dtk_image"), f"{where}: dtk_image")
+        arch = v.arch(resolved.get("arch"), f"{where}: arch")
         env = {
             "RELEASE_VERSION": v.ocp_version(resolved.get("version"), f"{where}: version"),
-            "RELEASE_ARCH": v.arch(resolved.get("arch"), f"{where}: arch"),
+            "RELEASE_ARCH": arch,
             "DTK_IMAGE": dtk_image,
         }
-        return {"image": dtk_image, "env_vars": step_env(TASK_ID, (), env)}
+        init_containers = []
+        if resolved.get("dtk_image_10"):
+            dtk_image_10 = v.image_ref(resolved.get("dtk_image_10"), f"{where}: dtk_image_10")
+            env["DTK_IMAGE_10"] = dtk_image_10
+            env["DTK_RELEASE_FILE_10"] = f"{SCRATCH_MOUNT.mount_path}/{TOOLKIT_10_NAME}"
+            init_containers.append(toolkit_10_container(dtk_image_10))
+        return {
+            "image": dtk_image,
+            "env_vars": step_env(TASK_ID, (), env),
+            "node_selector": arch_node_selector(arch),
+            "init_containers": init_containers,
+        }
 
     return item_kwargs

@@ -195,3 +195,26 @@ def test_builder_image_and_secret_names_from_settings() -> None:
     pod = build_pod(settings)
     assert main_container(pod).image == "registry.example.com/tools/builder:2"
     assert secret_mounts(pod)["/etc/precompiled-drivers/rhsm"] == ("rhsm-prod", True)
+
+
+@pytest.mark.parametrize(
+    ("arch", "kernel", "node_arch"),
+    [
+        ("x86_64", K418, "amd64"),
+        ("aarch64", "5.14.0-570.12.1.el9_6.aarch64", "arm64"),
+        # A 64k build needs an arm64 builder, any page size: the DTK holds kernel-64k-devel.
+        ("aarch64", "5.14.0-570.12.1.el9_6.aarch64+64k", "arm64"),
+    ],
+)
+def test_build_pod_is_pinned_to_its_arch(arch: str, kernel: str, node_arch: str) -> None:
+    toolkit = plan.Toolkit("4.19.3", arch, DTK, kernel, "", "9.6")
+    [build] = plan.plan_builds(config(), [toolkit], "v26.7.0")
+    pod = build_pod(build=build)
+    assert pod.spec.node_selector == {"kubernetes.io/arch": node_arch}
+    assert env_of(pod)["BUILD_ARCH"] == build.build_arch
+
+
+def test_partial_leaves_the_node_selector_to_items() -> None:
+    partial = step.partial(Settings())
+    partial._expand_called = True
+    assert "node_selector" not in partial.kwargs

@@ -74,3 +74,49 @@ def test_resolved_values_are_checked(resolved: dict[str, Any], field: str) -> No
         step.item_kwargs_for(Settings())(resolved)
     assert err.value.field.startswith("resolve_driver_toolkit result for ")
     assert err.value.field.endswith(field)
+
+
+@pytest.mark.parametrize(
+    ("arch", "node_arch"), [("x86_64", "amd64"), ("aarch64", "arm64"), ("arm64", "arm64")]
+)
+def test_pod_runs_on_a_node_of_the_release_arch(arch: str, node_arch: str) -> None:
+    pod = pod_for(Settings(), {**RESOLVED, "arch": arch})
+    assert pod.spec.node_selector == {"kubernetes.io/arch": node_arch}
+    assert not pod.spec.init_containers
+
+
+def test_partial_leaves_node_selector_and_init_containers_to_items() -> None:
+    partial = step.partial(Settings())
+    partial._expand_called = True
+    assert "node_selector" not in partial.kwargs
+    assert "init_containers" not in partial.kwargs
+
+
+DTK10 = "quay.io/openshift-release-dev/ocp-v4.0-art-dev@sha256:" + "b" * 64
+
+
+def test_driver_toolkit_10_is_read_by_an_init_container() -> None:
+    pod = pod_for(Settings(), {**RESOLVED, "version": "4.20.4", "dtk_image_10": DTK10})
+    [init] = pod.spec.init_containers
+    assert init.image == DTK10
+    # A fixed command, no shell and no value: the file goes to the scratch volume the script reads.
+    assert init.command == [
+        "cp",
+        "/etc/driver-toolkit-release.json",
+        "/toolkits/driver-toolkit-10-release.json",
+    ]
+    assert [(m.name, m.mount_path) for m in init.volume_mounts] == [("scratch", "/toolkits")]
+    assert "scratch" in [vol.name for vol in pod.spec.volumes]
+    assert init.security_context.read_only_root_filesystem is True
+    assert init.security_context.capabilities.drop == ["ALL"]
+    env = env_of(pod)
+    assert env["DTK_IMAGE_10"] == DTK10
+    assert env["DTK_RELEASE_FILE_10"] == "/tmp/driver-toolkit-10-release.json"
+    assert pod.spec.containers[0].image == DTK
+    assert pod.spec.node_selector == {"kubernetes.io/arch": "amd64"}
+
+
+def test_driver_toolkit_10_reference_is_checked() -> None:
+    with pytest.raises(ValidationError) as err:
+        step.item_kwargs_for(Settings())({**RESOLVED, "dtk_image_10": "quay.io/x:1;id"})
+    assert err.value.field.endswith("dtk_image_10")
