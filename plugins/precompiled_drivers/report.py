@@ -60,7 +60,7 @@ def kernel_rows(results: Mapping[str, Any]) -> list[tuple[str, str, str, str, st
         by_image = {image: tag for tag, image in kernel["images"].items()}
         in_use = by_image.get((status or {}).get("image", ""), "-")
         digests = sorted(set(kernel["digests"].values()))
-        rows.append((kernel["kernel"], in_use, " ".join(sorted(kernel["images"])), " ".join(digests), ready))
+        rows.append((kernel["kernel"], in_use, ",".join(sorted(kernel["images"])), ",".join(digests), ready))
     return rows
 
 

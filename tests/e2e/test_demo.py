@@ -36,9 +36,14 @@ def test_demo_runs_the_pipeline_and_reports_every_kernel(tmp_path: Path) -> None
     assert all(states[s] == "success" for s in set(STEPS) - skipped_when_all_goes_well), states
     table = report.split("driver pods Ready", 1)[1]
     for _name, kernel, _os_id, _version in DEMO_NODES:
-        assert re.search(rf"^{re.escape(kernel)}\s+\S+\s+sha256:[0-9a-f]{{64}}\s+yes\s*$", table, re.M), (
-            kernel
+        # kernel, the OS tag the operator uses (one for the whole mixed fleet), every tag published, digest.
+        row = re.search(
+            rf"^{re.escape(kernel)}\s+(\S+)\s+(\S+)\s+sha256:[0-9a-f]{{64}}\s+yes\s*$", table, re.M
         )
+        assert row, kernel
+        assert row[2].split(",") == ["rhcos4.18", "rhel9"]
+        assert row[1] in row[2].split(",")
+    assert "uses ONE OS tag for every kernel" in report
     assert "Task logs:" in out
     # The registry (and any host-run step) was started with paths under DEMO_HOME: none may survive.
     left = subprocess.run(["pgrep", "-af", str(tmp_path)], capture_output=True, text=True).stdout

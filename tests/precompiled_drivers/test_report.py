@@ -118,8 +118,8 @@ def test_rollback_is_announced_only_when_it_ran() -> None:
 def test_kernel_table() -> None:
     # The OS tag in use is the one of the image the new pods run (the operator picks one per cluster).
     assert kernel_rows(results()) == [
-        (K418, "rhcos4.18", "rhcos4.18 rhel9", D1, "yes"),
-        (K419, "-", "rhcos4.18 rhel9", D2, "NO"),
+        (K418, "rhcos4.18", "rhcos4.18,rhel9", D1, "yes"),
+        (K419, "-", "rhcos4.18,rhel9", D2, "NO"),
     ]
     text = render_report(results(), {})
     header = [line for line in text.splitlines() if line.startswith("kernel ")]
