@@ -51,6 +51,8 @@ class Settings:
     retry_delay_seconds: int = 30
     # Cron fallback for installations without a triggerer ("" = event-driven only).
     cron: str = ""
+    # Where people read the README (your fork's page, an internal wiki); the DAG's docs in the UI link it.
+    docs_url: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -88,6 +90,8 @@ class Settings:
         v.repository(self.release_image_repository, name("release_image_repository"))
         v.repository(self.staging_repository, name("staging_repository"))
         v.https_url(self.driver_repo_url, name("driver_repo_url"))
+        if self.docs_url:
+            v.https_url(self.docs_url, name("docs_url"))
         v.boolean(self.registry_tls_verify, name("registry_tls_verify"))
         v.boolean(self.deferrable, name("deferrable"))
         v.positive_int(self.startup_timeout_seconds, name("startup_timeout_seconds"), 86_400)
