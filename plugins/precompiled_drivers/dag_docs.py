@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 from precompiled_drivers import validation
-from precompiled_drivers.form import form_params
+from precompiled_drivers.form import form_params, help_text
 from precompiled_drivers.settings import Settings
 
 # Every task of the DAG, in order: (runs as, what it does).
@@ -93,7 +93,7 @@ def dag_doc_md(settings: Settings) -> str:
     ]
     for name, param in form_params(settings).items():
         title = param.schema.get("title", name)
-        lines.append(f"| {title} (`{name}`) | {_default(param.value)} | {_cell(param.description or '')} |")
+        lines.append(f"| {title} (`{name}`) | {_default(param.value)} | {_cell(help_text(param))} |")
     lines += [
         "",
         "Every value is checked again before any pod starts; a rejected one fails *validate_inputs* "

@@ -6,7 +6,9 @@ hostile characters) before any pod starts, because scheduled and API-made runs c
 The patterns come from ``grammar``, the module ``validation`` compiles too, so both say the same.
 
 Optional fields are ``["null", ...]``: Airflow's UI treats a field as required unless its type
-lists "null", and it sends null for a field emptied by the user.
+lists "null", and it sends null for a field emptied by the user. Help texts are ``description_md``,
+inside the schema: the UI shows them under the field, and Airflow's refusal of a bad value quotes the
+schema, so the message a person reads on Trigger says the expected form, not just the pattern.
 """
 
 from __future__ import annotations
@@ -29,6 +31,11 @@ ARCHES = ["x86_64", "aarch64"]
 ARCH_ALIASES = ["amd64", "arm64"]
 
 
+def help_text(param: Param) -> str:
+    """What the form shows under a field."""
+    return str(param.schema.get("description_md") or param.description or "")
+
+
 def form_params(settings: Settings) -> dict[str, Param]:
     """Return the DAG's params; defaults come from the installation's settings."""
     return {
@@ -39,7 +46,7 @@ def form_params(settings: Settings) -> dict[str, Param]:
             maxItems=OCP_VERSIONS_MAX,
             uniqueItems=True,
             title="OpenShift releases",
-            description="Releases to build for, one per line, e.g. 4.18.12. Empty: the cluster's current "
+            description_md="Releases to build for, one per line, e.g. 4.18.12. Empty: the cluster's current "
             "release (plus its upgrade targets when look-ahead is on).",
         ),
         "arches": Param(
@@ -51,7 +58,7 @@ def form_params(settings: Settings) -> dict[str, Param]:
             maxItems=2,
             uniqueItems=True,
             title="Architectures",
-            description="CPU architectures of the GPU nodes: x86_64, aarch64 (amd64/arm64 are accepted "
+            description_md="CPU architectures of the GPU nodes: x86_64, aarch64 (amd64/arm64 are accepted "
             "as aliases).",
         ),
         "driver_versions": Param(
@@ -62,7 +69,7 @@ def form_params(settings: Settings) -> dict[str, Param]:
             maxItems=10,
             uniqueItems=True,
             title="Driver versions",
-            description="NVIDIA data-center driver versions to build, one per line, like 570.158.01 "
+            description_md="NVIDIA data-center driver versions to build, one per line, like 570.158.01 "
             "(NNN.NN.NN). The first one is rolled out unless 'Rollout driver version' says otherwise.",
         ),
         "rollout_driver_version": Param(
@@ -71,7 +78,7 @@ def form_params(settings: Settings) -> dict[str, Param]:
             pattern=g.anchored(g.DRIVER_VERSION, optional=True),
             maxLength=g.SHORT_MAX,
             title="Rollout driver version",
-            description="Which of the built versions the ClusterPolicy should use, like 570.158.01; "
+            description_md="Which of the built versions the ClusterPolicy should use, like 570.158.01; "
             "empty = the first driver version.",
         ),
         "cuda_version": Param(
@@ -80,7 +87,7 @@ def form_params(settings: Settings) -> dict[str, Param]:
             pattern=g.anchored(g.CUDA_VERSION),
             maxLength=g.SHORT_MAX,
             title="CUDA version",
-            description="CUDA_VERSION passed to NVIDIA's Makefile (the base image of the driver "
+            description_md="CUDA_VERSION passed to NVIDIA's Makefile (the base image of the driver "
             "container), like 12.8.1 (x.y.z).",
         ),
         "repository": Param(
@@ -89,7 +96,7 @@ def form_params(settings: Settings) -> dict[str, Param]:
             pattern=g.anchored(g.REPOSITORY, optional=True),
             maxLength=g.REF_MAX,
             title="Image repository",
-            description="Registry host[:port]/path the images are pushed to and the GPU Operator pulls "
+            description_md="Registry host[:port]/path the images are pushed to and the GPU Operator pulls "
             "from (ClusterPolicy spec.driver.repository), lowercase, like quay.io/acme/nvidia or "
             "127.0.0.1:5000/nvidia. Empty: the installation's PRECOMPILED_DRIVERS_TARGET_REPOSITORY.",
         ),
@@ -99,7 +106,7 @@ def form_params(settings: Settings) -> dict[str, Param]:
             pattern=g.anchored(g.IMAGE_NAME),
             maxLength=g.IMAGE_NAME_MAX,
             title="Image name",
-            description="ClusterPolicy spec.driver.image, like driver or nvidia-gpu-driver: lowercase "
+            description_md="ClusterPolicy spec.driver.image, like driver or nvidia-gpu-driver: lowercase "
             "letters, digits and '-' (the CRD's pattern, lowercase as image references must be).",
         ),
         "driver_repo_ref": Param(
@@ -108,7 +115,7 @@ def form_params(settings: Settings) -> dict[str, Param]:
             pattern=g.anchored(g.GIT_REF_FORBIDDEN + g.GIT_REF),
             maxLength=g.GIT_REF_MAX,
             title="Driver recipe git ref",
-            description="Commit, tag or branch of NVIDIA/gpu-driver-container to build from, like main, "
+            description_md="Commit, tag or branch of NVIDIA/gpu-driver-container to build from, like main, "
             "v1.2 or a 40-hex commit.",
         ),
         "operator_version": Param(
@@ -117,26 +124,27 @@ def form_params(settings: Settings) -> dict[str, Param]:
             pattern=g.anchored(g.OPERATOR_VERSION, optional=True),
             maxLength=g.SHORT_MAX,
             title="GPU Operator version",
-            description="Decides the OS-tag rule, like v26.7.0. Empty: read from the installed "
+            description_md="Decides the OS-tag rule, like v26.7.0. Empty: read from the installed "
             "operator's Deployment.",
         ),
         "include_cluster_release": Param(
             True,
             type="boolean",
             title="Include the cluster's release",
-            description="Also build for the release the cluster runs now (needed before the first rollout).",
+            description_md="Also build for the release the cluster runs now (needed before the first "
+            "rollout).",
         ),
         "force_rebuild": Param(
             False,
             type="boolean",
             title="Force rebuild",
-            description="Rebuild and push even when the image tag already exists in the repository.",
+            description_md="Rebuild and push even when the image tag already exists in the repository.",
         ),
         "dry_run": Param(
             False,
             type="boolean",
             title="Dry run",
-            description="Build and push, then print the ClusterPolicy patch without applying it.",
+            description_md="Build and push, then print the ClusterPolicy patch without applying it.",
         ),
         "verify_timeout_minutes": Param(
             30,
@@ -144,6 +152,6 @@ def form_params(settings: Settings) -> dict[str, Param]:
             minimum=0.1,
             maximum=240,
             title="Verify timeout (minutes)",
-            description="How long to wait for the new driver pods to become Ready before rolling back.",
+            description_md="How long to wait for the new driver pods to become Ready before rolling back.",
         ),
     }

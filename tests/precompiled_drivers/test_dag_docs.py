@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dag_runner import load_dag
 from precompiled_drivers.dag_docs import README_HINT, STEP_DOCS, dag_doc_md
-from precompiled_drivers.form import form_params
+from precompiled_drivers.form import form_params, help_text
 from precompiled_drivers.settings import Settings
 
 
@@ -21,7 +21,7 @@ def test_the_form_table_shows_every_field_with_its_title_and_description() -> No
     text = dag_doc_md(Settings(target_repository="quay.io/acme/nvidia"))
     for name, param in form_params(Settings()).items():
         row = next(line for line in text.splitlines() if f"(`{name}`)" in line)
-        assert param.schema["title"] in row and param.description.split(",")[0] in row, row
+        assert param.schema["title"] in row and help_text(param).split(",")[0] in row, row
     assert "| Image repository (`repository`) | `quay.io/acme/nvidia` |" in text
     assert '| Driver versions (`driver_versions`) | `["570.158.01"]` |' in text
 
