@@ -88,12 +88,11 @@ def dag_doc_md(settings: Settings) -> str:
         "",
         "#### The form",
         "",
-        "| field | default | meaning |",
-        "|---|---|---|",
     ]
+    # A list, not a table: the docs dialog is narrow and the help texts are long.
     for name, param in form_params(settings).items():
         title = param.schema.get("title", name)
-        lines.append(f"| {title} (`{name}`) | {_default(param.value)} | {_cell(help_text(param))} |")
+        lines.append(f"- **{title}** (`{name}`, default {_default(param.value)}): {_cell(help_text(param))}")
     lines += [
         "",
         "Every value is checked again before any pod starts; a rejected one fails *validate_inputs* "

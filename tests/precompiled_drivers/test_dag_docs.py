@@ -17,13 +17,14 @@ def test_the_step_table_lists_every_task_of_the_dag_in_order() -> None:
     assert rows == list(STEP_DOCS)
 
 
-def test_the_form_table_shows_every_field_with_its_title_and_description() -> None:
+def test_the_form_list_shows_every_field_with_its_title_and_description() -> None:
     text = dag_doc_md(Settings(target_repository="quay.io/acme/nvidia"))
     for name, param in form_params(Settings()).items():
-        row = next(line for line in text.splitlines() if f"(`{name}`)" in line)
+        row = next(line for line in text.splitlines() if f"(`{name}`, default" in line)
         assert param.schema["title"] in row and help_text(param).split(",")[0] in row, row
-    assert "| Image repository (`repository`) | `quay.io/acme/nvidia` |" in text
-    assert '| Driver versions (`driver_versions`) | `["570.158.01"]` |' in text
+    assert "- **Image repository** (`repository`, default `quay.io/acme/nvidia`): Registry" in text
+    assert '- **Driver versions** (`driver_versions`, default `["570.158.01"]`): NVIDIA' in text
+    assert "- **GPU Operator version** (`operator_version`, default (empty)): " in text
 
 
 def test_the_readme_is_linked_when_its_url_is_set() -> None:
