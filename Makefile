@@ -8,7 +8,7 @@ STAMP := $(VENV)/.synced
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 PY_DIRS := $(wildcard dags plugins tests bench)
 
-.PHONY: demo demo-ui test lint fmt lock tools clean
+.PHONY: demo demo-ui test lint fmt lock tools test-tools clean
 
 $(STAMP): requirements.lock
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11 (or run make PYTHON=/path/to/python3.11)"; exit 1; }
@@ -17,16 +17,16 @@ $(STAMP): requirements.lock
 	$(VENV)/bin/uv pip sync -q --python $(VENV)/bin/python requirements.lock
 	@touch $@
 
-## demo: run the real DAG end to end on the local test cluster and print a report
+## demo: run the real DAG end to end on the local test cluster and print a report (V=1: with Airflow's logs)
 demo: $(STAMP) tools
-	PYTHONPATH=tests:plugins $(VENV)/bin/python -m demo
+	PYTHONPATH=tests:plugins $(VENV)/bin/python -m demo $(if $(V),--verbose)
 
 ## demo-ui: airflow standalone wired to the local test cluster (Ctrl-C stops everything)
 demo-ui: $(STAMP) tools
 	PYTHONPATH=tests:plugins $(VENV)/bin/python -m demo --ui
 
 ## test: unit, contract and end-to-end tests
-test: $(STAMP) tools
+test: $(STAMP) test-tools
 	$(VENV)/bin/pytest
 
 ## lint: ruff (with the Airflow AIR rules) and shellcheck on every shell script
@@ -44,10 +44,15 @@ lock:
 	@test -x $(VENV)/bin/uv || { $(PYTHON) -m venv $(VENV) && $(VENV)/bin/python -m pip install -q uv==$(UV_VERSION); }
 	$(VENV)/bin/uv pip compile requirements.in --python-version 3.11 --no-header -o requirements.lock
 
-## tools: the Debian tools the tests use for real (skopeo, the OCI registry)
+## tools: the Debian tools the demo and tests use for real (skopeo, the OCI registry)
 tools:
 	@missing=""; for t in skopeo docker-registry; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
 	if [ -n "$$missing" ]; then echo "missing:$$missing; install with: sudo apt-get install -y skopeo docker-registry"; exit 1; fi
+
+## test-tools: also Chromium and its driver, for the browser test of the demo UI
+test-tools: tools
+	@missing=""; for t in chromium chromedriver; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then echo "missing:$$missing; install with: sudo apt-get install -y chromium chromium-driver"; exit 1; fi
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .demo

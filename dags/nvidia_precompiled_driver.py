@@ -7,7 +7,8 @@ Operator's ClusterPolicy to `usePrecompiled` and check that the new driver pods 
 patched only when every GPU-node kernel has an image, and restored exactly if verification fails.
 
 Runs when a new release appears in the followed update channels, or by hand from the form.
-Steps run as pods (KubernetesPodOperator) with static scripts; see README.md.
+Steps run as pods (KubernetesPodOperator) with static scripts. The UI shows ``dag_docs.dag_doc_md``:
+this text, the step and form tables, and a link to the README.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from datetime import datetime
 from airflow.sdk import DAG, task
 
 from precompiled_drivers import discovery, tasks
+from precompiled_drivers.dag_docs import dag_doc_md
 from precompiled_drivers.form import form_params
 from precompiled_drivers.settings import Settings
 from precompiled_drivers.steps import (
@@ -38,7 +40,7 @@ settings = Settings.from_env()
 with DAG(
     dag_id="nvidia_precompiled_driver",
     description="Build, publish and roll out NVIDIA precompiled GPU driver images for OpenShift",
-    doc_md=__doc__,
+    doc_md=dag_doc_md(settings),
     schedule=discovery.release_schedule(settings.cron),
     start_date=datetime(2025, 1, 1),
     catchup=False,

@@ -36,7 +36,14 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
-COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+# The scheduler and triggerer would also start a log server on every interface (serve_logs binds
+# host=""); the api-server reads the task logs from the shared local folder, so they are not needed.
+COMPONENTS = {
+    "api-server": ["api-server"],
+    "scheduler": ["scheduler", "--skip-serve-logs"],
+    "dag-processor": ["dag-processor"],
+    "triggerer": ["triggerer", "--skip-serve-logs"],
+}
 DONE_STATES = frozenset({"success", "failed"})
 
 
@@ -78,7 +85,9 @@ class AirflowStandalone:
 
     ``env`` is added to every component's environment (World.env(), ``AIRFLOW_VAR_*``, tuning knobs)
     and wins over the defaults set here. ``parallelism`` bounds concurrent task instances (executor and
-    per DAG).
+    per DAG); the LocalExecutor forks that many workers at start. ``port`` is the api-server's (a free
+    one by default). With ``login`` the simple auth manager asks for a password (user ``admin``, the
+    password generated into ``password_file``) as a deployment does; without, everyone is admin.
     """
 
     def __init__(
@@ -88,9 +97,14 @@ class AirflowStandalone:
         home: Path | None = None,
         dags_folder: Path = ROOT / "dags",
         parallelism: int = 16,
+        port: int | None = None,
+        login: bool = False,
     ) -> None:
         self.home = Path(home or tempfile.mkdtemp(prefix="precompiled-drivers-standalone-"))
-        self.port = free_port()
+        self.port = port or free_port()
+        self.login = login
+        self.password_file = self.home / "simple_auth_manager_passwords.json.generated"
+        self._token: str | None = None
         self.url = f"http://127.0.0.1:{self.port}"
         self.db_path = self.home / "airflow.db"
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -105,7 +119,8 @@ class AirflowStandalone:
             "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": str(parallelism),
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": str(not login),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.db_path}",
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.home / "logs"),
             "AIRFLOW__API__HOST": "127.0.0.1",
@@ -133,9 +148,9 @@ class AirflowStandalone:
             timeout=timeout,
         )
         try:
-            for name in COMPONENTS:
+            for name, args in COMPONENTS.items():
                 self.procs[name] = subprocess.Popen(
-                    [AIRFLOW, name],
+                    [AIRFLOW, *args],
                     env=self.env,
                     stdout=self._log(name),
                     stderr=subprocess.STDOUT,
@@ -177,12 +192,31 @@ class AirflowStandalone:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
 
     # -- REST API -----------------------------------------------------------------------------------
+    def password(self) -> str:
+        """The admin password the simple auth manager generated (``login`` mode)."""
+        return str(json.loads(self.password_file.read_text())["admin"])
+
+    def token(self) -> str:
+        """A JWT for the REST API, from ``POST /auth/token`` with the admin password (``login`` mode)."""
+        if self._token is None:
+            body = json.dumps({"username": "admin", "password": self.password()}).encode()
+            request = urllib.request.Request(
+                f"{self.url}/auth/token",
+                data=body,
+                method="POST",
+                headers={"Content-Type": "application/json"},
+            )
+            with urllib.request.urlopen(request, timeout=30) as resp:
+                self._token = str(json.loads(resp.read())["access_token"])
+        return self._token
+
     def api(self, method: str, path: str, body: Any = None, timeout: float = 30) -> Any:
-        """Call the REST API (``/api/v2/...``); returns the decoded JSON. All-admins auth, no token."""
+        """Call the REST API (``/api/v2/...``); returns the decoded JSON (a token in ``login`` mode)."""
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(
-            self.url + path, data=data, method=method, headers={"Content-Type": "application/json"}
-        )
+        headers = {"Content-Type": "application/json"}
+        if self.login:
+            headers["Authorization"] = f"Bearer {self.token()}"
+        request = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
         with urllib.request.urlopen(request, timeout=timeout) as resp:
             raw = resp.read()
         return json.loads(raw) if raw else None

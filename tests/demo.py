@@ -9,14 +9,18 @@ the run failed. Everything it starts stops with it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import signal
-import subprocess
+import sqlite3
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import airflow_env
 
@@ -25,135 +29,207 @@ DEMO_HOME = Path(os.environ.get("DEMO_HOME", airflow_env.ROOT / ".demo"))
 UI_PORT = 8080
 
 
-def _environment(world: Any, graph: Any) -> dict[str, str]:
+# `make demo`: the cluster follows stable-4.18; the form asks for 4.19.3, whose kernel the RHEL 9.6
+# worker runs, and look-ahead adds the next 4.18 update.
+DEMO_CHANNEL = "stable-4.18"
+# `make demo-ui`: the form's defaults must do. The admin has switched the cluster to stable-4.19 to
+# prepare the update (how OpenShift moves to a new minor), so look-ahead alone builds for the two
+# releases it can update to, 4.19.3 (the RHEL 9.6 worker's kernel) and 4.18.14.
+UI_CHANNEL = "stable-4.19"
+CHANNEL_GRAPHS = {
+    DEMO_CHANNEL: (["4.18.10", "4.18.12", "4.18.14"], [("4.18.10", "4.18.12"), ("4.18.12", "4.18.14")]),
+    UI_CHANNEL: (
+        ["4.18.12", "4.18.14", "4.19.3"],
+        [("4.18.12", "4.18.14"), ("4.18.12", "4.19.3"), ("4.18.14", "4.19.3")],
+    ),
+}
+
+
+def _environment(world: Any, graph: Any, channel: str) -> dict[str, str]:
     return {
         **world.env(),
         "AIRFLOW_VAR_PRECOMPILED_DRIVERS_LOOKAHEAD": "true",
-        "AIRFLOW_VAR_PRECOMPILED_DRIVERS_LOOKAHEAD_LIMIT": "1",
-        "AIRFLOW_VAR_PRECOMPILED_DRIVERS_CHANNELS": '["stable-4.18"]',
+        "AIRFLOW_VAR_PRECOMPILED_DRIVERS_LOOKAHEAD_LIMIT": "1" if channel == DEMO_CHANNEL else "2",
+        "AIRFLOW_VAR_PRECOMPILED_DRIVERS_CHANNELS": f'["{channel}"]',
         "AIRFLOW_VAR_PRECOMPILED_DRIVERS_GRAPH_URL": graph.url,
     }
 
 
-def _durations(dag_run: Any) -> list[tuple[str, str, float]]:
-    from airflow.models.taskinstance import TaskInstance
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        tis = session.query(TaskInstance).filter_by(dag_id=dag_run.dag_id, run_id=dag_run.run_id).all()
-        rows = []
-        for ti in sorted(tis, key=lambda t: (t.start_date or t.end_date or dag_run.start_date, t.map_index)):
-            name = ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]"
-            seconds = (ti.end_date - ti.start_date).total_seconds() if ti.start_date and ti.end_date else 0.0
-            rows.append((name, str(ti.state), seconds))
-        return rows
+FINISHED = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
 
 
-def run_once(world: Any) -> int:
-    """One DAG run; prints the report and returns the exit code."""
-    from dag_runner import run_pipeline, xcom
+class Progress(threading.Thread):
+    """Prints one line per task instance as it finishes, read from the metadata DB (read-only)."""
+
+    def __init__(self, db: Path, dag_id: str, out: TextIO) -> None:
+        super().__init__(daemon=True)
+        self.db, self.dag_id, self.out = db, dag_id, out
+        self.done = threading.Event()
+        self.shown: set[tuple[str, int]] = set()
+
+    def run(self) -> None:
+        while not self.done.wait(0.5):
+            self.poll()
+        self.poll()
+
+    def stop(self) -> None:
+        self.done.set()
+        self.join(timeout=10)
+
+    def poll(self) -> None:
+        try:
+            with sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=5) as db:
+                rows = db.execute(
+                    "SELECT task_id, map_index, state, start_date, end_date FROM task_instance"
+                    " WHERE dag_id = ? ORDER BY end_date",
+                    (self.dag_id,),
+                ).fetchall()
+        except sqlite3.Error:
+            return  # busy: the next poll reads it
+        for task_id, map_index, state, start, end in rows:
+            if state not in FINISHED or (task_id, map_index) in self.shown:
+                continue
+            self.shown.add((task_id, map_index))
+            name = task_id if map_index < 0 else f"{task_id}[{map_index}]"
+            seconds = (_time(end) - _time(start)).total_seconds() if start and end else 0.0
+            print(f"  {name:<28} {state:<16} {seconds:6.1f}s", file=self.out, flush=True)
+
+
+def _time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+@contextlib.contextmanager
+def airflow_output_to(log: Path | None) -> Iterator[TextIO]:
+    """Send everything printed to stdout/stderr (Airflow's own logs) to ``log``; yields the terminal.
+
+    File descriptors are redirected, not just ``sys.stdout``: Airflow's log handlers hold their own
+    references to the streams. ``log=None`` changes nothing (``make demo V=1``).
+    """
+    if log is None:
+        yield sys.stdout
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    terminal = os.fdopen(os.dup(saved[0]), "w", buffering=1)
+    with log.open("ab") as file:
+        os.dup2(file.fileno(), 1)
+        os.dup2(file.fileno(), 2)
+        try:
+            yield terminal
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+            terminal.close()
+
+
+def run_once(world: Any, verbose: bool = False) -> int:
+    """One DAG run: a line per step as it finishes, then the report; returns the exit code."""
+    from dag_runner import DAG_ID, run_pipeline, xcom
 
     params = world.params(ocp_versions=["4.19.3"], driver_versions=["570.158.01"], verify_timeout_minutes=2)
-    print("Form:", params, flush=True)
+    home = Path(os.environ["AIRFLOW_HOME"])
+    log = None if verbose else home / "demo-airflow.log"
+    print("Form:", params)
+    if log:
+        print(f"Airflow's own output goes to {log} (make demo V=1 shows it here).")
+    print("\n=== Steps (as they finish) ===", flush=True)
     started = time.monotonic()
-    dag_run = run_pipeline(params)
+    with airflow_output_to(log) as terminal:
+        progress = Progress(home / "airflow.db", DAG_ID, terminal)
+        progress.start()
+        try:
+            dag_run = run_pipeline(params)
+        finally:
+            progress.stop()
     elapsed = time.monotonic() - started
-    print("\n=== Steps ===")
-    for name, state, seconds in _durations(dag_run):
-        print(f"  {name:<28} {state:<16} {seconds:6.1f}s")
     print("\n=== Report (from the report task) ===")
     print(xcom(dag_run, "report") or "(no report: the report task failed, see the logs)")
     print(f"\nRun {dag_run.run_id}: {dag_run.state} in {elapsed:.0f}s")
-    print(f"Task logs: {Path(os.environ['AIRFLOW_HOME']) / 'logs'}")
+    print(f"Task logs: {home / 'logs'}")
     return 0 if dag_run.state == "success" else 1
 
 
+def demo_parallelism() -> int:
+    """Task slots for the UI demo: the LocalExecutor forks one worker per slot at start, so a small
+    machine gets a few (4 on 2 cores), not Airflow's default 32."""
+    return max(2, min(8, 2 * (os.cpu_count() or 1)))
+
+
 def run_ui() -> int:
-    """``airflow standalone`` against the running test cluster, until Ctrl-C."""
-    print(f"Airflow UI: http://127.0.0.1:{UI_PORT}  (user 'admin'; the password is printed by Airflow below")
-    print(f"and kept in {Path(os.environ['AIRFLOW_HOME']) / 'simple_auth_manager_passwords.json.generated'})")
-    print("Trigger 'nvidia_precompiled_driver' from its form. Ctrl-C stops everything.", flush=True)
-    env = {
-        **os.environ,
-        "PYTHONPATH": f"{airflow_env.ROOT / 'plugins'}",
-        "AIRFLOW__API__PORT": str(UI_PORT),
-        "AIRFLOW__API__HOST": "127.0.0.1",
-        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-    }
+    """Airflow's scheduler, triggerer, dag-processor and api-server against the test cluster, until
+    Ctrl-C; everything listens on 127.0.0.1 only."""
+    from airflow_standalone import AirflowStandalone
+
+    home = Path(os.environ["AIRFLOW_HOME"])
+    port = int(os.environ.get("DEMO_UI_PORT", UI_PORT))
+    airflow = AirflowStandalone(home=home, parallelism=demo_parallelism(), port=port, login=True)
     # SIGTERM (a service manager, `kill`) stops it the way Ctrl-C does.
     signal.signal(signal.SIGTERM, _interrupt)
-    # Its own process group, so stopping it reaches every scheduler, triggerer and worker it forked.
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "airflow"), "standalone"], env=env, start_new_session=True
-    )
+    print(f"Starting Airflow (logs in {home / 'logs'})...", flush=True)
     try:
-        return proc.wait()
+        airflow.start()
+        print(f"\nAirflow UI: {airflow.url}  user: admin  password: {airflow.password()}")
+        print(f"(the password is kept in {airflow.password_file})")
+        print("Trigger 'nvidia_precompiled_driver' from its form. Ctrl-C stops everything.", flush=True)
+        while all(proc.poll() is None for proc in airflow.procs.values()):
+            time.sleep(1)
+        for name, proc in airflow.procs.items():
+            if proc.poll() is not None:
+                print(f"airflow {name} exited with {proc.returncode}:\n{airflow.log_tail(name)}")
+        return 1
     except KeyboardInterrupt:
         return 0
     finally:
-        _stop_group(proc)
+        airflow.stop()
 
 
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def _stop_group(proc: subprocess.Popen) -> None:
-    """SIGINT the whole group, then SIGKILL whatever is still there after 30 s."""
-    for sig, wait in ((signal.SIGINT, 30), (signal.SIGKILL, 5)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=wait)
-        except (subprocess.TimeoutExpired, KeyboardInterrupt):
-            continue
-        # The leader is gone; its children may not be: check the group once more.
-        try:
-            os.killpg(proc.pid, 0)
-        except ProcessLookupError:
-            return
-
-
 def main(argv: list[str] | None = None) -> int:
     """Set up, run, tear down."""
     parser = argparse.ArgumentParser(prog="make demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--ui", action="store_true", help="start airflow standalone instead of one run")
+    parser.add_argument("--ui", action="store_true", help="start Airflow's web UI instead of one run")
+    parser.add_argument("--verbose", action="store_true", help="print Airflow's own logs too (make demo V=1)")
     args = parser.parse_args(argv)
 
     shutil.rmtree(DEMO_HOME, ignore_errors=True)
     airflow_env.configure(DEMO_HOME / "airflow")
-    print("Preparing the Airflow metadata DB...", flush=True)
-    airflow_env.migrate()
+    if not args.ui:  # the UI's components migrate their DB themselves
+        print("Preparing the Airflow metadata DB...", flush=True)
+        airflow_env.migrate()
 
     from pipeline_world import GraphServer, World, update_graph
     from testcluster.cluster import TestCluster
     from testcluster.fleet import DEMO_NODES, seed_demo
     from testcluster.registry import Registry
 
-    graph = GraphServer(
-        {
-            "stable-4.18": update_graph(
-                "stable-4.18",
-                ["4.18.10", "4.18.12", "4.18.14"],
-                [("4.18.10", "4.18.12"), ("4.18.12", "4.18.14")],
-            )
-        }
-    )
+    channel = UI_CHANNEL if args.ui else DEMO_CHANNEL
+    graph = GraphServer({channel: update_graph(channel, *CHANNEL_GRAPHS[channel])})
     registry = Registry(workdir=DEMO_HOME / "registry").start()
     cluster = TestCluster(workdir=DEMO_HOME / "cluster").start()
     try:
         seed_demo(cluster, openshift_version="4.18.12")
+        version = cluster.store.get_object("ClusterVersion", "version") or {}
+        cluster.store.put(
+            "ClusterVersion", {**version, "spec": {**version.get("spec", {}), "channel": channel}}
+        )
         world = World(cluster, registry, step_seconds=1.0).install()
-        os.environ.update(_environment(world, graph))
+        os.environ.update(_environment(world, graph, channel))
         print(f"Test cluster {cluster.url}, registry {registry.host}, update graph {graph.url}")
         print(
             "GPU nodes: "
             + ", ".join(f"{name} ({kernel}, {os_id} {ver})" for name, kernel, os_id, ver in DEMO_NODES)
         )
-        print("Cluster runs OpenShift 4.18.12 (channel stable-4.18), GPU Operator v26.7.0\n", flush=True)
-        return run_ui() if args.ui else run_once(world)
+        print(f"Cluster runs OpenShift 4.18.12 (channel {channel}), GPU Operator v26.7.0\n", flush=True)
+        return run_ui() if args.ui else run_once(world, verbose=args.verbose)
     finally:
         cluster.stop()
         registry.stop()

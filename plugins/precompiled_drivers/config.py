@@ -79,7 +79,10 @@ def run_config(
     """
     settings.validate()
     arches = tuple(v.string_list(params.get("arches", ["x86_64"]), "arches", v.arch, max_items=2))
-    versions = v.string_list(params.get("ocp_versions", []), "ocp_versions", v.ocp_version, min_items=0)
+    # The form sends null for an emptied optional field: it means the default, as a missing key does.
+    versions = v.string_list(
+        _or_default(params, "ocp_versions", []), "ocp_versions", v.ocp_version, min_items=0
+    )
     targets = [Target(version, arch, "form") for version in versions for arch in arches]
     for i, event in enumerate(event_releases):
         if not isinstance(event, Mapping):
@@ -108,7 +111,7 @@ def run_config(
             "the registry/path to push to, e.g. quay.io/acme/nvidia "
             "(set it in the form or PRECOMPILED_DRIVERS_TARGET_REPOSITORY)",
         )
-    operator_version = params.get("operator_version", "")
+    operator_version = _or_default(params, "operator_version", "")
     return RunConfig(
         targets=tuple(_unique(targets)),
         arches=arches,
@@ -131,6 +134,12 @@ def run_config(
         ),
         settings=settings.to_dict(),
     )
+
+
+def _or_default(params: Mapping[str, Any], key: str, default: Any) -> Any:
+    """``params[key]``, or ``default`` when it is missing or null (an emptied optional form field)."""
+    value = params.get(key)
+    return default if value is None else value
 
 
 def _minutes(value: Any, field: str, maximum: int) -> int:

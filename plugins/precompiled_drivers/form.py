@@ -1,14 +1,21 @@
 """The manual-trigger form: one Airflow ``Param`` (JSON Schema) per per-run input.
 
-The schema gives the form its widgets and a first check; ``config.run_config`` checks every value
-again (names, lengths, hostile characters) before any pod starts, because scheduled and API-made runs
-can bypass the form.
+The schema gives the form its widgets and a first check that Airflow runs on Trigger (a bad value
+is refused before any run exists); ``config.run_config`` checks every value again (names, lengths,
+hostile characters) before any pod starts, because scheduled and API-made runs can bypass the form.
+The patterns come from ``grammar``, the module ``validation`` compiles too, so both say the same.
+
+Optional fields are ``["null", ...]``: Airflow's UI treats a field as required unless its type
+lists "null", and it sends null for a field emptied by the user. Help texts are ``description_md``,
+inside the schema: the UI shows them under the field, and Airflow's refusal of a bad value quotes the
+schema, so the message a person reads on Trigger says the expected form, not just the pattern.
 """
 
 from __future__ import annotations
 
 from airflow.sdk import Param
 
+from precompiled_drivers import grammar as g
 from precompiled_drivers import ocp_version
 from precompiled_drivers.settings import Settings
 
@@ -18,8 +25,17 @@ DEFAULT_DRIVER_VERSIONS = ["570.158.01"]
 DEFAULT_CUDA_VERSION = "12.8.1"
 
 # One grammar for OpenShift versions everywhere (ocp_version.py): 4.y.z[-ec|fc|rc.N].
-OCP_VERSION_PATTERN = ocp_version.JSON_SCHEMA_PATTERN
-DRIVER_VERSION_PATTERN = r"^[0-9]{3}\.[0-9]{2,3}(\.[0-9]{2,3})?$"
+OCP_VERSION_PATTERN = g.anchored(ocp_version.SCHEMA_CORE)
+DRIVER_VERSION_PATTERN = g.anchored(g.DRIVER_VERSION)
+# As config.run_config's lists allow (validation.string_list's default maximum).
+OCP_VERSIONS_MAX = 64
+ARCHES = ["x86_64", "aarch64"]
+ARCH_ALIASES = ["amd64", "arm64"]
+
+
+def help_text(param: Param) -> str:
+    """What the form shows under a field."""
+    return str(param.schema.get("description_md") or param.description or "")
 
 
 def form_params(settings: Settings) -> dict[str, Param]:
@@ -27,92 +43,110 @@ def form_params(settings: Settings) -> dict[str, Param]:
     return {
         "ocp_versions": Param(
             [],
-            type="array",
+            type=["null", "array"],
             items={"type": "string", "pattern": OCP_VERSION_PATTERN},
-            maxItems=50,
+            maxItems=OCP_VERSIONS_MAX,
+            uniqueItems=True,
             title="OpenShift releases",
-            description="Releases to build for, e.g. 4.18.12. Empty: the cluster's current release "
-            "(plus its upgrade targets when look-ahead is on).",
+            description_md="Releases to build for, one per line, e.g. 4.18.12. Empty: the cluster's current "
+            "release (plus its upgrade targets when look-ahead is on).",
         ),
         "arches": Param(
             ["x86_64"],
             type="array",
-            items={"type": "string", "enum": ["x86_64", "aarch64", "amd64", "arm64"]},
+            items={"type": "string", "enum": ARCHES + ARCH_ALIASES},
+            examples=ARCHES,  # the UI shows a multi-select of these
             minItems=1,
             maxItems=2,
+            uniqueItems=True,
             title="Architectures",
-            description="CPU architectures of the GPU nodes (amd64/arm64 are accepted as aliases).",
+            description_md="CPU architectures of the GPU nodes: x86_64, aarch64 (amd64/arm64 are accepted "
+            "as aliases).",
         ),
         "driver_versions": Param(
             DEFAULT_DRIVER_VERSIONS,
             type="array",
-            items={"type": "string", "pattern": DRIVER_VERSION_PATTERN},
+            items={"type": "string", "pattern": DRIVER_VERSION_PATTERN, "maxLength": g.SHORT_MAX},
             minItems=1,
             maxItems=10,
+            uniqueItems=True,
             title="Driver versions",
-            description="NVIDIA data-center driver versions to build, e.g. 570.158.01. "
-            "The first one is rolled out unless 'Rollout driver version' says otherwise.",
+            description_md="NVIDIA data-center driver versions to build, one per line, like 570.158.01 "
+            "(NNN.NN.NN). The first one is rolled out unless 'Rollout driver version' says otherwise.",
         ),
         "rollout_driver_version": Param(
-            "",
-            type="string",
-            maxLength=20,
+            None,
+            type=["null", "string"],
+            pattern=g.anchored(g.DRIVER_VERSION, optional=True),
+            maxLength=g.SHORT_MAX,
             title="Rollout driver version",
-            description="Which of the built versions the ClusterPolicy should use; empty = the first.",
+            description_md="Which of the built versions the ClusterPolicy should use, like 570.158.01; "
+            "empty = the first driver version.",
         ),
         "cuda_version": Param(
             DEFAULT_CUDA_VERSION,
             type="string",
-            pattern=r"^[0-9]{1,2}\.[0-9]{1,2}(\.[0-9]{1,2})?$",
+            pattern=g.anchored(g.CUDA_VERSION),
+            maxLength=g.SHORT_MAX,
             title="CUDA version",
-            description="CUDA_VERSION passed to NVIDIA's Makefile (base image of the driver container).",
+            description_md="CUDA_VERSION passed to NVIDIA's Makefile (the base image of the driver "
+            "container), like 12.8.1 (x.y.z).",
         ),
         "repository": Param(
-            settings.target_repository,
-            type="string",
-            maxLength=255,
+            settings.target_repository or None,
+            type=["null", "string"],
+            pattern=g.anchored(g.REPOSITORY, optional=True),
+            maxLength=g.REF_MAX,
             title="Image repository",
-            description="Registry and path the images are pushed to and the GPU Operator pulls from "
-            "(ClusterPolicy spec.driver.repository), e.g. quay.io/acme/nvidia.",
+            description_md="Registry host[:port]/path the images are pushed to and the GPU Operator pulls "
+            "from (ClusterPolicy spec.driver.repository), lowercase, like quay.io/acme/nvidia or "
+            "127.0.0.1:5000/nvidia. Empty: the installation's PRECOMPILED_DRIVERS_TARGET_REPOSITORY.",
         ),
         "image_name": Param(
             settings.image_name,
             type="string",
-            pattern=r"^[a-zA-Z0-9-]{1,63}$",
+            pattern=g.anchored(g.IMAGE_NAME),
+            maxLength=g.IMAGE_NAME_MAX,
             title="Image name",
-            description="ClusterPolicy spec.driver.image (letters, digits and '-' only, as the CRD demands).",
+            description_md="ClusterPolicy spec.driver.image, like driver or nvidia-gpu-driver: lowercase "
+            "letters, digits and '-' (the CRD's pattern, lowercase as image references must be).",
         ),
         "driver_repo_ref": Param(
             DEFAULT_DRIVER_REPO_REF,
             type="string",
-            maxLength=100,
+            pattern=g.anchored(g.GIT_REF_FORBIDDEN + g.GIT_REF),
+            maxLength=g.GIT_REF_MAX,
             title="Driver recipe git ref",
-            description="Commit, tag or branch of NVIDIA/gpu-driver-container to build from.",
+            description_md="Commit, tag or branch of NVIDIA/gpu-driver-container to build from, like main, "
+            "v1.2 or a 40-hex commit.",
         ),
         "operator_version": Param(
-            "",
-            type="string",
-            maxLength=20,
+            None,
+            type=["null", "string"],
+            pattern=g.anchored(g.OPERATOR_VERSION, optional=True),
+            maxLength=g.SHORT_MAX,
             title="GPU Operator version",
-            description="Decides the OS-tag rule. Empty: read from the installed operator's Deployment.",
+            description_md="Decides the OS-tag rule, like v26.7.0. Empty: read from the installed "
+            "operator's Deployment.",
         ),
         "include_cluster_release": Param(
             True,
             type="boolean",
             title="Include the cluster's release",
-            description="Also build for the release the cluster runs now (needed before the first rollout).",
+            description_md="Also build for the release the cluster runs now (needed before the first "
+            "rollout).",
         ),
         "force_rebuild": Param(
             False,
             type="boolean",
             title="Force rebuild",
-            description="Rebuild and push even when the image tag already exists in the repository.",
+            description_md="Rebuild and push even when the image tag already exists in the repository.",
         ),
         "dry_run": Param(
             False,
             type="boolean",
             title="Dry run",
-            description="Build and push, then print the ClusterPolicy patch without applying it.",
+            description_md="Build and push, then print the ClusterPolicy patch without applying it.",
         ),
         "verify_timeout_minutes": Param(
             30,
@@ -120,6 +154,6 @@ def form_params(settings: Settings) -> dict[str, Param]:
             minimum=0.1,
             maximum=240,
             title="Verify timeout (minutes)",
-            description="How long to wait for the new driver pods to become Ready before rolling back.",
+            description_md="How long to wait for the new driver pods to become Ready before rolling back.",
         ),
     }

@@ -20,6 +20,7 @@ from typing import NamedTuple
 __all__ = [
     "EXPECTED",
     "JSON_SCHEMA_PATTERN",
+    "SCHEMA_CORE",
     "PATTERN",
     "PRERELEASE_KINDS",
     "OcpVersion",
@@ -38,7 +39,8 @@ PATTERN = (
     rf"(?:-(?P<kind>{'|'.join(PRERELEASE_KINDS)})\.(?P<number>{_PRE_NUM}))?"
 )
 # The same grammar for a JSON Schema ``pattern`` (the form's Param): ECMA-262, anchored, no group names.
-JSON_SCHEMA_PATTERN = "^" + re.sub(r"\?P<[a-z]+>", "?:", PATTERN) + "$"
+SCHEMA_CORE = re.sub(r"\?P<[a-z]+>", "?:", PATTERN)
+JSON_SCHEMA_PATTERN = "^" + SCHEMA_CORE + "$"
 EXPECTED = "an OpenShift version like 4.18.3 or 4.20.0-ec.1 (x.y.z, optionally -ec.N, -fc.N or -rc.N)"
 
 _RE = re.compile(PATTERN, re.ASCII)

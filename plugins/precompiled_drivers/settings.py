@@ -54,6 +54,8 @@ class Settings:
     # Also build aarch64 64k-page images (BUILD_ARCH=aarch64+64k) for every aarch64 release, before any
     # GPU node runs a 64k kernel (when one does, they are built anyway): look-ahead for a 64k node pool.
     build_64k: bool = False
+    # Where people read the README (your fork's page, an internal wiki); the DAG's docs in the UI link it.
+    docs_url: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -91,6 +93,8 @@ class Settings:
         v.repository(self.release_image_repository, name("release_image_repository"))
         v.repository(self.staging_repository, name("staging_repository"))
         v.https_url(self.driver_repo_url, name("driver_repo_url"))
+        if self.docs_url:
+            v.https_url(self.docs_url, name("docs_url"))
         v.boolean(self.registry_tls_verify, name("registry_tls_verify"))
         v.boolean(self.deferrable, name("deferrable"))
         v.boolean(self.build_64k, name("build_64k"))

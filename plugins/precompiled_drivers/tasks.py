@@ -47,7 +47,9 @@ def validate_inputs(
     nothing is new it returns None, and the DAG's short-circuit skips every step: no pod starts.
 
     A rejected input fails the task at once (``AirflowFailException``, no retry: the inputs would not
-    change); other errors, such as an unreachable metadata database, keep the task's retries.
+    change) with one line naming the field, the bad value and the expected form; the validation error
+    is not chained, so the log shows no traceback from our code. Other errors, such as an unreachable
+    metadata database, keep the task's retries.
     """
     try:
         events = discovery.targets_from_events(triggering_asset_events) if triggering_asset_events else []
@@ -66,7 +68,10 @@ def validate_inputs(
     except (ValidationError, discovery.SettingsError) as exc:
         from airflow.sdk.exceptions import AirflowFailException
 
-        raise AirflowFailException(f"input rejected, no pod was started: {exc}") from exc
+        rejected = f"input rejected, no pod was started: {exc}"
+        log.error("%s", rejected)
+        # from None: the message is the whole story; the validator's frames would only bury it.
+        raise AirflowFailException(rejected) from None
     log.info("targets: %s", ", ".join(f"{t.version}-{t.arch} ({t.source})" for t in cfg.targets) or "none")
     return cfg.to_dict()
 

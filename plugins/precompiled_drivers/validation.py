@@ -13,6 +13,7 @@ import unicodedata
 from collections.abc import Callable
 from typing import Any
 
+from precompiled_drivers import grammar as g
 from precompiled_drivers import ocp_version as ocp_version_grammar
 
 __all__ = [
@@ -40,9 +41,10 @@ __all__ = [
 ]
 
 SHOWN_CHARS = 60
-NAME_MAX = 253
-REF_MAX = 512
-SHORT_MAX = 64
+# The patterns and lengths live in ``grammar``, shared with the trigger form's schema.
+NAME_MAX = g.NAME_MAX
+REF_MAX = g.REF_MAX
+SHORT_MAX = g.SHORT_MAX
 SHELL_METACHARACTERS = frozenset(";|&$`'\"\\<>(){}[]*?!#~^")
 
 
@@ -143,7 +145,7 @@ def driver_version(value: object, field: str) -> str:
     return _matching(
         value,
         field,
-        re.compile(r"\d{3}\.\d{2,3}\.\d{2}"),
+        re.compile(g.DRIVER_VERSION),
         "a driver version like 570.158.01 (NNN.NN.NN)",
         SHORT_MAX,
     )
@@ -151,9 +153,7 @@ def driver_version(value: object, field: str) -> str:
 
 def cuda_version(value: object, field: str) -> str:
     """A CUDA version ``x.y.z`` (it names the nvcr.io/nvidia/cuda base image tag): 12.8.1."""
-    return _matching(
-        value, field, re.compile(r"\d{1,2}\.\d{1,2}\.\d{1,2}"), "a CUDA version like 12.8.1", SHORT_MAX
-    )
+    return _matching(value, field, re.compile(g.CUDA_VERSION), "a CUDA version like 12.8.1", SHORT_MAX)
 
 
 def operator_version(value: object, field: str) -> str:
@@ -163,7 +163,7 @@ def operator_version(value: object, field: str) -> str:
     text = _matching(
         value,
         field,
-        re.compile(r"v?\d{1,3}\.\d{1,3}(?:\.\d{1,3})?(?:-[0-9A-Za-z]+(?:\.[0-9A-Za-z]+)*)?"),
+        re.compile(g.OPERATOR_VERSION),
         "a GPU Operator version like v26.7.0, or empty to detect it",
         SHORT_MAX,
     )
@@ -172,11 +172,10 @@ def operator_version(value: object, field: str) -> str:
 
 # ----------------------------------------------------------------------------- names
 
-_DNS_LABEL = r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?"
-_HOST = rf"(?:localhost|{_DNS_LABEL}(?:\.{_DNS_LABEL})+|\d{{1,3}}(?:\.\d{{1,3}}){{3}})(?::\d{{1,5}})?"
-# distribution/reference grammar: path components are lowercase, separated by . _ __ or -+.
-_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_REPOSITORY_RE = re.compile(rf"{_HOST}(?:/{_PATH_COMPONENT})+")
+_DNS_LABEL = g.DNS_LABEL
+_HOST = g.HOST
+_PATH_COMPONENT = g.PATH_COMPONENT
+_REPOSITORY_RE = re.compile(g.REPOSITORY)
 _REPOSITORY_EXPECTED = (
     "a registry host[:port]/path like quay.io/acme or 127.0.0.1:5000/nvidia (lowercase path)"
 )
@@ -192,10 +191,10 @@ def image_name(value: object, field: str) -> str:
     return _matching(
         value,
         field,
-        re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"),
+        re.compile(g.IMAGE_NAME),
         "an image name of lowercase letters, digits and '-' like nvidia-gpu-driver "
         "(CRD pattern [a-zA-Z0-9-]+; image references must be lowercase)",
-        128,
+        g.IMAGE_NAME_MAX,
     )
 
 
@@ -270,7 +269,7 @@ def kernel(value: object, field: str) -> str:
 def git_ref(value: object, field: str) -> str:
     """A git branch, tag or sha: no ``..``, no leading ``-``, no ``//``, no trailing ``/``/``.lock``."""
     expected = "a git branch, tag or commit like main, v1.2 or a 40-hex sha"
-    text = _matching(value, field, re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]*"), expected, 255)
+    text = _matching(value, field, re.compile(g.GIT_REF), expected, g.GIT_REF_MAX)
     if "//" in text or text.endswith(("/", ".", ".lock")) or "/." in text:
         raise ValidationError(field, value, expected, "not a valid git ref name")
     return text

@@ -45,6 +45,13 @@ def test_demo_runs_the_pipeline_and_reports_every_kernel(tmp_path: Path) -> None
         assert row[1] in row[2].split(",")
     assert "uses ONE OS tag for every kernel" in report
     assert "Task logs:" in out
+    # It reads like a tool: a line per step as it finishes, then the report; Airflow's own logs in a file.
+    progress = out.split("=== Steps (as they finish) ===", 1)[1].split("=== Report", 1)[0]
+    finished = {line.split()[0].split("[")[0] for line in progress.splitlines() if line.strip()}
+    assert finished == {*STEPS, "report"}, progress
+    assert "[info" not in out and "DagBag" not in out, out[:2000]
+    log = Path(re.search(r"Airflow's own output goes to (\S+) ", out)[1])
+    assert "[DAG TEST] end task task_id=report" in log.read_text()
     # The registry (and any host-run step) was started with paths under DEMO_HOME: none may survive.
     left = subprocess.run(["pgrep", "-af", str(tmp_path)], capture_output=True, text=True).stdout
     assert left == "", f"the demo left processes behind:\n{left}"

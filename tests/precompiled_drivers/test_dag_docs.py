@@ -1,0 +1,43 @@
+"""The DAG's docs in the UI: every task in the step table, every form field, and the README link."""
+
+from __future__ import annotations
+
+from dag_runner import load_dag
+from precompiled_drivers.dag_docs import README_HINT, STEP_DOCS, dag_doc_md
+from precompiled_drivers.form import form_params, help_text
+from precompiled_drivers.settings import Settings
+
+
+def test_the_step_table_lists_every_task_of_the_dag_in_order() -> None:
+    dag = load_dag()
+    assert dag.doc_md == dag_doc_md(Settings.from_env())
+    assert set(STEP_DOCS) == set(dag.task_ids)
+    text = dag_doc_md(Settings())
+    rows = [line.split("|")[1].strip(" `") for line in text.splitlines() if line.startswith("| `")]
+    assert rows == list(STEP_DOCS)
+
+
+def test_the_form_list_shows_every_field_with_its_title_and_description() -> None:
+    text = dag_doc_md(Settings(target_repository="quay.io/acme/nvidia"))
+    for name, param in form_params(Settings()).items():
+        row = next(line for line in text.splitlines() if f"(`{name}`, default" in line)
+        assert param.schema["title"] in row and help_text(param).split(",")[0] in row, row
+    assert "- **Image repository** (`repository`, default `quay.io/acme/nvidia`): Registry" in text
+    assert '- **Driver versions** (`driver_versions`, default `["570.158.01"]`): NVIDIA' in text
+    assert "- **GPU Operator version** (`operator_version`, default (empty)): " in text
+
+
+def test_the_readme_is_linked_when_its_url_is_set() -> None:
+    linked = dag_doc_md(Settings(docs_url="https://git.example.com/gpu/precompiled-drivers/README.md"))
+    assert "[README](https://git.example.com/gpu/precompiled-drivers/README.md)" in linked
+    assert README_HINT in dag_doc_md(Settings())
+
+
+def test_a_hostile_docs_url_is_not_rendered_as_a_link() -> None:
+    for url in (
+        "javascript:alert(1)",
+        "https://x.example/a) [click](https://evil.example",
+        "http://evil.example",
+    ):
+        text = dag_doc_md(Settings(docs_url=url))
+        assert "[README](" not in text and "PRECOMPILED_DRIVERS_DOCS_URL is not an https:// URL" in text, url
