@@ -20,9 +20,9 @@ from typing import NamedTuple
 __all__ = [
     "EXPECTED",
     "JSON_SCHEMA_PATTERN",
-    "SCHEMA_CORE",
     "PATTERN",
     "PRERELEASE_KINDS",
+    "SCHEMA_CORE",
     "OcpVersion",
     "is_valid",
     "parse",
