@@ -241,7 +241,12 @@ def test_refused_push_fails_without_patch_and_a_rerun_builds_only_the_missing_im
     assert states["plan_rollout"] == "upstream_failed"
     assert states["patch_cluster_policy"] == "upstream_failed"
     assert world.policy_driver() == before, "no patch happened"
-    assert "the run did not complete: Run FAILED at push_driver_image (" in text, "the report says so"
+    # This run is also push_driver_image's row of the failure matrix (test_failure_matrix.py).
+    assert states["report"] == "failed", "the report ran (and failed the run)"
+    headline = xcom(first, "report").splitlines()[0]
+    assert headline.startswith("Run FAILED at push_driver_image ("), headline
+    assert "570.12.1.el9_6" in headline and "ERROR: could not push" in headline, headline
+    assert f"the run did not complete: {headline}" in text, "the report task's error says it too"
     assert_no_pipeline_pod_running(world)
     built_first = list(world.builds)
     assert len(built_first) == 2
