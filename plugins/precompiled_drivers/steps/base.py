@@ -64,32 +64,46 @@ class StepPodOperator(KubernetesPodOperator):
 
     def execute(self, context: Any) -> Any:
         """Run the pod; on failure, record the step's own reason before the error ends the try."""
+        return self._recording_failure(context, super().execute, context)
+
+    def trigger_reentry(self, context: Any, event: dict[str, Any]) -> Any:
+        """Where a deferrable pod's failure surfaces: recorded the same way."""
+        return self._recording_failure(context, super().trigger_reentry, context, event)
+
+    def _recording_failure(self, context: Any, run: Any, *args: Any) -> Any:
         try:
-            return super().execute(context)
-        except Exception as exc:
+            return run(*args)
+        except Exception as exc:  # TaskDeferred is a BaseException: a deferral is not recorded
             ti = context["ti"]
             item = self.failure_item() if getattr(ti, "map_index", -1) >= 0 else None
             failures.record(ti, self.failure_reason(exc), item)
             raise
 
+    def _known_pods(self) -> list[k8s.V1Pod]:
+        # remote_pod: read back after the container ended (sync); pod: re-read on re-entry (deferrable).
+        return [p for p in (getattr(self, "remote_pod", None), getattr(self, "pod", None)) if p is not None]
+
     def failure_reason(self, exc: BaseException) -> str:
         """The base container's own words when it ran, else the pod's status, else the exception."""
-        pod = getattr(self, "remote_pod", None)
-        message = get_container_termination_message(pod, self.base_container_name) if pod else None
-        reason = failures.reason_from_output(message if isinstance(message, str) else None)
-        if reason:
-            return reason
-        status = getattr(pod, "status", None)
-        if status is not None and getattr(status, "reason", None):
-            return f"pod {status.reason}: {(status.message or '').strip()}".rstrip(": ")
+        pods = self._known_pods()
+        for pod in pods:
+            message = get_container_termination_message(pod, self.base_container_name)
+            reason = failures.reason_from_output(message if isinstance(message, str) else None)
+            if reason:
+                return reason
+        for pod in pods:
+            status = getattr(pod, "status", None)
+            if status is not None and getattr(status, "reason", None):
+                return f"pod {status.reason}: {(status.message or '').strip()}".rstrip(": ")
         return failures.reason_from_exception(exc).splitlines()[0]
 
     def failure_item(self) -> str | None:
         """For a mapped step, what this item works on: its IMAGE, else its RELEASE_VERSION(-ARCH)."""
-        request = getattr(self, "pod_request_obj", None)
-        if request is None:
-            return None
-        env = {e.name: e.value for e in request.spec.containers[0].env or [] if e.value}
+        specs = [
+            getattr(p, "spec", None) for p in [*self._known_pods(), getattr(self, "pod_request_obj", None)]
+        ]
+        containers = [s.containers[0] for s in specs if s is not None and s.containers]
+        env = {e.name: e.value for e in (containers[0].env or []) if e.value} if containers else {}
         if "IMAGE" in env:
             return env["IMAGE"]
         if "RELEASE_VERSION" in env:

@@ -408,3 +408,33 @@ def test_without_a_message_the_pod_status_or_the_error_says_why(monkeypatch: pyt
 def test_every_step_pod_falls_back_to_its_log_tail(planted_pods: dict[str, Any]) -> None:
     for step, pod in planted_pods.items():
         assert main_container(pod).termination_message_policy == "FallbackToLogsOnError", step
+
+
+def test_a_deferrable_pod_failure_is_recorded_on_reentry(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+    from kubernetes.client import models as k8s
+
+    pod = terminated_pod("ERROR: could not push q.io/a/driver:2\n")
+    # After a deferral the operator is a new instance: what it knows comes from the pod it re-reads.
+    pod.spec = k8s.V1PodSpec(
+        containers=[k8s.V1Container(name="base", env=[k8s.V1EnvVar(name="IMAGE", value="q.io/a/driver:2")])]
+    )
+
+    def trigger_reentry(self: Any, context: Any, event: dict[str, Any]) -> Any:
+        self.pod = pod
+        raise RuntimeError(event["message"])
+
+    monkeypatch.setattr(KubernetesPodOperator, "trigger_reentry", trigger_reentry)
+    op = StepPodOperator(
+        **step_kwargs(
+            Settings(), task_id="f", service_account="f", script_name="inspect_cluster.sh", image="q.io/x/y:1"
+        )
+    )
+    ti = RecordingTI(map_index=1)
+    with pytest.raises(RuntimeError, match="pod failed"):
+        op.trigger_reentry({"ti": ti}, {"status": "failed", "message": "pod failed"})
+    assert ti.pushed["failure"] == {
+        "reason": "ERROR: could not push q.io/a/driver:2",
+        "item": "q.io/a/driver:2",
+        "map_index": 1,
+    }
