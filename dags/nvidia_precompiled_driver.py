@@ -17,7 +17,7 @@ from datetime import datetime
 
 from airflow.sdk import DAG, task
 
-from precompiled_drivers import discovery, tasks
+from precompiled_drivers import discovery, failures, tasks
 from precompiled_drivers.dag_docs import dag_doc_md
 from precompiled_drivers.form import form_params
 from precompiled_drivers.settings import Settings
@@ -54,22 +54,30 @@ with DAG(
         "retry_exponential_backoff": True,
     },
 ):
-    # Short-circuit: a cron run that finds no new release skips every step (no pod starts).
-    config = task.short_circuit(tasks.validate_inputs, inlets=[discovery.release_asset_ref()])()
+    # Every Python step records why it failed, as the pod steps do, for the report's first line.
+    step = failures.recorded
+
+    # Short-circuit: a cron run that finds no new release skips every step (no pod starts); only the
+    # report still runs. It skips its direct downstream only: the others skip by their trigger rules.
+    config = task.short_circuit(
+        step(tasks.validate_inputs),
+        inlets=[discovery.release_asset_ref()],
+        ignore_downstream_trigger_rules=False,
+    )()
     cluster = inspect_cluster.operator(settings)
     config >> cluster  # nothing, not even the cluster inspection, starts before the inputs are valid
-    releases = task(tasks.plan_releases)(config, cluster.output)
+    releases = task(step(tasks.plan_releases))(config, cluster.output)
 
     resolved = resolve_driver_toolkit.partial(settings).expand_kwargs(releases)
     toolkits = inspect_driver_toolkit.partial(settings).expand_kwargs(
         resolved.output.map(inspect_driver_toolkit.item_kwargs_for(settings))
     )
 
-    builds = task(tasks.plan_builds, multiple_outputs=True)(config, cluster.output, toolkits.output)
+    builds = task(step(tasks.plan_builds), multiple_outputs=True)(config, cluster.output, toolkits.output)
     published = check_published_images.operator(settings, builds["check_env"])
-    selected = task(tasks.select_builds)(config, builds["candidates"], published.output)
+    selected = task(step(tasks.select_builds))(config, builds["candidates"], published.output)
     built = build_driver_image.partial(settings).expand_kwargs(selected)
-    pushed = push_driver_image.partial(settings).expand_kwargs(
+    pushed = push_driver_image.partial(settings).expand_kwargs(  # every image that built, even if one did not
         built.output.map(push_driver_image.item_kwargs_for(settings))
     )
 
@@ -77,13 +85,17 @@ with DAG(
     tagged = publish_os_tags.operator(settings, builds["alias_env"], trigger_rule="none_failed")
     pushed >> tagged
 
-    rollout = task(tasks.plan_rollout, multiple_outputs=True, trigger_rule="none_failed")(
+    rollout = task(step(tasks.plan_rollout), multiple_outputs=True, trigger_rule="none_failed")(
         config, cluster.output, published.output, pushed.output, tagged.output
     )
     patched = patch_cluster_policy.operator(settings, rollout["patch_env"])
     verified = verify_rollout.operator(settings, rollout["verify_env"])
-    rollback_needed = task.short_circuit(tasks.needs_rollback, trigger_rule="one_failed", retries=0)()
+    # Decides after patch and verify whatever their outcome; skips only the rollback (never the report).
+    rollback_needed = task.short_circuit(
+        step(tasks.needs_rollback), trigger_rule="all_done", retries=0, ignore_downstream_trigger_rules=False
+    )()
     rolled_back = rollback_cluster_policy.operator(settings, rollout["rollback_env"])
+    # The only leaf: it always runs, and fails the run when any step failed or could not run.
     summary = task(tasks.report_run, task_id="report", trigger_rule="all_done", retries=0)()
 
     patched >> verified >> rollback_needed >> rolled_back

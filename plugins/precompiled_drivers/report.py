@@ -64,10 +64,139 @@ def kernel_rows(results: Mapping[str, Any]) -> list[tuple[str, str, str, str, st
     return rows
 
 
-def render_report(results: Mapping[str, Any], states: Mapping[str, str]) -> str:
-    """The summary printed by the report task and by ``make demo``."""
-    out = ["NVIDIA precompiled driver pipeline: report", ""]
-    out += _table(("step", "state"), [(step, states.get(step, "-")) for step in STEPS])
+NO_CHANGE_AT = "1970-01-01T00:00:00Z"  # patch_cluster_policy.sh's patched_at when nothing changed
+FAILED = ("failed", "upstream_failed")
+
+
+def failure_records(failures: Mapping[str, Any] | None, step: str) -> list[dict[str, Any]]:
+    """The failure records a step pushed (one per failed item of a mapped step), by map index."""
+    records = [r for r in _list((failures or {}).get(step)) if isinstance(r, Mapping)]
+    return sorted(records, key=lambda r: r.get("map_index", -1))
+
+
+def first_failure(states: Mapping[str, str]) -> str | None:
+    """The step that failed first, in procedure order (a later failure cannot come before it)."""
+    return next((s for s in STEPS if states.get(s) == "failed"), None) or next(
+        (s for s in STEPS if states.get(s) == "upstream_failed"), None
+    )
+
+
+def _describe(step: str, records: Sequence[Mapping[str, Any]]) -> str:
+    items = [str(r["item"]) for r in records if r.get("item")]
+    return f"{step} ({', '.join(items)})" if items else step
+
+
+def _reason(records: Sequence[Mapping[str, Any]]) -> str:
+    reasons = [str(r.get("reason") or "").strip() for r in records]
+    reasons = [r.splitlines()[0] for r in reasons if r]
+    return reasons[0] if reasons else "no reason recorded (see the step's task log)"
+
+
+def rejected_releases(results: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Releases whose driver toolkit plan_builds could not use: they got no image, so the run failed."""
+    return list((results.get("plan_builds") or {}).get("rejected") or [])
+
+
+def headline(
+    results: Mapping[str, Any], states: Mapping[str, str], failures: Mapping[str, Any] | None = None
+) -> str:
+    """The report's first line: the first failure and its reason, or what the run did."""
+    step = first_failure(states)
+    if step is not None:
+        records = failure_records(failures, step)
+        if states.get(step) == "upstream_failed":
+            return f"Run FAILED: {step} could not run because an earlier task failed (see the task states)"
+        return f"Run FAILED at {_describe(step, records)}: {_reason(records)}"
+    rejected = rejected_releases(results)
+    if rejected:
+        first = rejected[0]
+        return f"Run FAILED: release {first['version']}-{first['arch']} left out: {first['error']}"
+    nothing_new = states.get("validate_inputs") == "success" and not results.get("validate_inputs")
+    if nothing_new and states.get("inspect_cluster") == "skipped":
+        return "Nothing to do: no new release in the followed update channels; no pod was started."
+    return "NVIDIA precompiled driver pipeline: report"
+
+
+def step_state(step: str, states: Mapping[str, str], upstream: Mapping[str, Sequence[str]] | None) -> str:
+    """A step's state as the report shows it: a step that could not run names the failure that stopped it."""
+    state = states.get(step, "-")
+    if state != "upstream_failed":
+        return state
+    ancestors = set((upstream or {}).get(step) or STEPS[: STEPS.index(step)])
+    cause = next((s for s in STEPS if s in ancestors and states.get(s) == "failed"), None)
+    cause = cause or next((s for s in STEPS if s in ancestors and states.get(s) in FAILED), None)
+    return f"not run because of {cause}" if cause else "not run (an earlier task failed)"
+
+
+def patch_outcome(results: Mapping[str, Any], states: Mapping[str, str]) -> str:
+    """What the patch did to the ClusterPolicy, in words that match what happened."""
+    patch = results.get("patch_cluster_policy") or {}
+    state = states.get("patch_cluster_policy")
+    if patch.get("patched"):
+        if patch.get("patched_at") == NO_CHANGE_AT:
+            return "already in place, nothing changed"
+        return "applied"
+    if state == "failed":
+        if patch.get("patched") is False:
+            return "NOT applied: refused, nothing changed"
+        return "FAILED: see the step's reason"
+    if state == "success":
+        return "NOT applied: dry run"
+    return "NOT applied: the step did not run"
+
+
+def rollback_outcome(results: Mapping[str, Any], states: Mapping[str, str]) -> str | None:
+    """One line on the rollback, or None when there was nothing to say (a run that went well)."""
+    state = states.get("rollback_cluster_policy")
+    rolled = results.get("rollback_cluster_policy") or {}
+    patch_state = states.get("patch_cluster_policy")
+    if state == "success":
+        if rolled.get("rolled_back"):
+            return "ROLLED BACK: the previous spec.driver was restored."
+        return "Rollback: spec.driver already was the previous one; nothing to restore."
+    if state == "failed":
+        return "ROLLBACK FAILED: the ClusterPolicy may still hold the pipeline's patch (see the failure)."
+    if state in ("upstream_failed",):
+        return "Rollback: NOT run; check the ClusterPolicy by hand."
+    if patch_state == "failed" and (results.get("patch_cluster_policy") or {}).get("patched") is False:
+        return "Rollback: nothing to restore (the patch changed nothing)."
+    return None
+
+
+def _image_outcome(
+    image: str, pushed: Mapping[str, str], published: Mapping[str, str], failed: Mapping[str, str]
+) -> tuple[str, str]:
+    if image in pushed:
+        return "built+pushed", pushed[image]
+    if published.get(image):
+        return "exists, skipped", published[image]
+    return failed.get(image, "not built"), ""
+
+
+def render_report(
+    results: Mapping[str, Any],
+    states: Mapping[str, str],
+    failures: Mapping[str, Any] | None = None,
+    upstream: Mapping[str, Sequence[str]] | None = None,
+) -> str:
+    """The summary printed by the report task and by ``make demo``.
+
+    ``failures`` holds each step's failure records (``failures.FAILURE_KEY`` XComs); ``upstream`` each
+    step's ancestors, to name the failure that kept a step from running.
+    """
+    out = [headline(results, states, failures)]
+    if out[0] != "NVIDIA precompiled driver pipeline: report":
+        out.append("NVIDIA precompiled driver pipeline: report")
+    out.append("")
+    out += _table(("step", "state"), [(step, step_state(step, states, upstream)) for step in STEPS])
+    failed = [s for s in STEPS if states.get(s) == "failed"]
+    if failed:
+        out += ["", "Failures (first one first):"]
+        for step in failed:
+            records = failure_records(failures, step) or [{}]
+            for record in records:
+                item = f" [{record['item']}]" if record.get("item") else ""
+                out.append(f"  {step}{item}: {_reason([record])}")
     releases = _list(results.get("resolve_driver_toolkit"))
     if releases:
         out += ["", "Releases:"] + [
@@ -75,7 +204,7 @@ def render_report(results: Mapping[str, Any], states: Mapping[str, str]) -> str:
             + (f", driver-toolkit-10 {r['dtk_image_10']}" if r.get("dtk_image_10") else "")
             for r in releases
         ]
-    rejected = (results.get("plan_builds") or {}).get("rejected") or []
+    rejected = rejected_releases(results)
     if rejected:
         out += ["", "Releases left out (driver toolkit unusable, no image planned):"] + [
             f"  {r['version']}-{r['arch']}: {r['error']}" for r in rejected
@@ -83,16 +212,17 @@ def render_report(results: Mapping[str, Any], states: Mapping[str, str]) -> str:
     candidates = (results.get("plan_builds") or {}).get("candidates") or []
     published = results.get("check_published_images") or {}
     pushed = {p["image"]: p["digest"] for p in _list(results.get("push_driver_image"))}
+    failed_images = {
+        str(r["item"]): f"{step.split('_')[0]} FAILED"
+        for step in ("push_driver_image", "build_driver_image")
+        for r in failure_records(failures, step)
+        if r.get("item")
+    }
     if candidates:
         out += [""]
         rows = []
         for c in candidates:
-            if c["image"] in pushed:
-                outcome, digest = "built+pushed", pushed[c["image"]]
-            elif published.get(c["image"]):
-                outcome, digest = "exists, skipped", published[c["image"]]
-            else:
-                outcome, digest = "not built", ""
+            outcome, digest = _image_outcome(c["image"], pushed, published, failed_images)
             rows.append((c["image"], c.get("kernel_module_type", "-"), outcome, digest[:19]))
             copies = results.get("publish_os_tags") or {}
             rows += [
@@ -100,13 +230,12 @@ def render_report(results: Mapping[str, Any], states: Mapping[str, str]) -> str:
                 for alias in c.get("aliases", ())
             ]
         out += _table(("image", "kernel modules", "outcome", "digest"), rows)
-    patch = results.get("patch_cluster_policy") or {}
     plan = (results.get("plan_rollout") or {}).get("plan") or {}
     if plan:
-        applied = "applied" if patch.get("patched") else "NOT applied (dry run or failed)"
-        out += ["", f"ClusterPolicy patch ({applied}):", plan.get("summary", "")]
-    if states.get("rollback_cluster_policy") == "success":
-        out += ["", "ROLLED BACK: the previous spec.driver was restored."]
+        out += ["", f"ClusterPolicy patch ({patch_outcome(results, states)}):", plan.get("summary", "")]
+    rollback = rollback_outcome(results, states)
+    if rollback:
+        out += ["", rollback]
     if plan.get("os_tag_note"):
         out += ["", plan["os_tag_note"] + "."]
     rows = kernel_rows(results)

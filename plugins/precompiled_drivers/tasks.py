@@ -14,7 +14,7 @@ from precompiled_drivers import discovery, kernel_module, os_tag, plan, rollout
 from precompiled_drivers.cluster import parse_cluster
 from precompiled_drivers.cluster_policy import PolicyError
 from precompiled_drivers.config import RunConfig, run_config
-from precompiled_drivers.report import render_report
+from precompiled_drivers.report import rejected_releases, render_report
 from precompiled_drivers.settings import Settings
 from precompiled_drivers.steps import (
     build_driver_image,
@@ -220,25 +220,48 @@ def plan_rollout(
     }
 
 
-def report(results: Mapping[str, Any], states: Mapping[str, str]) -> str:
-    """Print the run's summary; fail the run when any step failed, after saying what was done."""
-    text = render_report(results, states)
+def report(
+    results: Mapping[str, Any],
+    states: Mapping[str, str],
+    failures: Mapping[str, Any] | None = None,
+    upstream: Mapping[str, Sequence[str]] | None = None,
+) -> str:
+    """Print the run's summary; fail the run, with the first failure's reason, when any step failed.
+
+    A step that could not run because an earlier one failed (upstream_failed) fails the run too.
+    """
+    text = render_report(results, states, failures, upstream)
     log.info("\n%s", text)
-    failed = sorted(task for task, state in states.items() if state in ("failed", "upstream_failed"))
     # A release whose driver toolkit was rejected got no image: the run did not do all it was asked.
-    failed += [
-        f"plan_builds ({r['version']}-{r['arch']})"
-        for r in (results.get("plan_builds") or {}).get("rejected") or []
-    ]
-    if failed:
-        raise RuntimeError(f"the run did not complete: {', '.join(failed)} failed (see the report above)")
+    if failed_steps(states) or rejected_releases(results):
+        raise RunFailed(text)
     return text
 
 
-def needs_rollback(ti: Any, dag_run: Any) -> bool:
-    """True when the patch or its verification failed; False (skip rollback) when the patch never ran.
+class RunFailed(RuntimeError):
+    """The report task's error when a step failed: names the first failure; ``report`` is the whole text."""
 
-    A failed plan or gate means the policy was never touched, so there is nothing to restore.
+    def __init__(self, report: str) -> None:
+        super().__init__(f"the run did not complete: {report.splitlines()[0]} (see the report above)")
+        self.report = report
+
+
+def failed_steps(states: Mapping[str, str]) -> list[str]:
+    """Steps that failed or could not run because of a failure, in procedure order."""
+    from precompiled_drivers.report import STEPS
+
+    bad = ("failed", "upstream_failed")
+    return [s for s in STEPS if states.get(s) in bad] + sorted(
+        s for s, state in states.items() if s not in STEPS and state in bad
+    )
+
+
+def needs_rollback(ti: Any, dag_run: Any) -> bool:
+    """True when the ClusterPolicy may hold our patch and the patch or its verification failed.
+
+    Runs after both, whatever their outcome. Nothing to restore when the patch never ran (a failed
+    plan or gate), or when it failed and says it changed nothing (its guard refused: someone else's
+    edit is left alone, not fought by a rollback that its own guard would refuse).
     """
     states = step_states(
         ti.get_task_states(
@@ -247,9 +270,24 @@ def needs_rollback(ti: Any, dag_run: Any) -> bool:
             task_ids=["patch_cluster_policy", "verify_rollout"],
         ).get(dag_run.run_id, {})
     )
-    failed = [step for step, state in states.items() if state == "failed"]
-    log.info("patch/verify states: %s; rollback %s", states, "needed" if failed else "not needed")
-    return bool(failed)
+    patch = ti.xcom_pull(task_ids="patch_cluster_policy")
+    needed, why = rollback_decision(states, patch if isinstance(patch, Mapping) else None)
+    log.info("patch/verify states: %s; rollback %s: %s", states, "needed" if needed else "not needed", why)
+    return needed
+
+
+def rollback_decision(states: Mapping[str, str], patch: Mapping[str, Any] | None) -> tuple[bool, str]:
+    """(rollback needed, why) from the patch and verify states and the patch step's result."""
+    patch_state, verify_state = states.get("patch_cluster_policy"), states.get("verify_rollout")
+    if patch_state == "failed":
+        if patch is not None and patch.get("patched") is False:
+            return False, "the patch failed and changed nothing"
+        return True, "the patch failed and may have been applied"
+    if patch_state == "success" and verify_state == "failed":
+        if patch is not None and patch.get("patched") is False:
+            return False, "the patch was not applied (dry run)"
+        return True, "the patched policy did not verify"
+    return False, "the patch was not applied" if patch_state != "success" else "the rollout verified"
 
 
 def step_states(task_states: Mapping[str, Any]) -> dict[str, str]:
@@ -276,10 +314,31 @@ def step_states(task_states: Mapping[str, Any]) -> dict[str, str]:
 
 
 def report_run(ti: Any, dag_run: Any) -> str:
-    """Gather every step's result and state for ``report``."""
+    """Gather every step's result, state and recorded failure for ``report``.
+
+    The text is also pushed when the run failed (``report`` then raises), so it is in XCom either way.
+    """
+    from precompiled_drivers.failures import FAILURE_KEY
     from precompiled_drivers.report import STEPS
 
     results = {step: ti.xcom_pull(task_ids=step) for step in STEPS}
+    recorded = {step: ti.xcom_pull(task_ids=step, key=FAILURE_KEY) for step in STEPS}
     raw = ti.get_task_states(dag_id=dag_run.dag_id, run_ids=[dag_run.run_id]).get(dag_run.run_id, {})
     states = step_states(raw)
-    return report(results, states)
+    try:
+        return report(results, states, recorded, _upstream(ti, STEPS))
+    except RunFailed as exc:
+        ti.xcom_push(key="return_value", value=exc.report)
+        raise
+
+
+def _upstream(ti: Any, steps: Sequence[str]) -> dict[str, list[str]]:
+    """Each step's ancestors in the DAG, to tell which failure kept an upstream_failed step from running."""
+    dag = getattr(getattr(ti, "task", None), "dag", None)
+    if dag is None:
+        return {}
+    return {
+        step: sorted(dag.get_task(step).get_flat_relative_ids(upstream=True))
+        for step in steps
+        if dag.has_task(step)
+    }

@@ -42,6 +42,17 @@ for dag_id, dag in bag.dags.items():
         "tasks": [t.task_id for t in dag.tasks],
         "params": {k: dag.params.get_param(k).schema for k in dag.params},
         "descriptions": {k: dag.params.get_param(k).description for k in dag.params},
+        "graph": {
+            t.task_id: {
+                "trigger_rule": str(getattr(t.trigger_rule, "value", t.trigger_rule)),
+                "downstream": sorted(t.downstream_task_ids),
+                "all_downstream": sorted(t.get_flat_relative_ids(upstream=False)),
+                "all_upstream": sorted(t.get_flat_relative_ids(upstream=True)),
+                "skips_others": bool(getattr(t, "inherits_from_skipmixin", False)),
+                "skips_all_downstream": getattr(t, "ignore_downstream_trigger_rules", True),
+            }
+            for t in dag.tasks
+        },
     }
 errors = {k: str(v) for k, v in bag.import_errors.items()}
 print(json.dumps({"errors": errors, "elapsed": elapsed, "dags": dags}))
@@ -119,3 +130,40 @@ def test_every_form_field_has_a_type_and_a_description(parsed: dict) -> None:
         assert "type" in schema, name
         # The help text is description_md, in the schema (the UI renders it; refusals quote it).
         assert (dag["descriptions"][name] or schema.get("description_md")) and schema.get("title"), name
+
+
+def test_no_task_can_skip_the_report(parsed: dict) -> None:
+    """The report is the run's only leaf, always runs and so decides the run's state (#21).
+
+    A DagRun's state comes from its leaf tasks: with the report skipped, a run whose steps failed
+    ended green. So: the report is the only leaf, its trigger rule runs it whatever its upstream
+    states are, and no short-circuit or branch can skip it (a skipping task may skip only its
+    direct downstream, and the report is nobody's direct downstream among them).
+    """
+    graph = parsed["dags"]["nvidia_precompiled_driver"]["graph"]
+    leaves = [t for t, node in graph.items() if not node["downstream"]]
+    assert leaves == ["report"], leaves
+    assert graph["report"]["trigger_rule"] == "all_done"
+    assert set(graph["report"]["all_upstream"]) == set(graph) - {"report"}, "every step is reported"
+    skippers = {t: node for t, node in graph.items() if node["skips_others"]}
+    assert set(skippers) == {"validate_inputs", "needs_rollback"}, "a new skipping task needs a look"
+    for task_id, node in skippers.items():
+        can_skip = node["all_downstream"] if node["skips_all_downstream"] else node["downstream"]
+        assert "report" not in can_skip, f"{task_id} can skip the report"
+        assert node["skips_all_downstream"] is False, f"{task_id} skips past its direct downstream"
+
+
+def test_rollback_is_decided_after_patch_and_verify_whatever_they_did(parsed: dict) -> None:
+    graph = parsed["dags"]["nvidia_precompiled_driver"]["graph"]
+    decide = graph["needs_rollback"]
+    assert decide["trigger_rule"] == "all_done"
+    assert {"patch_cluster_policy", "verify_rollout"} <= set(decide["all_upstream"])
+    assert decide["downstream"] == ["rollback_cluster_policy"], "it may skip the rollback, nothing else"
+
+
+def test_one_failed_build_does_not_hold_back_the_others(parsed: dict) -> None:
+    graph = parsed["dags"]["nvidia_precompiled_driver"]["graph"]
+    assert graph["push_driver_image"]["trigger_rule"] == "all_done_min_one_success"
+    # The patch still waits for every push, through the coverage gate.
+    assert graph["plan_rollout"]["trigger_rule"] == "none_failed"
+    assert "push_driver_image" in graph["plan_rollout"]["all_upstream"]

@@ -241,7 +241,12 @@ def test_refused_push_fails_without_patch_and_a_rerun_builds_only_the_missing_im
     assert states["plan_rollout"] == "upstream_failed"
     assert states["patch_cluster_policy"] == "upstream_failed"
     assert world.policy_driver() == before, "no patch happened"
-    assert re.search(r"the run did not complete: [a-z_, ]*push_driver_image", text), "the report says so"
+    # This run is also push_driver_image's row of the failure matrix (test_failure_matrix.py).
+    assert states["report"] == "failed", "the report ran (and failed the run)"
+    headline = xcom(first, "report").splitlines()[0]
+    assert headline.startswith("Run FAILED at push_driver_image ("), headline
+    assert "570.12.1.el9_6" in headline and "ERROR: could not push" in headline, headline
+    assert f"the run did not complete: {headline}" in text, "the report task's error says it too"
     assert_no_pipeline_pod_running(world)
     built_first = list(world.builds)
     assert len(built_first) == 2
@@ -261,9 +266,18 @@ def test_policy_changed_between_read_and_patch_is_not_overwritten(
     world: World, run_dag, logs: TaskLogs
 ) -> None:
     """Someone edits spec.driver while the images build: the patch's `test` op fails it (422), nothing
-    is overwritten (not by the patch, not by the rollback), and the patch log says why."""
+    is overwritten, and the patch log says why. The refused patch changed nothing, so there is nothing
+    to restore: no rollback pod starts (one that its own guard would refuse, retried, and failed), and
+    the report says so after the patch's reason (#19)."""
     store = world.cluster.store
     edited: dict[str, Any] = {}
+    created: list[str] = []
+
+    def on_change(etype: str, res: Any, obj: dict[str, Any], old: Any) -> None:
+        if etype == "ADDED" and res.kind == "Pod" and obj["metadata"].get("namespace") == NAMESPACE:
+            created.append(obj["metadata"]["labels"]["precompiled-drivers/step"])
+
+    store.add_listener(on_change)
 
     def build_then_edit(pod: dict[str, Any]) -> ScenarioResult:
         result = world.build(pod)
@@ -280,11 +294,25 @@ def test_policy_changed_between_read_and_patch_is_not_overwritten(
     assert dag_run.state == "failed", states
     assert states["patch_cluster_policy"] == "failed"
     assert states["verify_rollout"] == "upstream_failed"
+    assert states["needs_rollback"] == "success"
+    assert states["rollback_cluster_policy"] == "skipped", "nothing to restore: the patch changed nothing"
+    assert xcom(dag_run, "patch_cluster_policy")["patched"] is False
     log = logs.text()
     assert "the guard caught a concurrent change and nothing was overwritten" in log, log[-3000:]
     assert not TRANSIENT.findall(log), "a failed guard (422) is never retried"
-    assert world.policy_driver() == edited, "the concurrent edit survives the patch and the rollback"
+    policy = store.get_object("ClusterPolicy", "gpu-cluster-policy")
+    assert policy["spec"]["driver"] == edited, "the concurrent edit survives"
+    assert policy["spec"]["driver"]["version"] == "550.127.05"
+    assert "rollback_cluster_policy" not in created, created
+    assert created.count("patch_cluster_policy") == 1, created
     assert_no_pipeline_pod_running(world)
+    report = xcom(dag_run, "report")
+    assert report.splitlines()[0] == (
+        "Run FAILED at patch_cluster_policy: ERROR: the API server rejected the patch of "
+        "clusterpolicy/gpu-cluster-policy (see kubectl's message above)."
+    )
+    assert "Rollback: nothing to restore (the patch changed nothing)." in report
+    assert "ClusterPolicy patch (NOT applied: refused, nothing changed):" in report
 
 
 def test_two_manual_runs_never_patch_at_the_same_time(world: World) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from precompiled_drivers.report import STEPS, kernel_rows, render_report
+from precompiled_drivers.report import STEPS, kernel_rows, render_report, step_state
 
 K418 = "5.14.0-427.50.1.el9_4.x86_64"
 K419 = "5.14.0-570.12.1.el9_6.x86_64"
@@ -107,12 +107,105 @@ def test_patch_section() -> None:
     assert "ClusterPolicy patch (applied):" in text
     assert "spec.driver.usePrecompiled: <unset> -> true" in text
     dry = results() | {"patch_cluster_policy": {"patched": False}}
-    assert "ClusterPolicy patch (NOT applied (dry run or failed)):" in render_report(dry, {})
+    assert "ClusterPolicy patch (NOT applied: dry run):" in render_report(
+        dry, {"patch_cluster_policy": "success"}
+    )
+    refused = render_report(dry, {"patch_cluster_policy": "failed"})
+    assert "ClusterPolicy patch (NOT applied: refused, nothing changed):" in refused
+    assert "ClusterPolicy patch (NOT applied: the step did not run):" in render_report(
+        results() | {"patch_cluster_policy": None}, {"patch_cluster_policy": "upstream_failed"}
+    )
+
+
+def test_a_no_op_patch_says_so() -> None:
+    same = results() | {"patch_cluster_policy": {"patched": True, "patched_at": "1970-01-01T00:00:00Z"}}
+    text = render_report(same, {"patch_cluster_policy": "success"})
+    assert "ClusterPolicy patch (already in place, nothing changed):" in text
+    assert "(applied)" not in text
 
 
 def test_rollback_is_announced_only_when_it_ran() -> None:
-    assert "ROLLED BACK" in render_report(results(), {"rollback_cluster_policy": "success"})
+    rolled = results() | {"rollback_cluster_policy": {"rolled_back": True}}
+    assert "ROLLED BACK" in render_report(rolled, {"rollback_cluster_policy": "success"})
     assert "ROLLED BACK" not in render_report(results(), {"rollback_cluster_policy": "skipped"})
+    noop = results() | {"rollback_cluster_policy": {"rolled_back": False}}
+    assert "nothing to restore" in render_report(noop, {"rollback_cluster_policy": "success"})
+
+
+def test_a_refused_patch_has_nothing_to_restore() -> None:
+    refused = results() | {"patch_cluster_policy": {"patched": False, "patched_at": None}}
+    states = {"patch_cluster_policy": "failed", "rollback_cluster_policy": "skipped"}
+    text = render_report(refused, states)
+    assert "Rollback: nothing to restore (the patch changed nothing)." in text
+    assert "ROLLED BACK" not in text and "ROLLBACK FAILED" not in text
+
+
+# ----------------------------------------------------------------------------- failed runs
+
+FAILURES = {
+    "build_driver_image": [
+        {"reason": "make: *** [Makefile:80: image] Error 1", "item": IMG419, "map_index": 1},
+    ],
+    "plan_rollout": {"reason": "no image for kernel 5.14.0-570\nsecond line", "item": None, "map_index": -1},
+}
+FAILED_STATES = {
+    "validate_inputs": "success",
+    "build_driver_image": "failed",
+    "push_driver_image": "success",
+    "plan_rollout": "failed",
+    "patch_cluster_policy": "upstream_failed",
+    "verify_rollout": "upstream_failed",
+    "needs_rollback": "success",
+    "rollback_cluster_policy": "skipped",
+}
+
+
+def test_a_failed_run_starts_with_the_first_failure_and_its_reason() -> None:
+    data = results() | {"push_driver_image": None}
+    text = render_report(data, FAILED_STATES, FAILURES)
+    first = text.splitlines()[0]
+    assert first == f"Run FAILED at build_driver_image ({IMG419}): make: *** [Makefile:80: image] Error 1"
+    assert "Failures (first one first):" in text
+    failures = text.split("Failures (first one first):\n", 1)[1].splitlines()
+    assert failures[0] == f"  build_driver_image [{IMG419}]: make: *** [Makefile:80: image] Error 1"
+    assert failures[1] == "  plan_rollout: no image for kernel 5.14.0-570"
+    [row419] = [line for line in text.splitlines() if line.startswith(IMG419)]
+    assert "build FAILED" in row419
+
+
+def test_steps_read_failed_not_run_because_of_or_skipped() -> None:
+    upstream = {
+        "patch_cluster_policy": ["build_driver_image", "plan_rollout"],
+        "verify_rollout": ["plan_rollout"],
+    }
+    text = render_report({}, FAILED_STATES, FAILURES, upstream)
+    table = text.split("-----\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    rows = dict(line.split(None, 1) for line in table)
+    assert rows["build_driver_image"].strip() == "failed"
+    # The first failure among its own ancestors, in procedure order.
+    assert rows["patch_cluster_policy"].strip() == "not run because of build_driver_image"
+    assert rows["verify_rollout"].strip() == "not run because of plan_rollout"
+    assert rows["rollback_cluster_policy"].strip() == "skipped"
+    assert rows["inspect_cluster"].strip() == "-"
+    # Procedure order, not alphabetical.
+    assert list(rows) == list(STEPS)
+
+
+def test_step_state_without_ancestry_takes_an_earlier_failure() -> None:
+    assert step_state("verify_rollout", FAILED_STATES, None) == "not run because of build_driver_image"
+
+
+def test_a_failed_step_without_a_record_says_where_to_look() -> None:
+    text = render_report({}, {"inspect_cluster": "failed"})
+    assert text.splitlines()[0] == (
+        "Run FAILED at inspect_cluster: no reason recorded (see the step's task log)"
+    )
+
+
+def test_a_run_with_no_new_release_says_nothing_to_do() -> None:
+    states = {"validate_inputs": "success"} | {s: "skipped" for s in STEPS[1:]}
+    text = render_report({"validate_inputs": None}, states)
+    assert text.splitlines()[0].startswith("Nothing to do: no new release")
 
 
 def test_kernel_table() -> None:

@@ -83,15 +83,62 @@ def test_step_states_keeps_every_step_apart() -> None:
 
 
 def test_report_fails_the_run_when_a_step_failed() -> None:
-    with pytest.raises(RuntimeError, match="build_driver_image, verify_rollout failed"):
-        tasks.report(
-            {}, {"verify_rollout": "failed", "build_driver_image": "upstream_failed", "x": "success"}
-        )
+    failures = {"verify_rollout": {"reason": "ERROR: rollout not verified within 60s", "map_index": -1}}
+    states = {"verify_rollout": "failed", "rollback_cluster_policy": "upstream_failed", "x": "success"}
+    with pytest.raises(
+        tasks.RunFailed, match="Run FAILED at verify_rollout: ERROR: rollout not verified"
+    ) as exc:
+        tasks.report({}, states, failures)
+    assert exc.value.report.splitlines()[0].startswith("Run FAILED at verify_rollout")
+
+
+def test_a_step_that_could_not_run_fails_the_run_too() -> None:
+    # upstream_failed alone (the failed task is not a reported step) still fails the run.
+    with pytest.raises(tasks.RunFailed, match="plan_rollout could not run"):
+        tasks.report({}, {"plan_rollout": "upstream_failed", "inspect_cluster": "success"})
 
 
 def test_report_returns_the_text_when_all_went_well() -> None:
     text = tasks.report({}, {step: "success" for step in STEPS})
     assert text.startswith("NVIDIA precompiled driver pipeline: report")
+
+
+def test_failed_steps_in_procedure_order() -> None:
+    states = {
+        "report": "failed",
+        "verify_rollout": "failed",
+        "plan_builds": "upstream_failed",
+        "x": "success",
+    }
+    assert tasks.failed_steps(states) == ["plan_builds", "verify_rollout", "report"]
+
+
+# ----------------------------------------------------------------------------- needs_rollback
+
+PATCHED = {"previous_driver": {}, "patched": True, "patched_at": "2025-01-31T12:00:00Z"}
+UNCHANGED = {"previous_driver": {}, "patched": False, "patched_at": None}
+
+
+@pytest.mark.parametrize(
+    ("patch_state", "verify_state", "patch", "needed"),
+    [
+        ("success", "success", PATCHED, False),  # all went well
+        ("success", "failed", PATCHED, True),  # patched, not verified: restore
+        ("failed", "upstream_failed", UNCHANGED, False),  # refused by its guard: nothing changed
+        ("failed", "upstream_failed", None, True),  # failed without saying: it may have landed
+        ("success", "failed", UNCHANGED, False),  # dry run: nothing was applied
+        ("upstream_failed", "upstream_failed", None, False),  # never ran (plan or gate failed)
+        ("skipped", "skipped", None, False),  # nothing to do
+    ],
+)
+def test_rollback_decision(
+    patch_state: str, verify_state: str, patch: dict[str, Any] | None, needed: bool
+) -> None:
+    decided, why = tasks.rollback_decision(
+        {"patch_cluster_policy": patch_state, "verify_rollout": verify_state}, patch
+    )
+    assert decided is needed, why
+    assert why
 
 
 # ----------------------------------------------------------------------------- planning from XComs
@@ -212,7 +259,7 @@ def test_a_malformed_toolkit_fails_its_release_not_the_others_builds(
     assert "release 4.19.5-x86_64 left out" in caplog.text
     # Visible: the report names it and fails the run, even though every task succeeded.
     states = dict.fromkeys(STEPS, "success")
-    with pytest.raises(RuntimeError, match=r"plan_builds \(4.19.5-x86_64\)"):
+    with pytest.raises(RuntimeError, match=r"Run FAILED: release 4\.19\.5-x86_64 left out"):
         tasks.report({"plan_builds": planned}, states)
     from precompiled_drivers.report import render_report
 

@@ -69,6 +69,18 @@ def _container_status(container: dict[str, Any], state: dict[str, Any], ready: b
     }
 
 
+def _termination_message(message: str | None, exit_code: int, base: dict[str, Any], log: Any) -> str | None:
+    """The container's termination message; with ``FallbackToLogsOnError``, a failing container's log tail.
+
+    As the kubelet does (kuberuntime_container.go, ``getTerminationMessage`` and
+    ``readLastStringFromContainerLogs``): the last 80 lines, at most 2048 bytes, only when the
+    container wrote no message itself and exited non-zero.
+    """
+    if message or exit_code == 0 or base.get("terminationMessagePolicy") != "FallbackToLogsOnError":
+        return message
+    return "".join(f"{line}\n" for _, line in log.lines[-80:])[-2048:] or None
+
+
 def _terminated(exit_code: int, started: str, message: str | None = None) -> dict[str, Any]:
     term: dict[str, Any] = {
         "exitCode": exit_code,
@@ -372,14 +384,7 @@ class Kubelet:
                 log.append,
                 remember,
             )
-            message = scenario.termination_message
-            if (
-                message is None
-                and exit_code != 0
-                and base.get("terminationMessagePolicy") == "FallbackToLogsOnError"
-            ):
-                message = "".join(f"{line}\n" for _, line in log.lines[-80:])[-2048:]
-            return exit_code, message
+            return exit_code, _termination_message(scenario.termination_message, exit_code, base, log)
 
         lines = list(scenario.logs)
         step = scenario.duration / (len(lines) + 1)
@@ -403,7 +408,7 @@ class Kubelet:
             target.write_text(json.dumps(xcom))
         exit_code = result.exit_code if result.exit_code is not None else scenario.exit_code
         message = result.termination_message or scenario.termination_message
-        return exit_code, message
+        return exit_code, _termination_message(message, exit_code, base, log)
 
     # -- used by faults and the exec websocket ---------------------------------------------------
     def _evict(self, run: PodRun) -> None:

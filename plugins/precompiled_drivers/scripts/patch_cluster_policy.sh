@@ -14,6 +14,8 @@
 #                    each time. A refusal (422 from the guard, 403, 404...) is never retried.
 # Result: {"previous_driver": <spec.driver before, or null>, "patched": true|false, "patched_at": "<UTC>"|null}
 #         patched_at is 1970-01-01T00:00:00Z when the patch changed nothing (the running pods are the rollout).
+#         Also written when the step fails having changed nothing (policy unreadable, patch refused):
+#         "patched": false then tells the pipeline there is nothing to roll back.
 set -euo pipefail
 
 : "${POLICY_NAME:?POLICY_NAME must name the ClusterPolicy to patch (e.g. gpu-cluster-policy)}"
@@ -76,10 +78,17 @@ kubectl_retry() {
   done
 }
 
+# The failure result: this step changed nothing (KPO still pushes the result file of a failed pod).
+unchanged() {
+  printf '{"previous_driver": %s, "patched": false, "patched_at": null}\n' "$1" >"$RESULT_FILE"
+}
+
+mkdir -p "$(dirname "$RESULT_FILE")"
 policy_file="$(mktemp)"
 trap 'rm -f "$policy_file"' EXIT
 if ! kubectl_retry get clusterpolicy "$POLICY_NAME" -o json >"$policy_file" ||
   ! previous="$(kubectl patch --local -f "$policy_file" --type=merge -p '{}' -o jsonpath='{.spec.driver}')"; then
+  unchanged null
   echo "ERROR: could not read ClusterPolicy '$POLICY_NAME'. Check that it exists" \
     "(kubectl get clusterpolicies) and that this pod's ServiceAccount may get clusterpolicies.nvidia.com." >&2
   exit 1
@@ -92,7 +101,6 @@ fi
 printf 'Current spec.driver of clusterpolicy/%s (before patch):\n%s\n' "$POLICY_NAME" "$previous"
 printf 'JSON patch to apply:\n%s\n' "$PATCH_JSON"
 
-mkdir -p "$(dirname "$RESULT_FILE")"
 # spec.driver as the patch will leave it, computed locally (empty when the guard already fails here).
 wanted="$(kubectl patch --local -f "$policy_file" --type=json -p "$PATCH_JSON" -o jsonpath='{.spec.driver}' \
   2>/dev/null || true)"
@@ -117,6 +125,7 @@ if ! kubectl_retry patch clusterpolicy "$POLICY_NAME" --type=json -p "$PATCH_JSO
       "the guard caught a concurrent change and nothing was overwritten." \
       "Review the current policy, then re-run the pipeline so it reads the policy afresh." >&2
     printf 'Current spec.driver of clusterpolicy/%s:\n%s\n' "$POLICY_NAME" "${current:-unreadable}" >&2
+    unchanged "$previous"
     exit 1
   fi
 fi

@@ -18,9 +18,11 @@ from airflow.providers.cncf.kubernetes.backcompat.backwards_compat_converters im
 )
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 from airflow.providers.cncf.kubernetes.secret import Secret
+from airflow.providers.cncf.kubernetes.utils.container import get_container_termination_message
 from airflow.sdk.definitions.mappedoperator import OperatorPartial
 from kubernetes.client import models as k8s
 
+from precompiled_drivers import failures
 from precompiled_drivers.settings import Settings
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
@@ -36,6 +38,9 @@ class StepPodOperator(KubernetesPodOperator):
 
     ``extra_env`` (templated) is merged over ``env_vars``: it lets one variable come from another
     task's result at run time while the rest of the environment comes from a planning task's XCom.
+
+    A failed try records why (``failures.record``): the script's last ERROR line from the container's
+    termination message (its log tail, ``FallbackToLogsOnError``), else what the pod status says.
     """
 
     template_fields = (
@@ -56,6 +61,54 @@ class StepPodOperator(KubernetesPodOperator):
             self.env_vars = [e for e in base if e.name not in names] + extra
             self.extra_env = None
         return super().build_pod_request_obj(context, dry_run=dry_run)
+
+    def execute(self, context: Any) -> Any:
+        """Run the pod; on failure, record the step's own reason before the error ends the try."""
+        return self._recording_failure(context, super().execute, context)
+
+    def trigger_reentry(self, context: Any, event: dict[str, Any]) -> Any:
+        """Where a deferrable pod's failure surfaces: recorded the same way."""
+        return self._recording_failure(context, super().trigger_reentry, context, event)
+
+    def _recording_failure(self, context: Any, run: Any, *args: Any) -> Any:
+        try:
+            return run(*args)
+        except Exception as exc:  # TaskDeferred is a BaseException: a deferral is not recorded
+            ti = context["ti"]
+            item = self.failure_item() if getattr(ti, "map_index", -1) >= 0 else None
+            failures.record(ti, self.failure_reason(exc), item)
+            raise
+
+    def _known_pods(self) -> list[k8s.V1Pod]:
+        # remote_pod: read back after the container ended (sync); pod: re-read on re-entry (deferrable).
+        return [p for p in (getattr(self, "remote_pod", None), getattr(self, "pod", None)) if p is not None]
+
+    def failure_reason(self, exc: BaseException) -> str:
+        """The base container's own words when it ran, else the pod's status, else the exception."""
+        pods = self._known_pods()
+        for pod in pods:
+            message = get_container_termination_message(pod, self.base_container_name)
+            reason = failures.reason_from_output(message if isinstance(message, str) else None)
+            if reason:
+                return reason
+        for pod in pods:
+            status = getattr(pod, "status", None)
+            if status is not None and getattr(status, "reason", None):
+                return f"pod {status.reason}: {(status.message or '').strip()}".rstrip(": ")
+        return failures.reason_from_exception(exc).splitlines()[0]
+
+    def failure_item(self) -> str | None:
+        """For a mapped step, what this item works on: its IMAGE, else its RELEASE_VERSION(-ARCH)."""
+        specs = [
+            getattr(p, "spec", None) for p in [*self._known_pods(), getattr(self, "pod_request_obj", None)]
+        ]
+        containers = [s.containers[0] for s in specs if s is not None and s.containers]
+        env = {e.name: e.value for e in (containers[0].env or []) if e.value} if containers else {}
+        if "IMAGE" in env:
+            return env["IMAGE"]
+        if "RELEASE_VERSION" in env:
+            return "-".join(v for v in (env["RELEASE_VERSION"], env.get("RELEASE_ARCH")) if v)
+        return None
 
 
 def script(name: str) -> str:
@@ -200,6 +253,8 @@ def step_kwargs(
         "do_xcom_push": xcom,
         "get_logs": True,
         "log_events_on_failure": True,
+        # A failing container's log tail becomes its termination message: the reason the report shows.
+        "termination_message_policy": "FallbackToLogsOnError",
         "on_finish_action": "delete_succeeded_pod",
         "startup_timeout_seconds": settings.startup_timeout_seconds,
         "poll_interval": settings.poll_seconds,

@@ -185,7 +185,8 @@ def test_guarded_patch_fails_on_concurrent_change(test_cluster: TestCluster, tmp
     assert proc.returncode != 0
     assert "changed since the pipeline read it" in proc.stderr
     assert "nothing was overwritten" in proc.stderr
-    assert result is None
+    # The failed step still says it changed nothing (no rollback needed), and what it had read.
+    assert result == {"previous_driver": changed["spec"]["driver"], "patched": False, "patched_at": None}
     assert current_policy(test_cluster)["spec"] == changed["spec"]
 
 
@@ -196,7 +197,7 @@ def test_patch_reports_missing_policy(test_cluster: TestCluster, tmp_path: Path)
     )  # fmt: skip
     assert proc.returncode == 1
     assert "could not read ClusterPolicy 'no-such-policy'" in proc.stderr
-    assert result is None
+    assert result == {"previous_driver": None, "patched": False, "patched_at": None}
 
 
 def test_patch_rejects_bad_dry_run_value(tmp_path: Path) -> None:

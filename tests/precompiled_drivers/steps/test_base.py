@@ -316,3 +316,125 @@ def test_every_step_module_has_its_contract_test() -> None:
     here = Path(__file__).resolve().parent
     modules = {p.stem for p in steps.glob("*.py") if p.stem != "__init__"}
     assert {p.stem.removeprefix("test_") for p in here.glob("test_*.py")} >= modules
+
+
+# ----------------------------------------------------------------------------- failure capture
+
+
+class RecordingTI:
+    """Stands in for the task instance the operator gets in its context: keeps what is pushed."""
+
+    def __init__(self, map_index: int = -1) -> None:
+        self.map_index = map_index
+        self.pushed: dict[str, Any] = {}
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.pushed[key] = value
+
+
+def terminated_pod(message: str | None, reason: str | None = None) -> Any:
+    from kubernetes.client import models as k8s
+
+    return k8s.V1Pod(
+        status=k8s.V1PodStatus(
+            phase="Failed",
+            reason=reason,
+            message="The node was low on resource: memory." if reason else None,
+            container_statuses=[
+                k8s.V1ContainerStatus(
+                    name="base",
+                    image="q.io/x/y:1",
+                    image_id="",
+                    ready=False,
+                    restart_count=0,
+                    state=k8s.V1ContainerState(
+                        terminated=k8s.V1ContainerStateTerminated(exit_code=1, message=message)
+                    ),
+                )
+            ],
+        )
+    )
+
+
+def run_failing(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], remote_pod: Any, map_index: int = -1
+) -> dict[str, Any]:
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+
+    op = StepPodOperator(
+        **step_kwargs(
+            Settings(), task_id="f", service_account="f", script_name="inspect_cluster.sh", image="q.io/x/y:1"
+        )
+        | {"env_vars": env}
+    )
+
+    def execute(self: Any, context: Any) -> Any:
+        # What KPO does before it raises: it built the pod and read it back once the container ended.
+        self.pod_request_obj = self.build_pod_request_obj(dry_run=True)
+        self.remote_pod = remote_pod
+        raise RuntimeError("Pod f-abc returned a failure.\nremote_pod: {...}")
+
+    monkeypatch.setattr(KubernetesPodOperator, "execute", execute)
+    ti = RecordingTI(map_index)
+    with pytest.raises(RuntimeError, match="returned a failure"):
+        op.execute({"ti": ti})
+    return ti.pushed["failure"]
+
+
+def test_a_failed_pod_records_its_last_error_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    tail = "step: starting\nERROR: first problem\nERROR: could not push x: denied\nsee above\n"
+    record = run_failing(monkeypatch, {"IMAGE": "q.io/a/driver:1"}, terminated_pod(tail))
+    assert record == {"reason": "ERROR: could not push x: denied", "item": None, "map_index": -1}
+
+
+def test_a_mapped_item_is_named_by_its_image_or_release(monkeypatch: pytest.MonkeyPatch) -> None:
+    pod = terminated_pod("exec /usr/bin/bash: exec format error\n")
+    record = run_failing(monkeypatch, {"IMAGE": "q.io/a/driver:1"}, pod, map_index=2)
+    assert record == {
+        "reason": "exec /usr/bin/bash: exec format error",
+        "item": "q.io/a/driver:1",
+        "map_index": 2,
+    }
+    release = {"RELEASE_VERSION": "4.19.3", "RELEASE_ARCH": "aarch64"}
+    assert run_failing(monkeypatch, release, pod, map_index=0)["item"] == "4.19.3-aarch64"
+
+
+def test_without_a_message_the_pod_status_or_the_error_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    evicted = run_failing(monkeypatch, {}, terminated_pod(None, reason="Evicted"))
+    assert evicted["reason"] == "pod Evicted: The node was low on resource: memory."
+    assert run_failing(monkeypatch, {}, None)["reason"] == "Pod f-abc returned a failure."
+
+
+def test_every_step_pod_falls_back_to_its_log_tail(planted_pods: dict[str, Any]) -> None:
+    for step, pod in planted_pods.items():
+        assert main_container(pod).termination_message_policy == "FallbackToLogsOnError", step
+
+
+def test_a_deferrable_pod_failure_is_recorded_on_reentry(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+    from kubernetes.client import models as k8s
+
+    pod = terminated_pod("ERROR: could not push q.io/a/driver:2\n")
+    # After a deferral the operator is a new instance: what it knows comes from the pod it re-reads.
+    pod.spec = k8s.V1PodSpec(
+        containers=[k8s.V1Container(name="base", env=[k8s.V1EnvVar(name="IMAGE", value="q.io/a/driver:2")])]
+    )
+
+    def trigger_reentry(self: Any, context: Any, event: dict[str, Any]) -> Any:
+        self.pod = pod
+        raise RuntimeError(event["message"])
+
+    monkeypatch.setattr(KubernetesPodOperator, "trigger_reentry", trigger_reentry)
+    op = StepPodOperator(
+        **step_kwargs(
+            Settings(), task_id="f", service_account="f", script_name="inspect_cluster.sh", image="q.io/x/y:1"
+        )
+    )
+    ti = RecordingTI(map_index=1)
+    with pytest.raises(RuntimeError, match="pod failed"):
+        op.trigger_reentry({"ti": ti}, {"status": "failed", "message": "pod failed"})
+    assert ti.pushed["failure"] == {
+        "reason": "ERROR: could not push q.io/a/driver:2",
+        "item": "q.io/a/driver:2",
+        "map_index": 1,
+    }
