@@ -197,6 +197,9 @@ def render_report(
             for record in records:
                 item = f" [{record['item']}]" if record.get("item") else ""
                 out.append(f"  {step}{item}: {_reason([record])}")
+                # The rest of a multi-line reason (the gate's list of kernels, each refusal) follows.
+                more = str(record.get("reason") or "").strip().splitlines()[1:]
+                out += [f"      {line.strip()}" for line in more if line.strip()]
     releases = _list(results.get("resolve_driver_toolkit"))
     if releases:
         out += ["", "Releases:"] + [

@@ -57,6 +57,9 @@ def test_rt_node_is_refused_before_the_patch_and_the_other_kernels_are_built(wor
     assert len(world.builds) == 2, "the kernels precompiled mode can serve are still built and pushed"
     assert states["push_driver_image[0]"] == states["push_driver_image[1]"] == "success"
     assert world.policy_driver() == before
+    report = xcom(dag_run, "report")
+    assert report.startswith("Run FAILED at plan_rollout: not patching the ClusterPolicy"), report
+    assert "gpu-rt-0 run the real-time kernel" in report
 
 
 def test_nvidiadriver_mode_is_never_patched_or_waited_for(world, run_dag) -> None:
@@ -70,6 +73,10 @@ def test_nvidiadriver_mode_is_never_patched_or_waited_for(world, run_dag) -> Non
     assert states["plan_rollout"] == "failed"
     assert states["verify_rollout"] == "upstream_failed"  # no 30-minute wait on a field nobody reads
     assert world.policy_driver() == before
+    report = xcom(dag_run, "report")
+    assert report.startswith("Run FAILED at plan_rollout"), report
+    assert "spec.driver.useNvidiaDriverCRD is true" in report
+    assert "point your NVIDIADriver resources at them" in report
 
 
 def module_type_label(world, image: str) -> str:

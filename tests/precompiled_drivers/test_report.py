@@ -239,3 +239,12 @@ def test_mapped_results_as_lists_and_empty_items() -> None:
     text = render_report(data, {})
     [row419] = [line for line in text.splitlines() if line.startswith(IMG419)]
     assert "built+pushed" in row419
+
+
+def test_a_multi_line_reason_is_shown_whole_under_failures() -> None:
+    reason = "not patching the ClusterPolicy: precompiled drivers cannot serve this cluster as it is\n  - RT"
+    failures = {"plan_rollout": [{"reason": reason, "item": None, "map_index": -1}]}
+    text = render_report({}, {"plan_rollout": "failed"}, failures)
+    lines = text.splitlines()
+    assert lines[0] == f"Run FAILED at plan_rollout: {reason.splitlines()[0]}"
+    assert "      - RT" in lines
