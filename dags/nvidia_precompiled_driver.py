@@ -82,7 +82,9 @@ with DAG(
     )
 
     # The operator takes one OS tag for the whole cluster: each image also goes under the other tags.
-    tagged = publish_os_tags.operator(settings, builds["alias_env"], trigger_rule="none_failed")
+    tagged = publish_os_tags.operator(
+        settings, builds["alias_env"], trigger_rule="none_failed_min_one_success"
+    )
     pushed >> tagged
 
     rollout = task(step(tasks.plan_rollout), multiple_outputs=True, trigger_rule="none_failed")(

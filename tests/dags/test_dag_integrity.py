@@ -167,3 +167,7 @@ def test_one_failed_build_does_not_hold_back_the_others(parsed: dict) -> None:
     # The patch still waits for every push, through the coverage gate.
     assert graph["plan_rollout"]["trigger_rule"] == "none_failed"
     assert "push_driver_image" in graph["plan_rollout"]["all_upstream"]
+    # OS-tag copies run when there was something to plan (also with nothing to build), never on a no-op
+    # cron run whose every upstream step was skipped.
+    assert graph["publish_os_tags"]["trigger_rule"] == "none_failed_min_one_success"
+    assert {"plan_builds", "push_driver_image"} <= set(graph["publish_os_tags"]["all_upstream"])

@@ -86,6 +86,7 @@ CASES = [
     ("plan_builds", "python", "injected failure of plan_builds"),
     ("check_published_images", "script", "ERROR: injected failure of check_published_images"),
     ("select_builds", "python", "injected failure of select_builds"),
+    ("publish_os_tags", "script", "ERROR: injected failure of publish_os_tags"),
     ("plan_rollout", "python", "injected failure of plan_rollout"),
     ("patch_cluster_policy", "api_forbidden", "ERROR: the API server rejected the patch"),
     ("verify_rollout", "script", "ERROR: injected failure of verify_rollout"),
