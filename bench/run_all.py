@@ -1,4 +1,4 @@
-"""Run every bench script and print the ratios side by side (about 15 minutes on 2 cores).
+"""Run every bench script and print the ratios side by side (about 20 minutes on 2 cores).
 
     .venv/bin/python bench/run_all.py [--seconds 20] [--parse-runs 5] [--parse-parses 12]
 
