@@ -19,7 +19,8 @@ Printed: the medians, their ratio, and the median of the per-cycle ratios (both 
 back in each cycle, so that one is less sensitive to other work on the machine). Two layouts, one
 processor each: the package as the plugins folder (how docker-compose.yaml deploys it; every Airflow
 component imports the plugins folder when it starts) and the package on PYTHONPATH only (nothing
-imports it before the first parse).
+imports it before the first parse); then, PYTHONPATH only, this DAG alone in the folder (as deployed: then
+the processor pre-imports only what this DAG file itself names).
 
     .venv/bin/python bench/parse_cost.py [--runs 7] [--parses 12] [--interval 5] [--only fresh|steady]
 """
@@ -117,14 +118,18 @@ def read_parses(log: Path) -> dict[str, list[float]]:
     return parses
 
 
-def steady_state(layout: str, parses: int, interval: int) -> dict[str, list[float]]:
-    """Run ``airflow dag-processor`` until each file was parsed ``parses`` + 1 times; per-file durations."""
+def steady_state(layout: str, parses: int, interval: int, *, alone: bool = False) -> dict[str, list[float]]:
+    """Run ``airflow dag-processor`` until each file was parsed ``parses`` + 1 times; per-file durations.
+
+    ``alone``: only this DAG in the DAGs folder (as deployed), so nothing another file names is pre-imported.
+    """
     with tempfile.TemporaryDirectory(prefix="parse-steady-") as tmp:
         home = Path(tmp)
         dags = home / "dags"
         dags.mkdir()
         shutil.copy(DAG_FILE, dags / DAG_FILE.name)
-        (dags / "one_task_kpo.py").write_text(ONE_TASK_KPO)
+        if not alone:
+            (dags / "one_task_kpo.py").write_text(ONE_TASK_KPO)
         plugins = ROOT / "plugins" if layout == "plugins folder" else home / "plugins"
         env = {
             **os.environ,
@@ -154,7 +159,7 @@ def steady_state(layout: str, parses: int, interval: int) -> dict[str, list[floa
             deadline = time.monotonic() + 120 + (parses + 1) * interval * 4
             while True:
                 found = read_parses(log)
-                if len(found) == 2 and all(len(v) > parses for v in found.values()):
+                if len(found) == (1 if alone else 2) and all(len(v) > parses for v in found.values()):
                     break
                 if proc.poll() is not None or time.monotonic() > deadline:
                     tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
@@ -218,7 +223,7 @@ def run_fresh(runs: int) -> dict[str, float]:
 
 
 def run_steady(parses: int, interval: int) -> dict[str, dict[str, float]]:
-    """Steady-state medians per layout (see the module docstring); prints them and returns the numbers."""
+    """Steady-state medians per layout, then this DAG alone (see the module docstring)."""
     results = {}
     for layout in LAYOUTS:
         found = steady_state(layout, parses, interval)
@@ -240,6 +245,11 @@ def run_steady(parses: int, interval: int) -> dict[str, dict[str, float]]:
             "ratio": round(ratio, 3),
             "paired_ratio": round(paired, 3),
         }
+    # As deployed, the DAG is alone in its folder: only what its own file names is pre-imported.
+    alone = steady_state("PYTHONPATH only", parses, interval, alone=True)[DAG_FILE.name]
+    print(f"steady state, PYTHONPATH only, {DAG_FILE.name} alone in the DAGs folder, median of {parses}:")
+    print(f"  median {statistics.median(alone):.3f}s  {alone}")
+    results["pythonpath_alone"] = {"dags": statistics.median(alone)}
     return results
 
 

@@ -60,6 +60,11 @@ def table(results: dict[str, dict]) -> list[str]:
                 "<= 1.5x | "
                 f"{'yes' if row['ratio'] <= 1.5 else 'no'} |"
             )
+        if alone := steady.get("pythonpath_alone"):
+            rows.append(
+                f"| same, PYTHONPATH only, this DAG alone in its folder | {alone['dags']:.2f} s per parse | "
+                "- | - |"
+            )
     if over := results.get("overhead"):
         rows.append(
             f"| Orchestration overhead, {over['executor']}, every pod step {over['step_seconds']:g} s | "
