@@ -1,15 +1,15 @@
 """Where a steady-state parse of ``dags/`` goes: CPU time per parse, with and without the trigger form.
 
 Imitates the dag-processor's parser without its bookkeeping, so parts can be switched off: the parent
-process loads ``DagBag``, imports the ``airflow.*`` modules the DAG files name (as the processor does,
-``parsing_pre_import_modules``) and, with ``--layout plugins``, every ``precompiled_drivers`` module (as
-the plugins-folder loader does). Then, for each sample, it forks a child that parses one file
-(``DagBag``) and serializes its DAGs the way the processor's parser does (Airflow's own
-``_serialize_dags``), and reports the child's CPU time. Variants, alternated round by round:
+process loads ``DagBag``, imports the ``airflow.*`` modules the DAG files name (as the processor does:
+``_pre_import_airflow_modules`` in airflow/dag_processing/processor.py) and, with ``--layout plugins``,
+every ``precompiled_drivers`` module (as the plugins-folder loader does). Then, for each sample, it forks
+a child that parses one file (``DagBag``) and serializes its DAGs the way the processor's parser does
+(Airflow's own ``_serialize_dags``), and reports the child's CPU time. Variants, alternated round by round:
 
 - ``dags/``: the DAG as committed;
-- ``dags/, form in 2020-12``: the form's fields without ``$schema`` (JSON Schema 2020-12, Airflow's
-  default dialect), as before they declared draft 7;
+- ``dags/, form in 2020-12``: the form's fields in JSON Schema 2020-12, the dialect a schema without
+  ``$schema`` gets (how the form was before it declared draft 7);
 - ``dags/ without the form``: ``form_params`` returns no field (what the DAG's own tasks cost);
 - ``one-task KPO``: the one-task KubernetesPodOperator DAG of ``parse_cost.py``.
 

@@ -146,9 +146,10 @@ NOT_ON_PARSE_PATH = (
 )
 
 # Runs in a fresh interpreter. Loads what the dag-processor has before it forks a parser for our file:
-# DagBag, what a one-task KPO DAG loads, and the airflow.* modules our DAG file names (it pre-imports
-# those). Then parses the DAG with two spies: one on every import statement our code executes, one on the
-# files opened (a Python audit hook).
+# DagBag, what a one-task KPO DAG loads, and the airflow.* modules our DAG file names (upstream
+# airflow/dag_processing/processor.py `_pre_import_airflow_modules`, which imports what
+# airflow/utils/file.py `iter_airflow_imports` finds, before the fork). Then parses the DAG with two spies:
+# one on every import statement our code executes, one on the files opened (a Python audit hook).
 IMPORT_BUDGET_SCRIPT = r"""
 import builtins, importlib, json, sys
 from airflow.dag_processing.dagbag import DagBag
