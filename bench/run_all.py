@@ -1,6 +1,6 @@
-"""Run every bench script and print the ratios side by side (about 15 minutes on 2 cores).
+"""Run every bench script and print the ratios side by side (about 20 minutes on 2 cores).
 
-    .venv/bin/python bench/run_all.py [--seconds 20] [--parse-runs 5]
+    .venv/bin/python bench/run_all.py [--seconds 20] [--parse-runs 5] [--parse-parses 12]
 
 Each script runs in its own process (``parse_cost``, ``growth``, ``orchestration``, ``noop``); their
 output streams through, and the last lines are a Markdown table for ``bench/RESULTS.md``.
@@ -50,6 +50,21 @@ def table(results: dict[str, dict]) -> list[str]:
             f"(trivial with airflow.sdk only: {parse['trivial_sdk']:.2f} s) | <= 1.3x | "
             f"{'yes' if parse['ratio'] <= 1.3 else 'no'} |"
         )
+    if steady := results.get("parse_steady"):
+        for key, layout in (("plugins_folder", "plugins folder"), ("pythonpath", "PYTHONPATH only")):
+            row = steady[key]
+            rows.append(
+                f"| DAG parse, steady state, real dag-processor every {steady['interval']} s, {layout}, "
+                f"median of {steady['parses']} | dags/ {row['dags']:.2f} s vs one-task KPO DAG "
+                f"{row['kpo']:.2f} s: **{row['ratio']:.2f}x** (per-cycle {row['paired_ratio']:.2f}x) | "
+                "<= 1.5x | "
+                f"{'yes' if row['ratio'] <= 1.5 else 'no'} |"
+            )
+        if alone := steady.get("pythonpath_alone"):
+            rows.append(
+                f"| same, PYTHONPATH only, this DAG alone in its folder | {alone['dags']:.2f} s per parse | "
+                "- | - |"
+            )
     if over := results.get("overhead"):
         rows.append(
             f"| Orchestration overhead, {over['executor']}, every pod step {over['step_seconds']:g} s | "
@@ -87,11 +102,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", default="20", help="fixed pod step duration for the overhead runs")
     parser.add_argument("--parse-runs", default="5")
+    parser.add_argument("--parse-parses", default="12", help="steady-state parses per file and layout")
     args = parser.parse_args(argv)
     started = time.monotonic()
     found: dict[str, dict] = {}
     for script, script_args in (
-        ("parse_cost.py", ["--runs", args.parse_runs]),
+        ("parse_cost.py", ["--runs", args.parse_runs, "--parses", args.parse_parses]),
         ("growth.py", []),
         ("orchestration.py", ["--seconds", args.seconds]),
         ("noop.py", []),

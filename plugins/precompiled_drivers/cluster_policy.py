@@ -11,12 +11,8 @@ from __future__ import annotations
 import copy
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
-
-import jsonpatch
-import jsonpointer
-import jsonschema
 
 GROUP = "nvidia.com"
 VERSION = "v1"
@@ -162,6 +158,10 @@ def apply_patch(policy: Mapping[str, Any], ops: list[dict[str, Any]]) -> dict[st
 
     Raises PolicyError when a test op fails (the policy changed since it was read) or an op's path is wrong.
     """
+    # Imported here, not at module level: tasks need jsonpatch, parsing the DAG does not.
+    import jsonpatch
+    import jsonpointer
+
     try:
         result = jsonpatch.apply_patch(copy.deepcopy(dict(policy)), ops)
     except jsonpatch.JsonPatchTestFailed as exc:
@@ -184,6 +184,9 @@ def _show(value: Any) -> str:
 
 def describe_patch(ops: list[dict[str, Any]]) -> str:
     """One line per changed driver field, ``spec.driver.<field>: old -> new``, plus the guard in use."""
+    import jsonpatch  # here, not at module level: parsing the DAG does not need it
+    import jsonpointer
+
     guard = next((op for op in ops if op.get("op") == "test" and op.get("path") == DRIVER_PATH), None)
     before = dict(guard["value"]) if guard else {}
     doc = {"spec": {"driver": before}} if guard else {"spec": {}}
@@ -205,48 +208,3 @@ def describe_patch(ops: list[dict[str, Any]]) -> str:
         else "guard: none (spec.driver was absent; JSON patch cannot test for absence)"
     )
     return "\n".join(lines)
-
-
-def _strip_extensions(schema: Any) -> Any:
-    """Drop ``x-kubernetes-*`` keys and map OpenAPI's ``nullable`` to a JSON Schema null type."""
-    if isinstance(schema, list):
-        return [_strip_extensions(item) for item in schema]
-    if not isinstance(schema, Mapping):
-        return schema
-    out = {k: _strip_extensions(v) for k, v in schema.items() if not k.startswith("x-kubernetes-")}
-    if out.pop("nullable", False) is True and isinstance(out.get("type"), str):
-        out["type"] = [out["type"], "null"]
-    return out
-
-
-def crd_schema(crd: Mapping[str, Any], version: str = VERSION) -> dict[str, Any]:
-    """The ``openAPIV3Schema`` of ``version`` in a CustomResourceDefinition, ready for jsonschema."""
-    for entry in (crd.get("spec") or {}).get("versions") or []:
-        if entry.get("name") == version:
-            return _strip_extensions(entry["schema"]["openAPIV3Schema"])
-    raise PolicyError(f"the CRD has no version {version!r}")
-
-
-def _schema_errors(policy: Mapping[str, Any], schema: Mapping[str, Any]) -> Iterator[str]:
-    # OpenAPI v3.0 schemas are a dialect of JSON Schema draft 4 (boolean exclusiveMinimum etc.).
-    validator = jsonschema.Draft4Validator(schema)
-    for error in sorted(validator.iter_errors(policy), key=lambda e: [str(p) for p in e.absolute_path]):
-        where = ".".join(str(p) for p in error.absolute_path) or "<root>"
-        yield f"{where}: {error.message}"
-
-
-def validate_policy(policy: Mapping[str, Any], crd: Mapping[str, Any]) -> None:
-    """Validate a ClusterPolicy against the CRD's v1 schema, plus the anchored ``spec.driver.image`` rule.
-
-    Raises PolicyError listing every failing path. Kubernetes extensions (``x-kubernetes-*``) are ignored;
-    ``format`` is not checked (the API server checks only a few formats).
-    """
-    errors = list(_schema_errors(policy, crd_schema(crd)))
-    image = ((policy.get("spec") or {}).get("driver") or {}).get("image")
-    if isinstance(image, str) and not IMAGE_NAME_RE.fullmatch(image):
-        errors.append(
-            f"spec.driver.image: {image!r} must fully match '[a-zA-Z0-9-]+' "
-            "(the CRD pattern is unanchored, but the operator appends ':<tag>' to '<repository>/<image>')"
-        )
-    if errors:
-        raise PolicyError("ClusterPolicy is not valid:\n  " + "\n  ".join(errors))

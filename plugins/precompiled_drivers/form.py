@@ -38,9 +38,16 @@ def help_text(param: Param) -> str:
     return str(param.schema.get("description_md") or param.description or "")
 
 
+# The JSON Schema dialect every field declares. Airflow checks a field's schema against its dialect's
+# meta-schema each time it resolves the field, and the dag-processor resolves every field twice per task
+# whenever it serializes the DAG (13 fields x 16 tasks x 2, each re-parse). The draft-7 meta-schema checks
+# in about a quarter of the time of the default (2020-12) one; the keywords used here mean the same in both.
+SCHEMA_DIALECT = "http://json-schema.org/draft-07/schema#"
+
+
 def form_params(settings: Settings) -> dict[str, Param]:
     """Return the DAG's params; defaults come from the installation's settings."""
-    return {
+    params = {
         "ocp_versions": Param(
             [],
             type=["null", "array"],
@@ -157,3 +164,6 @@ def form_params(settings: Settings) -> dict[str, Param]:
             description_md="How long to wait for the new driver pods to become Ready before rolling back.",
         ),
     }
+    for param in params.values():
+        param.schema = {"$schema": SCHEMA_DIALECT, **param.schema}
+    return params

@@ -12,12 +12,13 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import requests
-
 from precompiled_drivers import ocp_version
+
+if TYPE_CHECKING:
+    import requests
 
 DEFAULT_GRAPH_URL = "https://api.openshift.com/api/upgrades_info/v1/graph"
 
@@ -352,10 +353,16 @@ class GraphClient:
         self.backoff = backoff
         self.ca_bundle = ca_bundle
         self._sleep = sleep
+        # requests is imported where it is used: the DAG file imports this module, the triggerer and the
+        # cron poll are the only callers that talk HTTP.
+        import requests
+
         self._session = requests.Session()
 
     def url_for(self, channel: str, graph_arch_name: str) -> str:
         """The exact URL fetched for a channel and a graph arch (used in error messages too)."""
+        import requests
+
         req = requests.Request("GET", self.base_url, params={"channel": channel, "arch": graph_arch_name})
         return str(req.prepare().url)
 
@@ -380,6 +387,8 @@ class GraphClient:
                 attempt += 1
 
     def _get_once(self, url: str) -> Any:
+        import requests
+
         # verify is passed per request: a Session-level verify would lose to REQUESTS_CA_BUNDLE.
         verify: bool | str = self.ca_bundle or True
         try:

@@ -171,3 +171,119 @@ def test_one_failed_build_does_not_hold_back_the_others(parsed: dict) -> None:
     # cron run whose every upstream step was skipped.
     assert graph["publish_os_tags"]["trigger_rule"] == "none_failed_min_one_success"
     assert {"plan_builds", "push_driver_image"} <= set(graph["publish_os_tags"]["all_upstream"])
+
+
+# --- import budget: what parsing the DAG loads and reads ------------------------------------------------
+
+# The one-task KubernetesPodOperator DAG the parse cost is compared with (bench/parse_cost.py).
+ONE_TASK_KPO_DAG = """\
+from datetime import datetime
+
+from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+from airflow.sdk import DAG
+
+with DAG("one_task_kpo", schedule=None, start_date=datetime(2025, 1, 1), catchup=False):
+    KubernetesPodOperator(task_id="one", image="busybox", cmds=["true"])
+"""
+
+# Modules our code (the DAG file and precompiled_drivers) must not import while the DAG is parsed: the
+# tasks, the triggerer or the tests need them, building the DAG does not. Airflow or the provider may load
+# some of them on their own; this list is about our imports.
+NOT_ON_PARSE_PATH = (
+    "jsonschema",  # CRD checks, tests only (tests/crd_schema.py)
+    "yaml",
+    "requests",  # the update-graph client: triggerer and the cron poll task
+    "urllib3",
+    "kubernetes_asyncio",
+    "jsonpatch",  # applying/describing policy patches: tasks
+    "jsonpointer",
+)
+
+# Runs in a fresh interpreter. Loads what the dag-processor has before it forks a parser for our file:
+# DagBag, what a one-task KPO DAG loads, and the airflow.* modules our DAG file names (upstream
+# airflow/dag_processing/processor.py `_pre_import_airflow_modules`, which imports what
+# airflow/utils/file.py `iter_airflow_imports` finds, before the fork). Then parses the DAG with two spies:
+# one on every import statement our code executes, one on the files opened (a Python audit hook).
+IMPORT_BUDGET_SCRIPT = r"""
+import builtins, importlib, json, sys
+from airflow.dag_processing.dagbag import DagBag
+from airflow.utils.file import iter_airflow_imports
+
+kpo_file, dag_file, forbidden = sys.argv[1], sys.argv[2], set(json.loads(sys.argv[3]))
+assert not DagBag(kpo_file).import_errors
+for module in iter_airflow_imports(dag_file):
+    importlib.import_module(module)
+baseline = set(sys.modules)
+
+ours = ("precompiled_drivers", "unusual_prefix_")  # our package; DagBag's name for a DAG file's module
+hits = []
+real_import = builtins.__import__
+
+def spy(name, globals=None, locals=None, fromlist=(), level=0):
+    importer = (globals or {}).get("__name__") or ""
+    if level == 0 and importer.startswith(ours) and name.partition(".")[0] in forbidden:
+        hits.append([importer, name])
+    return real_import(name, globals, locals, fromlist, level)
+
+builtins.__import__ = spy
+exec("import yaml", {"__name__": "precompiled_drivers._probe"})  # the spy must see this one
+probe, hits[:] = list(hits), []
+
+opened, recording = [], [True]
+
+def on_event(event, args):
+    if event == "open" and recording[0]:
+        opened.append(str(args[0]))
+
+sys.addaudithook(on_event)
+bag = DagBag(dag_file)
+recording[0] = False
+builtins.__import__ = real_import
+print(json.dumps({
+    "errors": {k: str(v) for k, v in bag.import_errors.items()},
+    "probe": probe,
+    "hits": hits,
+    "new_modules": sorted(set(sys.modules) - baseline),
+    "opened": opened,
+}))
+"""
+
+
+@pytest.fixture(scope="module")
+def import_budget(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    kpo_file = tmp_path_factory.mktemp("kpo") / "one_task_kpo.py"
+    kpo_file.write_text(ONE_TASK_KPO_DAG)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            IMPORT_BUDGET_SCRIPT,
+            str(kpo_file),
+            str(ROOT / "dags" / "nvidia_precompiled_driver.py"),
+            json.dumps(NOT_ON_PARSE_PATH),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "plugins")},
+        timeout=PARSE_BUDGET_SECONDS * 2,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_parsing_imports_and_reads_only_what_building_the_dag_needs(import_budget: dict) -> None:
+    budget = import_budget
+    assert budget["errors"] == {}
+    assert budget["probe"] == [["precompiled_drivers._probe", "yaml"]], "the import spy saw nothing"
+    # None of our modules imports a module of NOT_ON_PARSE_PATH while the DAG is parsed...
+    assert budget["hits"] == []
+    new = budget["new_modules"]
+    assert "precompiled_drivers.tasks" in new  # (the spy watched our code being imported)
+    # ...and parsing loads no third-party module beyond what a one-task KPO DAG loads: only our package,
+    # the DAG file's module and a few small Airflow modules (short_circuit, EmptyOperator, k8s_model...).
+    assert [m for m in new if not m.startswith(("precompiled_drivers", "unusual_prefix_", "airflow."))] == []
+    assert not set(NOT_ON_PARSE_PATH) & {m.partition(".")[0] for m in new}
+    # Files read: Python modules, and the step scripts (each pod's `arguments` is its script's text).
+    scripts = ROOT / "plugins" / "precompiled_drivers" / "scripts"
+    others = {p for p in budget["opened"] if not p.endswith((".py", ".pyc"))}
+    assert {Path(p).parent for p in others} <= {scripts}, others

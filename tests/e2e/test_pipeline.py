@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from crd_schema import validate_policy
 from dag_runner import task_states, xcom
-from precompiled_drivers import cluster_policy
 
 pytestmark = pytest.mark.e2e
 # NVIDIA's ClusterPolicy CRD, beside the repository (never copied into it).
@@ -22,7 +22,7 @@ def assert_valid_against_crd(policy: dict) -> None:
     if not CRD.exists():
         warnings.warn(f"{CRD} not found: CRD validation not run", stacklevel=2)
         return
-    cluster_policy.validate_policy(policy, yaml.safe_load(CRD.read_text()))
+    validate_policy(policy, yaml.safe_load(CRD.read_text()))
 
 
 def test_happy_path_two_releases_two_drivers(world, run_dag) -> None:

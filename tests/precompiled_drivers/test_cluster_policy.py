@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
+from crd_schema import crd_schema, validate_policy
 from precompiled_drivers import cluster_policy as cp
 
 REFERENCE = Path(__file__).resolve().parents[2] / ".." / "shared" / "reference"
@@ -361,19 +362,19 @@ def test_transcribed_driver_matches_reference_sample(sample_policy: dict[str, An
 def test_sample_policy_is_valid_before_and_after_enable(
     crd: dict[str, Any], sample_policy: dict[str, Any]
 ) -> None:
-    cp.validate_policy(sample_policy, crd)
+    validate_policy(sample_policy, crd)
     ops = cp.plan_enable(sample_policy, repository=REPO, image=IMAGE, version=DRIVER_VERSION)
     patched = cp.apply_patch(sample_policy, ops)
-    cp.validate_policy(patched, crd)
+    validate_policy(patched, crd)
     disabled = cp.apply_patch(patched, cp.disable_patch(cp.driver_spec(patched)))
-    cp.validate_policy(disabled, crd)
+    validate_policy(disabled, crd)
 
 
 def test_invalid_policy_is_rejected_with_paths(crd: dict[str, Any], sample_policy: dict[str, Any]) -> None:
     bad = copy.deepcopy(sample_policy)
     bad["spec"]["driver"].update(usePrecompiled="yes", image="bad/name")
     with pytest.raises(cp.PolicyError) as err:
-        cp.validate_policy(bad, crd)
+        validate_policy(bad, crd)
     message = str(err.value)
     assert "spec.driver.usePrecompiled: 'yes' is not of type 'boolean'" in message
     assert "spec.driver.image: 'bad/name' must fully match" in message
@@ -387,14 +388,14 @@ def test_crd_schema_requires_driver_and_checks_enums(
     bad["spec"]["driver_"] = {}
     bad["status"] = {"state": "done"}
     with pytest.raises(cp.PolicyError) as err:
-        cp.validate_policy(bad, crd)
+        validate_policy(bad, crd)
     assert "spec: 'driver' is a required property" in str(err.value)
     assert "status.state: 'done' is not one of" in str(err.value)
 
 
 def test_crd_schema_drops_kubernetes_extensions(crd: dict[str, Any]) -> None:
-    text = json.dumps(cp.crd_schema(crd))
+    text = json.dumps(crd_schema(crd))
     assert "x-kubernetes-" not in text
     assert '"x-kubernetes-' in json.dumps(crd)  # the raw CRD has them, so the stripping is exercised
     with pytest.raises(cp.PolicyError, match="no version 'v2'"):
-        cp.crd_schema(crd, "v2")
+        crd_schema(crd, "v2")
