@@ -19,11 +19,11 @@ $(STAMP): requirements.lock
 
 ## demo: run the real DAG end to end on the local test cluster and print a report (V=1: with Airflow's logs)
 demo: $(STAMP) tools
-	PYTHONPATH=tests:plugins $(VENV)/bin/python -m demo $(if $(V),--verbose)
+	PYTHONPATH=tests:plugins $(VENV)/bin/python -m harness.demo $(if $(V),--verbose)
 
 ## demo-ui: airflow standalone wired to the local test cluster (Ctrl-C stops everything)
 demo-ui: $(STAMP) tools
-	PYTHONPATH=tests:plugins $(VENV)/bin/python -m demo --ui
+	PYTHONPATH=tests:plugins $(VENV)/bin/python -m harness.demo --ui
 
 ## test: unit, contract and end-to-end tests
 test: $(STAMP) test-tools

@@ -19,8 +19,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "plugins")]
 
-from airflow_standalone import AirflowStandalone  # noqa: E402
-from pipeline_world import World  # noqa: E402
+from harness.airflow_standalone import AirflowStandalone  # noqa: E402
+from harness.pipeline_world import World  # noqa: E402
 from testcluster.cluster import TestCluster  # noqa: E402
 from testcluster.fleet import seed_demo  # noqa: E402
 from testcluster.registry import Registry  # noqa: E402

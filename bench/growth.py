@@ -76,7 +76,7 @@ def plan_once(images: int) -> tuple[float, int]:
 
 def task_instances(images: int) -> int:
     """Task instances of one run with ``images`` images (N/10 releases), from the real DAG's tasks."""
-    from dag_runner import load_dag
+    from harness.dag_runner import load_dag
 
     dag = load_dag()
     releases = images // len(DRIVERS)
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args(argv)
-    import airflow_env
+    from harness import airflow_env
 
     airflow_env.configure()
     rows = []

@@ -27,8 +27,8 @@ from common import (
     step_table,
 )
 
-from airflow_standalone import wait_for
-from pipeline_world import GraphServer, update_graph
+from harness.airflow_standalone import wait_for
+from harness.pipeline_world import GraphServer, update_graph
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,9 +1,9 @@
 """Orchestration overhead and fan-out, with the scheduler and the LocalExecutor running tasks in parallel.
 
-Airflow runs as real components (``tests/airflow_standalone.py``: scheduler with LocalExecutor, triggerer,
-dag-processor, api-server; SQLite). Every pod step is Running for exactly ``--seconds`` on the local
-test cluster (the host steps do their real kubectl/skopeo work inside that time). Two full runs, forced
-to rebuild, on a fleet whose GPU nodes share one kernel:
+Airflow runs as real components (``tests/harness/airflow_standalone.py``: scheduler with LocalExecutor,
+triggerer, dag-processor, api-server; SQLite). Every pod step is Running for exactly ``--seconds`` on
+the local test cluster (the host steps do their real kubectl/skopeo work inside that time). Two full
+runs, forced to rebuild, on a fleet whose GPU nodes share one kernel:
 
 - overhead: 1 release x 1 driver = 1 build; wall time vs the critical path of the pod durations
   (computed from the DAG's edges: each pod step on the longest chain counts ``--seconds``, Python 0);

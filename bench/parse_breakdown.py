@@ -99,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="parse-breakdown-") as tmp:
-        import airflow_env  # tests/: a throw-away AIRFLOW_HOME, set before Airflow is imported
+        # tests/harness/: a throw-away AIRFLOW_HOME, set before Airflow is imported
+        from harness import airflow_env
 
         airflow_env.configure(Path(tmp))
         if args.layout == "pythonpath":

@@ -1,4 +1,4 @@
-import airflow_env
+from harness import airflow_env
 
 # Before any test module imports Airflow: its configuration is read once, at import.
 airflow_env.configure()

@@ -190,7 +190,7 @@ with DAG("one_task_kpo", schedule=None, start_date=datetime(2025, 1, 1), catchup
 # tasks, the triggerer or the tests need them, building the DAG does not. Airflow or the provider may load
 # some of them on their own; this list is about our imports.
 NOT_ON_PARSE_PATH = (
-    "jsonschema",  # CRD checks, tests only (tests/crd_schema.py)
+    "jsonschema",  # CRD checks, tests only (tests/harness/crd_schema.py)
     "yaml",
     "requests",  # the update-graph client: triggerer and the cron poll task
     "urllib3",

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-import airflow_env
-from pipeline_world import World
+from harness import airflow_env
+from harness.pipeline_world import World
 from testcluster.cluster import TestCluster
 from testcluster.fleet import seed_demo
 from testcluster.registry import Registry
@@ -38,7 +38,7 @@ def world(airflow_db: None, test_cluster: TestCluster, registry: Registry) -> It
 @pytest.fixture
 def run_dag(world: World) -> Callable[..., Any]:
     """Run the real DAG once with ``dag.test()``; returns the DagRun."""
-    from dag_runner import run_pipeline
+    from harness.dag_runner import run_pipeline
 
     def run(**params: Any) -> Any:
         return run_pipeline(world.params(**params))

@@ -24,7 +24,7 @@ from typing import Any
 import psutil
 import pytest
 
-from airflow_standalone import AirflowStandalone, free_port, wait_for
+from harness.airflow_standalone import AirflowStandalone, free_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / ".demo" / "browser"
@@ -51,7 +51,7 @@ class DemoUI:
 
 @pytest.fixture(scope="module")
 def demo_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoUI]:
-    """``python -m demo --ui`` (what ``make demo-ui`` runs) on a free port, stopped with SIGTERM."""
+    """``python -m harness.demo --ui`` (what ``make demo-ui`` runs) on a free port, stopped with SIGTERM."""
     tmp_path = tmp_path_factory.mktemp("demo-ui")
     home = tmp_path / "demo"
     port = free_port()
@@ -64,7 +64,7 @@ def demo_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoUI]:
     }
     with output.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "demo", "--ui"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "harness.demo", "--ui"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
         )
     client = AirflowStandalone(home=home / "airflow", port=port, login=True)
     demo = DemoUI(proc, f"http://127.0.0.1:{port}", client, output)
@@ -127,7 +127,7 @@ def shot(driver: Any, name: str, height: int | None = None) -> Path:
 
 
 def test_the_demo_starts_few_workers_and_listens_on_loopback_only(demo_ui: DemoUI) -> None:
-    from demo import demo_parallelism
+    from harness.demo import demo_parallelism
 
     procs = demo_ui.processes()
     workers = [p for p in procs if "LocalExecutor" in " ".join(p.cmdline())]

@@ -25,7 +25,7 @@ def test_demo_runs_the_pipeline_and_reports_every_kernel(tmp_path: Path) -> None
         "DEMO_HOME": str(tmp_path / "demo"),
     }
     done = subprocess.run(
-        [sys.executable, "-m", "demo"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+        [sys.executable, "-m", "harness.demo"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
     )
     out = done.stdout
     assert done.returncode == 0, out[-4000:] + done.stderr[-4000:]

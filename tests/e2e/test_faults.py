@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from dag_runner import load_dag, task_states, xcom
-from pipeline_world import NAMESPACE, World
+from harness.dag_runner import load_dag, task_states, xcom
+from harness.pipeline_world import NAMESPACE, World
 from testcluster import Scenario, ScenarioResult
 from testcluster.registry import Registry
 

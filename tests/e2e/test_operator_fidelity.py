@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from dag_runner import task_states, xcom
+from harness.dag_runner import task_states, xcom
 from precompiled_drivers import kernel_module
 
 pytestmark = pytest.mark.e2e

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from crd_schema import validate_policy
-from dag_runner import task_states, xcom
+from harness.crd_schema import validate_policy
+from harness.dag_runner import task_states, xcom
 
 pytestmark = pytest.mark.e2e
 # NVIDIA's ClusterPolicy CRD, beside the repository (never copied into it).

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from dag_runner import task_states, xcom
-from pipeline_world import RELEASES, RELEASES_RHEL10, World
+from harness.dag_runner import task_states, xcom
+from harness.pipeline_world import RELEASES, RELEASES_RHEL10, World
 from testcluster.resources import by_kind
 
 pytestmark = pytest.mark.e2e

@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from airflow_standalone import AirflowStandalone, wait_for
-from pipeline_world import GraphServer, World, update_graph
+from harness.airflow_standalone import AirflowStandalone, wait_for
+from harness.pipeline_world import GraphServer, World, update_graph
 from testcluster.fleet import seed_demo
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -99,7 +99,7 @@ class _Store:
 def test_cron_run_with_nothing_new_short_circuits_before_any_pod(monkeypatch) -> None:
     from airflow.sdk.api.datamodels._generated import DagRunType
 
-    from dag_runner import load_dag
+    from harness.dag_runner import load_dag
     from precompiled_drivers import tasks
     from precompiled_drivers.form import DEFAULT_CUDA_VERSION, DEFAULT_DRIVER_REPO_REF
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from dag_runner import task_states, xcom
-from pipeline_world import NAMESPACE, SECRET_VALUES, World
+from harness.dag_runner import task_states, xcom
+from harness.pipeline_world import NAMESPACE, SECRET_VALUES, World
 from precompiled_drivers.report import STEPS as REPORTED_STEPS
 from testcluster import Scenario
 

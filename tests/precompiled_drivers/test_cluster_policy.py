@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from crd_schema import crd_schema, validate_policy
+from harness.crd_schema import crd_schema, validate_policy
 from precompiled_drivers import cluster_policy as cp
 
 REFERENCE = Path(__file__).resolve().parents[2] / ".." / "shared" / "reference"

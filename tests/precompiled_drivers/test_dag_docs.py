@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dag_runner import load_dag
+from harness.dag_runner import load_dag
 from precompiled_drivers.dag_docs import README_HINT, STEP_DOCS, dag_doc_md
 from precompiled_drivers.form import form_params, help_text
 from precompiled_drivers.settings import Settings

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow_env import ROOT
+from harness.airflow_env import ROOT
 
 DAG_ID = "nvidia_precompiled_driver"
 

@@ -22,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-import airflow_env
+from harness import airflow_env
 
 # Everything the demo writes (Airflow home and logs, registry storage); the tests point it elsewhere.
 DEMO_HOME = Path(os.environ.get("DEMO_HOME", airflow_env.ROOT / ".demo"))
@@ -130,7 +130,7 @@ def airflow_output_to(log: Path | None) -> Iterator[TextIO]:
 
 def run_once(world: Any, verbose: bool = False) -> int:
     """One DAG run: a line per step as it finishes, then the report; returns the exit code."""
-    from dag_runner import DAG_ID, run_pipeline, xcom
+    from harness.dag_runner import DAG_ID, run_pipeline, xcom
 
     params = world.params(ocp_versions=["4.19.3"], driver_versions=["570.158.01"], verify_timeout_minutes=2)
     home = Path(os.environ["AIRFLOW_HOME"])
@@ -164,7 +164,7 @@ def demo_parallelism() -> int:
 def run_ui() -> int:
     """Airflow's scheduler, triggerer, dag-processor and api-server against the test cluster, until
     Ctrl-C; everything listens on 127.0.0.1 only."""
-    from airflow_standalone import AirflowStandalone
+    from harness.airflow_standalone import AirflowStandalone
 
     home = Path(os.environ["AIRFLOW_HOME"])
     port = int(os.environ.get("DEMO_UI_PORT", UI_PORT))
@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         print("Preparing the Airflow metadata DB...", flush=True)
         airflow_env.migrate()
 
-    from pipeline_world import GraphServer, World, update_graph
+    from harness.pipeline_world import GraphServer, World, update_graph
     from testcluster.cluster import TestCluster
     from testcluster.fleet import DEMO_NODES, seed_demo
     from testcluster.registry import Registry

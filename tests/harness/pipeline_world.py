@@ -27,7 +27,7 @@ from testcluster import Scenario, ScenarioResult
 from testcluster.cluster import TestCluster
 from testcluster.registry import Registry
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NAMESPACE = "nvidia-precompiled-drivers"
 OPERATOR_NAMESPACE = "nvidia-gpu-operator"
 

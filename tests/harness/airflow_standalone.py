@@ -34,7 +34,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
 # The scheduler and triggerer would also start a log server on every interface (serve_logs binds
 # host=""); the api-server reads the task logs from the shared local folder, so they are not needed.
