@@ -32,6 +32,7 @@ from typing import Any
 
 from airflow.sdk import Asset, AssetOrTimeSchedule, AssetWatcher, CronTriggerTimetable
 
+from precompiled_drivers import grammar as g
 from precompiled_drivers import ocp_version
 from precompiled_drivers import validation as v
 from precompiled_drivers.releases import (
@@ -41,10 +42,8 @@ from precompiled_drivers.releases import (
     GraphError,
     Release,
     SeenReleases,
-    channel_minor,
     poll_new_releases,
     upgrade_targets,
-    version_key,
 )
 from precompiled_drivers.trigger import DEFAULT_STATE_KEY, NewReleaseTrigger
 
@@ -52,7 +51,6 @@ log = logging.getLogger(__name__)
 
 ASSET_NAME = "openshift-releases"
 WATCHER_NAME = "openshift-update-graph"
-PIPELINE_ARCHES = ("x86_64", "aarch64")
 
 VAR_CHANNELS = "precompiled_drivers_channels"
 VAR_ARCHES = "precompiled_drivers_arches"
@@ -122,18 +120,14 @@ def settings_from_values(values: Mapping[str, str | None]) -> DiscoverySettings:
         return None if value is None or not str(value).strip() else str(value).strip()
 
     channels = _str_list(VAR_CHANNELS, raw(VAR_CHANNELS), d.channels)
-    for ch in channels:
-        try:
-            channel_minor(ch)
-        except ValueError:
-            raise SettingsError(
-                f"Variable {VAR_CHANNELS}: invalid channel {v.show(ch)}: "
-                "expected candidate|fast|stable|eus-<major>.<minor>"
-            ) from None
-    arches = _str_list(VAR_ARCHES, raw(VAR_ARCHES), d.arches)
-    if bad := [a for a in arches if a not in PIPELINE_ARCHES]:
+    if bad := [ch for ch in channels if not g.CHANNEL.matches(ch)]:
         raise SettingsError(
-            f"Variable {VAR_ARCHES}: unknown arch {v.show(bad[0])}, expected {list(PIPELINE_ARCHES)}"
+            f"Variable {VAR_CHANNELS}: invalid channel {v.show(bad[0])}: expected {g.CHANNEL.expected}"
+        )
+    arches = _str_list(VAR_ARCHES, raw(VAR_ARCHES), d.arches)
+    if bad := [a for a in arches if a not in g.ARCHES]:
+        raise SettingsError(
+            f"Variable {VAR_ARCHES}: unknown arch {v.show(bad[0])}, expected {list(g.ARCHES)}"
         )
     graph_url = raw(VAR_GRAPH_URL) or d.graph_url
     ca_bundle = raw(VAR_CA_BUNDLE)
@@ -205,12 +199,10 @@ def _count(name: str, value: str | None, default: int, high: int) -> int:
 def _bool(name: str, value: str | None, default: bool) -> bool:
     if value is None:
         return default
-    lowered = value.lower()
-    if lowered in ("true", "1", "yes", "on"):
-        return True
-    if lowered in ("false", "0", "no", "off"):
-        return False
-    raise SettingsError(f"Variable {name}: expected true or false, got {v.show(value)}")
+    word = g.boolean_word(value)
+    if word is None:
+        raise SettingsError(f"Variable {name}: expected {g.BOOLEAN_EXPECTED}, got {v.show(value)}")
+    return word
 
 
 def release_asset(**trigger_kwargs: Any) -> Asset:
@@ -297,7 +289,7 @@ def targets_from_events(events: Mapping[Any, Sequence[object]]) -> list[Release]
         found.values(),
         key=lambda r: (
             not ocp_version.is_valid(r.version),
-            ocp_version.is_valid(r.version) and version_key(r.version),
+            ocp_version.is_valid(r.version) and ocp_version.sort_key(r.version),
             r.arch,
         ),
     )

@@ -6,16 +6,14 @@ Pure functions from validated inputs to plain data; the DAG turns their output i
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from precompiled_drivers import kernel_module, naming, os_tag
+from precompiled_drivers import kernel_module, naming, ocp_version, os_tag
 from precompiled_drivers import validation as v
 from precompiled_drivers.config import RunConfig, Target
 
-_RHEL_VERSION = re.compile(r"[0-9]{1,2}\.[0-9]{1,2}")
 # The release payload's toolkit images (openshift/driver-toolkit manifests/image-references and
 # image-references-rhel10): one per RHCOS stream.
 STREAM_RHEL9 = "driver-toolkit"
@@ -104,7 +102,7 @@ def release_targets(
             "at least one release: list one in the form, or keep "
             "'Include the cluster's release' on for a cluster that reports its version",
         )
-    return sorted(unique, key=lambda t: (v.ocp_sort_key(t.version), t.arch))
+    return sorted(unique, key=lambda t: (ocp_version.sort_key(t.version), t.arch))
 
 
 def release_image(repository: str, target: Target) -> str:
@@ -138,10 +136,8 @@ def _toolkit(version: str, arch: str, stream: str, dtk_image: object, release: o
     where = f"driver toolkit of {version}-{arch}" + ("" if stream == STREAM_RHEL9 else f" ({stream})")
     if not isinstance(release, Mapping):
         raise v.ValidationError(f"{where}: /etc/driver-toolkit-release.json", release, "a JSON object")
-    rhel = str(release.get("RHEL_VERSION", ""))
     # Exactly major.minor: the naming rules (OS labels, build directory) need both parts.
-    if not _RHEL_VERSION.fullmatch(rhel):
-        raise v.ValidationError(f"{where}: RHEL_VERSION", rhel, "a RHEL version like 9.4")
+    rhel = v.rhel_version(str(release.get("RHEL_VERSION", "")), f"{where}: RHEL_VERSION")
     kernel = v.kernel(release.get("KERNEL_VERSION"), f"{where}: KERNEL_VERSION")
     if naming.kernel_arch(kernel) != arch:
         raise v.ValidationError(f"{where}: KERNEL_VERSION", kernel, f"a {arch} kernel (the release's arch)")
@@ -248,7 +244,6 @@ def plan_builds(
                 by_key[key] = _with_release(known, toolkit.version)
                 continue
             tag = naming.build_tag(driver, make_kernel, tag_os, arch, rhel_major=rhel_major)
-            image_base = f"{config.repository}/{config.image_name}"
             by_key[key] = BuildSpec(
                 driver_version=driver,
                 kernel=toolkit.kernel,
@@ -258,15 +253,19 @@ def plan_builds(
                 build_arch=arch,
                 build_dir=naming.build_dir(toolkit.rhel_version),
                 tag=tag,
-                image=f"{image_base}:{tag}",
-                staging_image=f"{staging_repository}/{config.image_name}:{tag}",
+                image=naming.image_reference(config.repository, config.image_name, tag),
+                staging_image=naming.image_reference(staging_repository, config.image_name, tag),
                 dtk_image=toolkit.dtk_image,
                 releases=(toolkit.version,),
                 warning=naming.tag_mismatch(driver, toolkit.kernel, tag_os, arch, rhel_major=rhel_major)
                 or "",
                 kernel_module_type=kernel_module.resolve(kernel_module_type, driver),
                 aliases=tuple(
-                    f"{image_base}:{naming.build_tag(driver, make_kernel, t, arch, rhel_major=rhel_major)}"
+                    naming.image_reference(
+                        config.repository,
+                        config.image_name,
+                        naming.build_tag(driver, make_kernel, t, arch, rhel_major=rhel_major),
+                    )
                     for t in all_tags
                     if t != tag_os
                 ),
@@ -285,5 +284,5 @@ def builds_to_run(builds: Sequence[BuildSpec], published: Mapping[str, str], for
 
 
 def _with_release(build: BuildSpec, release: str) -> BuildSpec:
-    releases = tuple(sorted({*build.releases, release}, key=v.ocp_sort_key))
+    releases = tuple(sorted({*build.releases, release}, key=ocp_version.sort_key))
     return BuildSpec(**{**asdict(build), "releases": releases})

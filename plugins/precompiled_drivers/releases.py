@@ -8,13 +8,13 @@ thread by the event trigger.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from precompiled_drivers import grammar as g
 from precompiled_drivers import ocp_version
 
 if TYPE_CHECKING:
@@ -22,10 +22,8 @@ if TYPE_CHECKING:
 
 DEFAULT_GRAPH_URL = "https://api.openshift.com/api/upgrades_info/v1/graph"
 
-# Pipeline arch (release image suffix, BUILD_ARCH) -> update-graph arch.
-_GRAPH_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "multi": "multi"}
-_CHANNEL_RE = re.compile(r"^(candidate|fast|stable|eus)-(\d+)\.(\d+)$")
-_DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+# Pipeline arch (release image suffix, BUILD_ARCH) -> update-graph arch (Go names, plus multi-arch).
+_GRAPH_ARCH = {**g.GO_ARCH, "multi": "multi"}
 _EXCERPT_CHARS = 200
 
 log = logging.getLogger(__name__)
@@ -53,7 +51,7 @@ class Release:
     def digest(self) -> str:
         """The ``sha256:...`` digest of the payload pull spec, or ``""`` when it is not pinned by digest."""
         _, sep, digest = self.payload.rpartition("@")
-        return digest if sep and _DIGEST_RE.match(digest) else ""
+        return digest if sep and g.DIGEST.matches(digest) else ""
 
     def to_dict(self) -> dict[str, str]:
         """JSON-ready form (the trigger event payload): version, arch, channel, payload, digest."""
@@ -100,15 +98,10 @@ def graph_arch(arch: str) -> str:
 
 def channel_minor(channel: str) -> tuple[int, int]:
     """``stable-4.18`` -> ``(4, 18)``; ``ValueError`` for names outside candidate|fast|stable|eus-X.Y."""
-    match = _CHANNEL_RE.match(channel)
-    if not match:
-        raise ValueError(f"invalid channel {channel!r}: expected candidate|fast|stable|eus-<major>.<minor>")
-    return int(match.group(2)), int(match.group(3))
-
-
-def version_key(version: str) -> tuple[Any, ...]:
-    """Sort key for OpenShift versions (semver): ``4.20.0-ec.1`` < ``-fc.0`` < ``-rc.1`` < ``4.20.0``."""
-    return ocp_version.sort_key(version)
+    if not g.CHANNEL.matches(channel):
+        raise ValueError(f"invalid channel {channel!r}: expected {g.CHANNEL.expected}")
+    major, minor = channel.split("-", 1)[1].split(".")
+    return int(major), int(minor)
 
 
 def parse_graph(doc: object, *, channel: str, arch: str) -> Graph:
@@ -204,7 +197,7 @@ def channel_releases(graph: Graph, channel: str) -> list[Release]:
     """The channel's own releases: a channel also lists older minors, keep only ``X.Y`` of ``<kind>-X.Y``."""
     minor = channel_minor(channel)
     own = [n for n in graph.nodes if ocp_version.parse(n.version)[:2] == minor]
-    return sorted(own, key=lambda n: version_key(n.version))
+    return sorted(own, key=lambda n: ocp_version.sort_key(n.version))
 
 
 def upgrade_targets(
@@ -225,7 +218,7 @@ def upgrade_targets(
         for src, dst, _risks in graph.conditional_edges:
             if src == current_version and dst not in found:
                 found[dst] = True
-    ordered = sorted(found, key=version_key, reverse=True)[:limit]
+    ordered = sorted(found, key=ocp_version.sort_key, reverse=True)[:limit]
     return [
         (by_version.get(v) or Release(version=v, arch=graph.arch, channel=graph.channel), found[v])
         for v in ordered
@@ -273,7 +266,7 @@ class SeenReleases:
         """JSON-ready, sorted (stable diffs in the state store)."""
         return {
             "schema": 1,
-            "seen": {arch: sorted(v, key=version_key) for arch, v in sorted(self.seen.items())},
+            "seen": {arch: sorted(v, key=ocp_version.sort_key) for arch, v in sorted(self.seen.items())},
             "baselined": sorted(self.baselined),
         }
 

@@ -12,11 +12,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 
+from precompiled_drivers import grammar as g
 from precompiled_drivers import validation as v
 
 PREFIX = "PRECOMPILED_DRIVERS_"
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off"})
 
 
 @dataclass(frozen=True)
@@ -69,8 +68,8 @@ class Settings:
             if f.type == "bool":
                 # An unknown word (or an empty value) stays a string so validate() names the variable:
                 # REGISTRY_TLS_VERIFY=ture must not silently turn TLS verification off.
-                word = raw.strip().lower()
-                values[f.name] = True if word in _TRUE else False if word in _FALSE else raw
+                word = g.boolean_word(raw)
+                values[f.name] = raw if word is None else word
             elif f.type == "int":
                 values[f.name] = int(raw) if raw.strip().isdigit() else raw
             else:
