@@ -61,7 +61,7 @@ def plan_once(images: int) -> tuple[float, int]:
     raw = toolkits(images // len(DRIVERS))
     push_kwargs = push_driver_image.item_kwargs_for(settings)
     start = time.perf_counter()
-    builds = plan.plan_builds(cfg, [plan.parse_toolkit(t) for t in raw], "v26.7.0")
+    builds = plan.plan_builds(cfg, settings, [plan.parse_toolkit(t) for t in raw], "v26.7.0")
     todo = plan.builds_to_run(builds, {}, force=False)
     build_items = [build_driver_image.item_kwargs(settings, cfg, b) for b in todo]
     digest = "sha256:" + "0" * 64

@@ -25,7 +25,7 @@ from airflow.sdk import DAG, task
 from precompiled_drivers import discovery, failures, tasks
 from precompiled_drivers.dag_docs import dag_doc_md
 from precompiled_drivers.form import form_params
-from precompiled_drivers.settings import Settings
+from precompiled_drivers.settings import installation
 from precompiled_drivers.steps import (
     build_driver_image,
     check_published_images,
@@ -40,7 +40,8 @@ from precompiled_drivers.steps import (
 )
 from precompiled_drivers.steps.base import retry_delay
 
-settings = Settings.from_env()
+# The one settings object: these operators and the Python steps' pod environments both read it.
+settings = installation()
 
 with DAG(
     dag_id="nvidia_precompiled_driver",

@@ -1,13 +1,15 @@
 """One validated description of a run, built from the form (or a release event) and the settings.
 
 Everything downstream reads this object, never raw params, so each value is checked exactly once,
-before any pod starts, with an error that names the field.
+before any pod starts, with an error that names the field. It holds the run's choices only: the
+installation's settings are ``settings.installation()`` and the look-ahead's are the discovery
+Variables, each read where it is used.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from precompiled_drivers import validation as v
@@ -42,12 +44,9 @@ class RunConfig:
     driver_repo_ref: str
     operator_version: str
     include_cluster_release: bool
-    upgrade_lookahead: bool
-    lookahead_limit: int
     force_rebuild: bool
     dry_run: bool
     verify_timeout_seconds: int
-    settings: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form for XCom."""
@@ -67,13 +66,9 @@ def run_config(
     params: Mapping[str, Any],
     settings: Settings,
     event_releases: Sequence[Mapping[str, Any]] = (),
-    *,
-    upgrade_lookahead: bool = False,
-    lookahead_limit: int = 3,
 ) -> RunConfig:
-    """Validate the form's params (and any release events) into a ``RunConfig``.
-
-    Look-ahead comes from the discovery settings (Airflow Variables), not the form.
+    """Validate the installation's settings and the form's params (and any release events) into a
+    ``RunConfig``; ``settings`` gives the defaults of the repository and the image name.
 
     Raises ``validation.ValidationError`` naming the first bad field.
     """
@@ -125,14 +120,11 @@ def run_config(
         include_cluster_release=v.boolean(
             params.get("include_cluster_release", True), "include_cluster_release"
         ),
-        upgrade_lookahead=upgrade_lookahead,
-        lookahead_limit=lookahead_limit,
         force_rebuild=v.boolean(params.get("force_rebuild", False), "force_rebuild"),
         dry_run=v.boolean(params.get("dry_run", False), "dry_run"),
         verify_timeout_seconds=_minutes(
             params.get("verify_timeout_minutes", 30), "verify_timeout_minutes", 240
         ),
-        settings=settings.to_dict(),
     )
 
 

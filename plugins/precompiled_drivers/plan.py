@@ -13,6 +13,7 @@ from typing import Any
 from precompiled_drivers import kernel_module, naming, ocp_version, os_tag
 from precompiled_drivers import validation as v
 from precompiled_drivers.config import RunConfig, Target
+from precompiled_drivers.settings import Settings
 
 # The release payload's toolkit images (openshift/driver-toolkit manifests/image-references and
 # image-references-rhel10): one per RHCOS stream.
@@ -83,12 +84,12 @@ class BuildSpec:
 def release_targets(
     config: RunConfig, cluster_version: str, upgrade_versions: Sequence[str] = ()
 ) -> list[Target]:
-    """Form/event targets, plus the cluster's own release and its upgrade targets when asked for."""
+    """Form/event targets, plus the cluster's own release and its upgrade targets (look-ahead's, empty
+    when it is off)."""
     targets = list(config.targets)
     if config.include_cluster_release and cluster_version:
         targets += [Target(cluster_version, arch, "cluster") for arch in config.arches]
-    if config.upgrade_lookahead:
-        targets += [Target(ver, arch, "upgrade") for ver in upgrade_versions for arch in config.arches]
+    targets += [Target(ver, arch, "upgrade") for ver in upgrade_versions for arch in config.arches]
     seen: set[tuple[str, str]] = set()
     unique = []
     for target in targets:
@@ -208,6 +209,7 @@ def with_64k_kernels(
 
 def plan_builds(
     config: RunConfig,
+    settings: Settings,
     toolkits: Iterable[Toolkit],
     operator_version: str,
     *,
@@ -219,12 +221,11 @@ def plan_builds(
 
     Each image is built with its release's own OS tag and published under every other tag the operator
     may look for: the GPU nodes' tags now (``cluster_os_tags``) and those of every release planned.
+    ``settings`` gives the staging repository and whether 64k images are built ahead.
     ``kernel_module_type`` is the ClusterPolicy's ``spec.driver.kernelModuleType``. ``gpu_kernels`` are
     the kernels GPU nodes run now: a 64k one adds 64k builds for aarch64 toolkits.
     """
-    staging_repository = str(config.settings["staging_repository"])
-    build_64k = config.settings.get("build_64k") is True
-    toolkits = with_64k_kernels(toolkits, build_64k=build_64k, gpu_kernels=gpu_kernels)
+    toolkits = with_64k_kernels(toolkits, build_64k=settings.build_64k, gpu_kernels=gpu_kernels)
     # A release with two OS streams (driver-toolkit and driver-toolkit-10) has a tag per stream.
     release_tags = {
         (t.version, t.rhel_version): os_tag.release_os_tag(t.version, t.rhel_version, operator_version)
@@ -254,7 +255,7 @@ def plan_builds(
                 build_dir=naming.build_dir(toolkit.rhel_version),
                 tag=tag,
                 image=naming.image_reference(config.repository, config.image_name, tag),
-                staging_image=naming.image_reference(staging_repository, config.image_name, tag),
+                staging_image=naming.image_reference(settings.staging_repository, config.image_name, tag),
                 dtk_image=toolkit.dtk_image,
                 releases=(toolkit.version,),
                 warning=naming.tag_mismatch(driver, toolkit.kernel, tag_os, arch, rhel_major=rhel_major)

@@ -15,7 +15,7 @@ from precompiled_drivers.cluster import parse_cluster
 from precompiled_drivers.cluster_policy import PolicyError
 from precompiled_drivers.config import RunConfig, run_config
 from precompiled_drivers.report import rejected_releases, render_report
-from precompiled_drivers.settings import Settings
+from precompiled_drivers.settings import Settings, installation
 from precompiled_drivers.steps import (
     build_driver_image,
     check_published_images,
@@ -31,8 +31,8 @@ log = logging.getLogger(__name__)
 
 
 def _load(config: Mapping[str, Any]) -> tuple[RunConfig, Settings]:
-    cfg = RunConfig.from_dict(config)
-    return cfg, Settings(**cfg.settings)
+    """The run's choices from XCom and the installation's settings (the object the DAG's operators use)."""
+    return RunConfig.from_dict(config), installation()
 
 
 def validate_inputs(
@@ -57,14 +57,9 @@ def validate_inputs(
             events = _poll_for_cron_run(asset_state_store)
             if not events:
                 return None
-        lookahead = discovery.load_settings()
-        cfg = run_config(
-            params,
-            Settings.from_env(),
-            [r.to_dict() for r in events],
-            upgrade_lookahead=lookahead.lookahead,
-            lookahead_limit=int(lookahead.lookahead_limit),
-        )
+        # Checked now so a bad Variable starts no pod; plan_releases reads them for the look-ahead.
+        discovery.load_settings()
+        cfg = run_config(params, installation(), [r.to_dict() for r in events])
     except (ValidationError, discovery.SettingsError) as exc:
         from airflow.sdk.exceptions import AirflowFailException
 
@@ -99,14 +94,15 @@ def plan_releases(config: Mapping[str, Any], cluster: Mapping[str, Any]) -> list
     cfg, settings = _load(config)
     state = parse_cluster(cluster, cfg.operator_version)
     upgrades: list[str] = []
-    if cfg.upgrade_lookahead and state.cluster_version:
+    if state.cluster_version:
+        # Off, or a limit of 0, in the discovery Variables: no request, no upgrade target.
         found = discovery.lookahead_releases(
             state.cluster_version,
             arch=cfg.arches[0],
             settings=discovery.load_settings(),
             channel=str(cluster.get("cluster_channel") or "") or None,
         )
-        upgrades = [release.version for release, _conditional in found][: cfg.lookahead_limit]
+        upgrades = [release.version for release, _conditional in found]
         for release, conditional in found:
             if conditional:
                 log.warning(
@@ -138,6 +134,7 @@ def plan_builds(
     requested = kernel_module.requested(state.policy)
     builds = plan.plan_builds(
         cfg,
+        settings,
         parsed,
         state.operator_version,
         cluster_os_tags=cluster_tags,

@@ -93,8 +93,6 @@ def test_every_sorter_uses_the_same_order() -> None:
         driver_repo_ref="main",
         operator_version="",
         include_cluster_release=False,
-        upgrade_lookahead=False,
-        lookahead_limit=3,
         force_rebuild=False,
         dry_run=False,
         verify_timeout_seconds=60,
