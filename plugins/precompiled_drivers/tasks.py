@@ -10,10 +10,11 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from precompiled_drivers import discovery, kernel_module, os_tag, plan, rollout
+from precompiled_drivers import kernel_module, os_tag, plan, rollout
 from precompiled_drivers.cluster import parse_cluster
 from precompiled_drivers.cluster_policy import PolicyError
 from precompiled_drivers.config import RunConfig, run_config
+from precompiled_drivers.releases import schedule, variables
 from precompiled_drivers.report import rejected_releases, render_report
 from precompiled_drivers.settings import Settings, installation
 from precompiled_drivers.steps import (
@@ -52,15 +53,15 @@ def validate_inputs(
     metadata database, keep the task's retries.
     """
     try:
-        events = discovery.targets_from_events(triggering_asset_events) if triggering_asset_events else []
+        events = schedule.targets_from_events(triggering_asset_events) if triggering_asset_events else []
         if not events and _is_cron_run(dag_run) and asset_state_store is not None:
             events = _poll_for_cron_run(asset_state_store)
             if not events:
                 return None
         # Checked now so a bad Variable starts no pod; plan_releases reads them for the look-ahead.
-        discovery.load_settings()
+        variables.load_settings()
         cfg = run_config(params, installation(), [r.to_dict() for r in events])
-    except (ValidationError, discovery.SettingsError) as exc:
+    except (ValidationError, variables.SettingsError) as exc:
         from airflow.sdk.exceptions import AirflowFailException
 
         rejected = f"input rejected, no pod was started: {exc}"
@@ -80,7 +81,7 @@ def _is_cron_run(dag_run: Any) -> bool:
 
 def _poll_for_cron_run(store: Any) -> list[Any]:
     """New releases for a cron run (what the trigger would have fired); [] when nothing is new."""
-    new, errors = discovery.poll_from_task(store)
+    new, errors = schedule.poll_from_task(store)
     for exc in errors:
         log.warning("update graph unavailable, the next scheduled run retries: %s", exc)
     if not new:
@@ -96,10 +97,10 @@ def plan_releases(config: Mapping[str, Any], cluster: Mapping[str, Any]) -> list
     upgrades: list[str] = []
     if state.cluster_version:
         # Off, or a limit of 0, in the discovery Variables: no request, no upgrade target.
-        found = discovery.lookahead_releases(
+        found = schedule.lookahead_releases(
             state.cluster_version,
             arch=cfg.arches[0],
-            settings=discovery.load_settings(),
+            settings=variables.load_settings(),
             channel=str(cluster.get("cluster_channel") or "") or None,
         )
         upgrades = [release.version for release, _conditional in found]

@@ -15,10 +15,12 @@ import re
 import jsonschema
 import pytest
 
-from precompiled_drivers import discovery, grammar, ocp_version, plan, releases
+from precompiled_drivers import grammar, ocp_version, plan
 from precompiled_drivers import validation as v
 from precompiled_drivers.config import Target
 from precompiled_drivers.form import form_params
+from precompiled_drivers.releases import graph as releases
+from precompiled_drivers.releases import schedule
 from precompiled_drivers.settings import Settings
 
 OCP_VERSION_PATTERN = grammar.OCP_VERSION.schema_pattern()
@@ -72,8 +74,7 @@ def test_semver_order_ec_fc_rc_ga() -> None:
     # Numbers compare as numbers inside a pre-release (ec.10 after ec.2), not as text.
     assert ocp_version.sort_key("4.20.0-ec.10") > ocp_version.sort_key("4.20.0-ec.2")
     assert ocp_version.parse("4.20.0-fc.3") == ocp_version.OcpVersion(4, 20, 0, "fc", 3)
-    assert ocp_version.parse("4.20.0-fc.3").is_prerelease
-    assert not ocp_version.parse("4.20.0").is_prerelease
+    assert ocp_version.parse("4.20.0").kind == ""
     assert str(ocp_version.parse("4.20.0-rc.1")) == "4.20.0-rc.1"
 
 
@@ -189,5 +190,5 @@ def test_events_with_prereleases_become_targets_in_order() -> None:
             for ver in ["4.20.0", "4.20.0-rc.1", "4.20.0-ec.2", "4.20.0-fc.0"]
         ]
     }
-    found = discovery.targets_from_events(events)
+    found = schedule.targets_from_events(events)
     assert [r.version for r in found] == ["4.20.0-ec.2", "4.20.0-fc.0", "4.20.0-rc.1", "4.20.0"]

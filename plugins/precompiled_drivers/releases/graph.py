@@ -1,30 +1,19 @@
-"""OpenShift update-graph (Cincinnati) client and the pure rules that read the graph.
+"""The OpenShift update graph (Cincinnati v1) as data, and the pure rules that read it.
 
-The parsing, channel filtering and upgrade look-ahead are pure (no Airflow, no network). ``GraphClient`` is
-the only part that talks HTTP; it is synchronous on purpose so it can be tested without asyncio and run in a
-thread by the event trigger.
+Parsing, channel filtering and the upgrade look-ahead: no Airflow, no network (``client`` fetches).
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from precompiled_drivers import grammar as g
 from precompiled_drivers import ocp_version
 
-if TYPE_CHECKING:
-    import requests
-
-DEFAULT_GRAPH_URL = "https://api.openshift.com/api/upgrades_info/v1/graph"
-
 # Pipeline arch (release image suffix, BUILD_ARCH) -> update-graph arch (Go names, plus multi-arch).
 _GRAPH_ARCH = {**g.GO_ARCH, "multi": "multi"}
-_EXCERPT_CHARS = 200
+EXCERPT_CHARS = 200
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +112,7 @@ def parse_graph(doc: object, *, channel: str, arch: str) -> Graph:
             "graph for %s/%s: ignoring node(s) %s: not %s",
             channel,
             arch,
-            ", ".join(repr(v)[:_EXCERPT_CHARS] for v in skipped),
+            ", ".join(repr(v)[:EXCERPT_CHARS] for v in skipped),
             ocp_version.EXPECTED,
         )
     keep = [i for i, n in enumerate(parsed) if ocp_version.is_valid(n.version)]
@@ -223,211 +212,3 @@ def upgrade_targets(
         (by_version.get(v) or Release(version=v, arch=graph.arch, channel=graph.channel), found[v])
         for v in ordered
     ]
-
-
-FIRST_SIGHT_MODES = ("baseline", "latest")
-
-
-@dataclass
-class SeenReleases:
-    """What the trigger has already reported, kept in durable state between polls and restarts.
-
-    ``seen`` maps a pipeline arch to versions already known (reported or baselined); ``baselined`` holds
-    the ``channel/arch`` pairs polled at least once. A version is reported once per arch, whichever
-    followed channel lists it first, because the images depend on version and arch only.
-    """
-
-    seen: dict[str, set[str]]
-    baselined: set[str]
-
-    @classmethod
-    def empty(cls) -> SeenReleases:
-        """No history: every channel/arch is at first sight."""
-        return cls(seen={}, baselined=set())
-
-    @classmethod
-    def from_json(cls, data: object) -> SeenReleases:
-        """Read :meth:`to_json` output; raises ``ValueError`` on anything else."""
-        if data is None:
-            return cls.empty()
-        ok = (
-            isinstance(data, dict)
-            and data.get("schema") == 1
-            and isinstance(data.get("seen"), dict)
-            and all(isinstance(v, list) and all(isinstance(x, str) for x in v) for v in data["seen"].values())
-            and isinstance(data.get("baselined"), list)
-            and all(isinstance(x, str) for x in data["baselined"])
-        )
-        if not ok:
-            raise ValueError(f"unrecognised release state: {str(data)[:_EXCERPT_CHARS]}")
-        return cls(seen={k: set(v) for k, v in data["seen"].items()}, baselined=set(data["baselined"]))
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON-ready, sorted (stable diffs in the state store)."""
-        return {
-            "schema": 1,
-            "seen": {arch: sorted(v, key=ocp_version.sort_key) for arch, v in sorted(self.seen.items())},
-            "baselined": sorted(self.baselined),
-        }
-
-    def observe(self, channel: str, arch: str, releases: list[Release], *, first_sight: str) -> list[Release]:
-        """Record ``releases`` (a channel's, ascending) and return those to report, ascending.
-
-        At the first sight of a channel/arch, ``baseline`` reports nothing (what exists already is not news)
-        and ``latest`` reports only the newest release not yet known.
-        """
-        if first_sight not in FIRST_SIGHT_MODES:
-            raise ValueError(f"first_sight must be one of {FIRST_SIGHT_MODES}, got {first_sight!r}")
-        seen = self.seen.setdefault(arch, set())
-        fresh = [r for r in releases if r.version not in seen]
-        seen.update(r.version for r in releases)
-        key = f"{channel}/{arch}"
-        if key in self.baselined:
-            return fresh
-        self.baselined.add(key)
-        if first_sight == "latest" and releases and fresh and fresh[-1] == releases[-1]:
-            return [releases[-1]]
-        return []
-
-
-def poll_new_releases(
-    client: GraphClient,
-    channels: Sequence[str],
-    arches: Sequence[str],
-    state: SeenReleases,
-    *,
-    first_sight: str,
-) -> tuple[list[Release], list[GraphError]]:
-    """One poll of every channel/arch: the releases to report (``state`` is updated) and the graph errors.
-
-    A channel/arch whose graph fails is skipped and its state left alone, so it is simply retried by the
-    next poll; the others still count.
-    """
-    new: list[Release] = []
-    errors: list[GraphError] = []
-    for channel in channels:
-        for arch in arches:
-            try:
-                graph = client.fetch(channel, arch)
-            except GraphError as exc:
-                errors.append(exc)
-                continue
-            found = channel_releases(graph, channel)
-            new.extend(state.observe(channel, arch, found, first_sight=first_sight))
-    return new, errors
-
-
-class GraphClient:
-    """Fetches ``<base_url>?channel=<c>&arch=<a>``; retries connection errors, timeouts, 429 and 5xx.
-
-    Proxies come from ``HTTPS_PROXY``/``NO_PROXY`` (requests reads them). The CA bundle is ``ca_bundle`` when
-    given, else ``REQUESTS_CA_BUNDLE``/the system store. ``base_url`` can point at a disconnected mirror
-    (an OpenShift Update Service).
-    """
-
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        timeout: float = 10,
-        retries: int = 3,
-        backoff: float = 1.0,
-        ca_bundle: str | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"graph URL must be an http(s) URL, got {base_url!r}")
-        if timeout <= 0 or retries < 0 or backoff < 0:
-            raise ValueError("timeout must be > 0, retries and backoff >= 0")
-        self.base_url = base_url
-        self.timeout = timeout
-        self.retries = retries
-        self.backoff = backoff
-        self.ca_bundle = ca_bundle
-        self._sleep = sleep
-        # requests is imported where it is used: the DAG file imports this module, the triggerer and the
-        # cron poll are the only callers that talk HTTP.
-        import requests
-
-        self._session = requests.Session()
-
-    def url_for(self, channel: str, graph_arch_name: str) -> str:
-        """The exact URL fetched for a channel and a graph arch (used in error messages too)."""
-        import requests
-
-        req = requests.Request("GET", self.base_url, params={"channel": channel, "arch": graph_arch_name})
-        return str(req.prepare().url)
-
-    def fetch(self, channel: str, arch: str) -> Graph:
-        """Fetch and parse the graph of ``channel`` for the pipeline ``arch`` (``x86_64``/``aarch64``)."""
-        channel_minor(channel)
-        url = self.url_for(channel, graph_arch(arch))
-        return parse_graph(self.fetch_json(url), channel=channel, arch=arch)
-
-    def fetch_json(self, url: str) -> Any:
-        """GET ``url`` as JSON with retries; raises ``GraphError`` naming URL, status and a body excerpt."""
-        attempt = 0
-        while True:
-            try:
-                return self._get_once(url)
-            except _Retryable as exc:
-                if attempt >= self.retries:
-                    raise GraphError(
-                        f"{exc} (gave up after {attempt + 1} attempts)", url=url, status=exc.status
-                    ) from exc
-                self._sleep(self.backoff * (2**attempt))
-                attempt += 1
-
-    def _get_once(self, url: str) -> Any:
-        import requests
-
-        # verify is passed per request: a Session-level verify would lose to REQUESTS_CA_BUNDLE.
-        verify: bool | str = self.ca_bundle or True
-        try:
-            resp = self._session.get(
-                url,
-                headers={"Accept": "application/json"},
-                timeout=self.timeout,
-                verify=verify,
-                allow_redirects=True,
-            )
-        except (requests.ConnectionError, requests.Timeout) as exc:
-            raise _Retryable(f"GET {url} failed: {type(exc).__name__}: {exc}", status=None) from exc
-        except (requests.RequestException, OSError) as exc:
-            # OSError: e.g. the configured CA bundle file is missing; retrying cannot fix that.
-            raise GraphError(f"GET {url} failed: {type(exc).__name__}: {exc}", url=url) from exc
-        if resp.status_code == 429 or resp.status_code >= 500:
-            raise _Retryable(
-                f"GET {url} returned HTTP {resp.status_code}: {_excerpt(resp)}", resp.status_code
-            )
-        if resp.status_code != 200:
-            raise GraphError(
-                f"GET {url} returned HTTP {resp.status_code}: {_excerpt(resp)}",
-                url=url,
-                status=resp.status_code,
-            )
-        try:
-            return resp.json()
-        except ValueError:
-            raise GraphError(
-                f"GET {url} returned a body that is not JSON "
-                f"(Content-Type {resp.headers.get('Content-Type', '?')!r}): {_excerpt(resp)}",
-                url=url,
-                status=resp.status_code,
-            ) from None
-
-    def close(self) -> None:
-        """Close pooled connections."""
-        self._session.close()
-
-
-class _Retryable(Exception):
-    def __init__(self, message: str, status: int | None) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-def _excerpt(resp: requests.Response) -> str:
-    text = " ".join(resp.text.split())
-    return repr(text[:_EXCERPT_CHARS] + ("..." if len(text) > _EXCERPT_CHARS else ""))
