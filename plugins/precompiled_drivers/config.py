@@ -108,7 +108,7 @@ def run_config(
         )
     operator_version = _or_default(params, "operator_version", "")
     return RunConfig(
-        targets=tuple(_unique(targets)),
+        targets=tuple(unique_targets(targets)),
         arches=arches,
         driver_versions=drivers,
         rollout_driver_version=rollout,
@@ -141,11 +141,9 @@ def _minutes(value: Any, field: str, maximum: int) -> int:
     return round(value * 60)
 
 
-def _unique(targets: Sequence[Target]) -> list[Target]:
-    seen: set[tuple[str, str]] = set()
-    unique = []
+def unique_targets(targets: Sequence[Target]) -> list[Target]:
+    """``targets`` without repeats of a release (version, arch); the first one's source wins."""
+    found: dict[tuple[str, str], Target] = {}
     for target in targets:
-        if target.key not in seen:
-            seen.add(target.key)
-            unique.append(target)
-    return unique
+        found.setdefault(target.key, target)
+    return list(found.values())

@@ -53,11 +53,6 @@ class OcpVersion(NamedTuple):
     kind: str = ""
     number: int = 0
 
-    @property
-    def is_prerelease(self) -> bool:
-        """True for ``-ec.N``, ``-fc.N`` and ``-rc.N`` versions."""
-        return bool(self.kind)
-
     def key(self) -> tuple[int, int, int, int, tuple[tuple[int, int | str], ...]]:
         """The semver precedence key: a GA release sorts after all its pre-releases."""
         if not self.kind:

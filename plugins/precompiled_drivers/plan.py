@@ -12,7 +12,7 @@ from typing import Any
 
 from precompiled_drivers import kernel_module, naming, ocp_version, os_tag
 from precompiled_drivers import validation as v
-from precompiled_drivers.config import RunConfig, Target
+from precompiled_drivers.config import RunConfig, Target, unique_targets
 from precompiled_drivers.settings import Settings
 
 # The release payload's toolkit images (openshift/driver-toolkit manifests/image-references and
@@ -90,12 +90,7 @@ def release_targets(
     if config.include_cluster_release and cluster_version:
         targets += [Target(cluster_version, arch, "cluster") for arch in config.arches]
     targets += [Target(ver, arch, "upgrade") for ver in upgrade_versions for arch in config.arches]
-    seen: set[tuple[str, str]] = set()
-    unique = []
-    for target in targets:
-        if target.key not in seen:
-            seen.add(target.key)
-            unique.append(target)
+    unique = unique_targets(targets)
     if not unique:
         raise v.ValidationError(
             "ocp_versions",
@@ -109,11 +104,6 @@ def release_targets(
 def release_image(repository: str, target: Target) -> str:
     """The release payload image, e.g. quay.io/openshift-release-dev/ocp-release:4.18.12-x86_64."""
     return f"{repository}:{target.version}-{target.arch}"
-
-
-def parse_toolkit(xcom: Mapping[str, Any]) -> Toolkit:
-    """Validate what inspect_driver_toolkit read; the DTK file is data from an image, so check it too."""
-    return release_toolkits(xcom)[0]
 
 
 def release_toolkits(xcom: Mapping[str, Any]) -> list[Toolkit]:

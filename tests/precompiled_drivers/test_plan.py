@@ -37,6 +37,11 @@ def config(**overrides: Any) -> RunConfig:
 SETTINGS = Settings()
 
 
+def parse_toolkit(xcom: Any) -> Toolkit:
+    """The release's first toolkit (driver-toolkit), as plan.release_toolkits reads it."""
+    return plan.release_toolkits(xcom)[0]
+
+
 def toolkit(version: str, kernel: str = K418, rhel: str = "9.4", arch: str = "x86_64") -> Toolkit:
     return Toolkit(version, arch, DTK, kernel, kernel + "+rt", rhel)
 
@@ -111,7 +116,7 @@ def dtk_xcom(**toolkit_overrides: Any) -> dict[str, Any]:
 
 
 def test_parse_toolkit_real_shape() -> None:
-    assert plan.parse_toolkit(dtk_xcom()) == Toolkit(
+    assert parse_toolkit(dtk_xcom()) == Toolkit(
         version="4.18.12",
         arch="x86_64",
         dtk_image=DTK,
@@ -124,7 +129,7 @@ def test_parse_toolkit_real_shape() -> None:
 def test_parse_toolkit_without_rt_kernel() -> None:
     data = dtk_xcom()
     del data["toolkit"]["RT_KERNEL_VERSION"]
-    assert plan.parse_toolkit(data).rt_kernel == ""
+    assert parse_toolkit(data).rt_kernel == ""
 
 
 @pytest.mark.parametrize(
@@ -151,7 +156,7 @@ def test_parse_toolkit_without_rt_kernel() -> None:
 )
 def test_parse_toolkit_hostile(data: dict[str, Any], field: str) -> None:
     with pytest.raises(ValidationError) as err:
-        plan.parse_toolkit(data)
+        parse_toolkit(data)
     assert err.value.field.startswith("driver toolkit of ")
     assert err.value.field.endswith(field)
 
@@ -355,7 +360,7 @@ DTK10 = "quay.io/openshift-release-dev/ocp-v4.0-art-dev@sha256:" + "b" * 64
 def test_aarch64_toolkit_without_rt_kernel_is_read(caplog: pytest.LogCaptureFixture) -> None:
     data = {"version": "4.19.3", "arch": "aarch64", "dtk_image": DTK, "toolkit": DTK_AARCH64}
     with caplog.at_level("INFO"):
-        parsed = plan.parse_toolkit(data)
+        parsed = parse_toolkit(data)
     assert parsed.kernel == KARM
     assert parsed.rt_kernel == ""
     assert "package kernel-rt-core is not installed" in caplog.text
@@ -364,13 +369,13 @@ def test_aarch64_toolkit_without_rt_kernel_is_read(caplog: pytest.LogCaptureFixt
 
 @pytest.mark.parametrize("rt", ["x\ny", "package kernel-rt-core is not installed", "$(id)"])
 def test_rt_value_that_is_not_a_kernel_means_no_rt_kernel(rt: str) -> None:
-    assert plan.parse_toolkit(dtk_xcom(RT_KERNEL_VERSION=rt)).rt_kernel == ""
+    assert parse_toolkit(dtk_xcom(RT_KERNEL_VERSION=rt)).rt_kernel == ""
 
 
 def test_a_toolkit_of_another_arch_than_its_release_is_refused() -> None:
     data = {"version": "4.19.3", "arch": "x86_64", "dtk_image": DTK, "toolkit": DTK_AARCH64}
     with pytest.raises(ValidationError, match=r"KERNEL_VERSION.*a x86_64 kernel"):
-        plan.parse_toolkit(data)
+        parse_toolkit(data)
 
 
 def test_one_malformed_toolkit_rejects_its_own_release_only() -> None:
@@ -416,13 +421,11 @@ def test_malformed_rhel10_toolkit_names_its_stream() -> None:
 
 
 def test_release_without_driver_toolkit_10_behaves_as_before() -> None:
-    assert plan.release_toolkits(dtk_xcom()) == [plan.parse_toolkit(dtk_xcom())]
+    assert plan.release_toolkits(dtk_xcom()) == [parse_toolkit(dtk_xcom())]
 
 
 def arm_toolkit(version: str = "4.19.3") -> Toolkit:
-    return plan.parse_toolkit(
-        {"version": version, "arch": "aarch64", "dtk_image": DTK, "toolkit": DTK_AARCH64}
-    )
+    return parse_toolkit({"version": version, "arch": "aarch64", "dtk_image": DTK, "toolkit": DTK_AARCH64})
 
 
 def test_64k_builds_planned_when_a_gpu_node_runs_a_64k_kernel() -> None:
