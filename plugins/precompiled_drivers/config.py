@@ -12,8 +12,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from precompiled_drivers import grammar as g
 from precompiled_drivers import validation as v
 from precompiled_drivers.settings import Settings
+
+# The run's limits: run_config checks them and the form's schema says them (form.py reads these).
+OCP_VERSIONS_MAX = 64
+ARCHES_MAX = len(g.ARCHES)
+DRIVER_VERSIONS_MAX = 10
+VERIFY_MINUTES_MIN, VERIFY_MINUTES_MAX = 0.1, 240
 
 
 @dataclass(frozen=True)
@@ -73,10 +80,14 @@ def run_config(
     Raises ``validation.ValidationError`` naming the first bad field.
     """
     settings.validate()
-    arches = tuple(v.string_list(params.get("arches", ["x86_64"]), "arches", v.arch, max_items=2))
+    arches = tuple(v.string_list(params.get("arches", ["x86_64"]), "arches", v.arch, max_items=ARCHES_MAX))
     # The form sends null for an emptied optional field: it means the default, as a missing key does.
     versions = v.string_list(
-        _or_default(params, "ocp_versions", []), "ocp_versions", v.ocp_version, min_items=0
+        _or_default(params, "ocp_versions", []),
+        "ocp_versions",
+        v.ocp_version,
+        min_items=0,
+        max_items=OCP_VERSIONS_MAX,
     )
     targets = [Target(version, arch, "form") for version in versions for arch in arches]
     for i, event in enumerate(event_releases):
@@ -90,7 +101,9 @@ def run_config(
             )
         )
     drivers = tuple(
-        v.string_list(params.get("driver_versions"), "driver_versions", v.driver_version, max_items=10)
+        v.string_list(
+            params.get("driver_versions"), "driver_versions", v.driver_version, max_items=DRIVER_VERSIONS_MAX
+        )
     )
     rollout = params.get("rollout_driver_version") or drivers[0]
     v.driver_version(rollout, "rollout_driver_version")
@@ -122,9 +135,7 @@ def run_config(
         ),
         force_rebuild=v.boolean(params.get("force_rebuild", False), "force_rebuild"),
         dry_run=v.boolean(params.get("dry_run", False), "dry_run"),
-        verify_timeout_seconds=_minutes(
-            params.get("verify_timeout_minutes", 30), "verify_timeout_minutes", 240
-        ),
+        verify_timeout_seconds=_minutes(params.get("verify_timeout_minutes", 30), "verify_timeout_minutes"),
     )
 
 
@@ -134,10 +145,11 @@ def _or_default(params: Mapping[str, Any], key: str, default: Any) -> Any:
     return default if value is None else value
 
 
-def _minutes(value: Any, field: str, maximum: int) -> int:
+def _minutes(value: Any, field: str) -> int:
     """Minutes (fractions allowed) as whole seconds, at least 6."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.1 <= value <= maximum:
-        raise v.ValidationError(field, value, f"a number of minutes from 0.1 to {maximum}")
+    low, high = VERIFY_MINUTES_MIN, VERIFY_MINUTES_MAX
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise v.ValidationError(field, value, f"a number of minutes from {low} to {high}")
     return round(value * 60)
 
 

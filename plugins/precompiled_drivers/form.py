@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from airflow.sdk import Param
 
+from precompiled_drivers import config as run
 from precompiled_drivers import grammar as g
 from precompiled_drivers.settings import Settings
 
@@ -23,9 +24,6 @@ from precompiled_drivers.settings import Settings
 DEFAULT_DRIVER_REPO_REF = "06a208ca9747c82b1ba99b76ecdcf2469b0a0207"
 DEFAULT_DRIVER_VERSIONS = ["570.158.01"]
 DEFAULT_CUDA_VERSION = "12.8.1"
-
-# As config.run_config's lists allow (validation.string_list's default maximum).
-OCP_VERSIONS_MAX = 64
 
 
 def help_text(param: Param) -> str:
@@ -47,7 +45,7 @@ def form_params(settings: Settings) -> dict[str, Param]:
             [],
             type=["null", "array"],
             items={"type": "string", **g.OCP_VERSION.schema()},
-            maxItems=OCP_VERSIONS_MAX,
+            maxItems=run.OCP_VERSIONS_MAX,
             uniqueItems=True,
             title="OpenShift releases",
             description_md="Releases to build for, one per line, e.g. 4.18.12. Empty: the cluster's current "
@@ -59,7 +57,7 @@ def form_params(settings: Settings) -> dict[str, Param]:
             items={"type": "string", "enum": [*g.ARCHES, *g.ARCH_ALIASES]},
             examples=list(g.ARCHES),  # the UI shows a multi-select of these
             minItems=1,
-            maxItems=2,
+            maxItems=run.ARCHES_MAX,
             uniqueItems=True,
             title="Architectures",
             description_md="CPU architectures of the GPU nodes: x86_64, aarch64 (amd64/arm64 are accepted "
@@ -70,7 +68,7 @@ def form_params(settings: Settings) -> dict[str, Param]:
             type="array",
             items={"type": "string", **g.DRIVER_VERSION.schema()},
             minItems=1,
-            maxItems=10,
+            maxItems=run.DRIVER_VERSIONS_MAX,
             uniqueItems=True,
             title="Driver versions",
             description_md="NVIDIA data-center driver versions to build, one per line, like 570.158.01 "
@@ -147,8 +145,8 @@ def form_params(settings: Settings) -> dict[str, Param]:
         "verify_timeout_minutes": Param(
             30,
             type="number",
-            minimum=0.1,
-            maximum=240,
+            minimum=run.VERIFY_MINUTES_MIN,
+            maximum=run.VERIFY_MINUTES_MAX,
             title="Verify timeout (minutes)",
             description_md="How long to wait for the new driver pods to become Ready before rolling back.",
         ),

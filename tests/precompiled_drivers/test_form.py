@@ -218,3 +218,18 @@ def test_every_field_says_what_it_expects() -> None:
     for name, param in PARAMS.items():
         assert param.schema.get("title"), name
         assert len(form.help_text(param)) > 20 and param.description is None, name
+
+
+def test_the_form_limits_are_run_configs() -> None:
+    """List lengths and the verify timeout's range: one definition (config), said by the form."""
+    from precompiled_drivers import config
+
+    assert PARAMS["ocp_versions"].schema["maxItems"] == config.OCP_VERSIONS_MAX
+    assert PARAMS["arches"].schema["maxItems"] == config.ARCHES_MAX
+    assert PARAMS["driver_versions"].schema["maxItems"] == config.DRIVER_VERSIONS_MAX
+    minutes = PARAMS["verify_timeout_minutes"].schema
+    assert (minutes["minimum"], minutes["maximum"]) == (config.VERIFY_MINUTES_MIN, config.VERIFY_MINUTES_MAX)
+    too_many = ["570.158.01", "570.158.02", *(f"5{n:02d}.10.01" for n in range(config.DRIVER_VERSIONS_MAX))]
+    assert schema_refuses("driver_versions", too_many)
+    with pytest.raises(validation.ValidationError, match="driver_versions"):
+        run_config({**valid_params(), "driver_versions": too_many, "rollout_driver_version": None}, SETTINGS)
