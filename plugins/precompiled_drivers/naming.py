@@ -311,17 +311,15 @@ def tag_mismatch(
     os_tag: str,
     build_arch: str,
     *,
-    make_kernel: str | None = None,
     rhel_major: int = 9,
 ) -> str | None:
     """None when the Makefile's tag is the one the operator looks for, else why not and what to do.
 
     ``kernel`` is the node kernel (uname or NFD label form); the operator looks for
-    ``<version>-<kernel label>-<os_tag>``. The Makefile is assumed to run with KERNEL_VERSION =
-    ``make_kernel`` (default: make_kernel_version(kernel)) and BUILD_ARCH = ``build_arch``.
+    ``<version>-<kernel label>-<os_tag>``. The Makefile runs with KERNEL_VERSION =
+    make_kernel_version(kernel), as the build step passes it, and BUILD_ARCH = ``build_arch``.
     """
-    make_kernel = make_kernel if make_kernel is not None else make_kernel_version(kernel)
-    built = build_tag(driver_version, make_kernel, os_tag, build_arch, rhel_major=rhel_major)
+    built = build_tag(driver_version, make_kernel_version(kernel), os_tag, build_arch, rhel_major=rhel_major)
     wanted = operator_tag(driver_version, kernel, os_tag)
     if built == wanted:
         return None
@@ -330,13 +328,8 @@ def tag_mismatch(
             "NVIDIA's precompiled recipe has no RT build: build for the RT kernel another way, or "
             "keep RT nodes on the operator's compiled driver"
         )
-    elif "+" in built:
-        advice = "the Makefile tag still holds '+', which is not valid in an image tag"
     else:
-        try:
-            expected_arch = _build_arch_for(kernel_arch(kernel), kernel)
-        except ValueError as exc:
-            expected_arch = f"none ({exc})"
+        expected_arch = _build_arch_for(kernel_arch(kernel), kernel)
         advice = (
             f"run make with KERNEL_VERSION={make_kernel_version(kernel)} "
             f"BUILD_ARCH={expected_arch}, or push the built image also as '{wanted}'"
