@@ -1,6 +1,6 @@
 """Growth: planning time and task instances for 10, 100 and 1000 target images, in-process.
 
-Planning is what the ``plan_builds`` and ``select_builds`` tasks do between pods: ``plan.parse_toolkit``
+Planning is what the ``plan_builds`` and ``select_builds`` tasks do between pods: ``plan.release_toolkits``
 for every release, ``plan.plan_builds``, ``plan.builds_to_run`` and the per-image pod kwargs
 (``build_driver_image.item_kwargs`` and ``push_driver_image.item_kwargs_for``). N images = N/10
 releases, each with its own kernel, x 10 driver versions (the form's maximum). Task instances are counted
@@ -61,7 +61,7 @@ def plan_once(images: int) -> tuple[float, int]:
     raw = toolkits(images // len(DRIVERS))
     push_kwargs = push_driver_image.item_kwargs_for(settings)
     start = time.perf_counter()
-    builds = plan.plan_builds(cfg, [plan.parse_toolkit(t) for t in raw], "v26.7.0")
+    builds = plan.plan_builds(cfg, settings, [tk for t in raw for tk in plan.release_toolkits(t)], "v26.7.0")
     todo = plan.builds_to_run(builds, {}, force=False)
     build_items = [build_driver_image.item_kwargs(settings, cfg, b) for b in todo]
     digest = "sha256:" + "0" * 64

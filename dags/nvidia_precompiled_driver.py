@@ -22,10 +22,11 @@ import airflow.providers.cncf.kubernetes.operators.pod
 import airflow.sdk.definitions.decorators  # noqa: F401
 from airflow.sdk import DAG, task
 
-from precompiled_drivers import discovery, failures, tasks
+from precompiled_drivers import failures, tasks
 from precompiled_drivers.dag_docs import dag_doc_md
 from precompiled_drivers.form import form_params
-from precompiled_drivers.settings import Settings
+from precompiled_drivers.releases.schedule import release_asset_ref, release_schedule
+from precompiled_drivers.settings import installation
 from precompiled_drivers.steps import (
     build_driver_image,
     check_published_images,
@@ -40,13 +41,14 @@ from precompiled_drivers.steps import (
 )
 from precompiled_drivers.steps.base import retry_delay
 
-settings = Settings.from_env()
+# The one settings object: these operators and the Python steps' pod environments both read it.
+settings = installation()
 
 with DAG(
     dag_id="nvidia_precompiled_driver",
     description="Build, publish and roll out NVIDIA precompiled GPU driver images for OpenShift",
     doc_md=dag_doc_md(settings),
-    schedule=discovery.release_schedule(settings.cron),
+    schedule=release_schedule(settings.cron),
     start_date=datetime(2025, 1, 1),
     catchup=False,
     max_active_runs=1,  # two runs must never patch the ClusterPolicy at the same time
@@ -66,7 +68,7 @@ with DAG(
     # report still runs. It skips its direct downstream only: the others skip by their trigger rules.
     config = task.short_circuit(
         step(tasks.validate_inputs),
-        inlets=[discovery.release_asset_ref()],
+        inlets=[release_asset_ref()],
         ignore_downstream_trigger_rules=False,
     )()
     cluster = inspect_cluster.operator(settings)

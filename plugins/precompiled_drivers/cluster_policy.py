@@ -10,25 +10,24 @@ from __future__ import annotations
 
 import copy
 import json
-import re
 from collections.abc import Mapping
 from typing import Any
 
-GROUP = "nvidia.com"
-VERSION = "v1"
-PLURAL = "clusterpolicies"
+from precompiled_drivers import grammar as g
+
 DRIVER_FIELDS = ("usePrecompiled", "repository", "image", "version")
 
 DRIVER_PATH = "/spec/driver"
 
-# The CRD says `pattern: '[a-zA-Z0-9\-]+'`, but Kubernetes (like JSON Schema) applies patterns unanchored,
-# so the API server accepts `bad/name`. The operator builds `<repository>/<image>:<tag>` from it, so the
-# whole value must match; we enforce the anchored form ourselves.
-IMAGE_NAME_RE = re.compile(r"[a-zA-Z0-9-]+")
-# Repository: registry host[:port] and path, as in `quay.io/acme/drivers`; no tag, no digest, no scheme.
-REPOSITORY_RE = re.compile(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*")
-# Driver version as NVIDIA tags it, e.g. `570.158.01`.
-VERSION_RE = re.compile(r"[0-9]+(\.[0-9]+){1,3}")
+# The fields the operator joins into `<repository>/<image>:<version>-<kernel>-<os tag>`, with their shape
+# (grammar.py). The CRD says `pattern: '[a-zA-Z0-9\-]+'` for the image, but Kubernetes (like JSON Schema)
+# applies patterns unanchored, so the API server accepts `bad/name`: the whole value must match, and we
+# enforce that ourselves.
+_DRIVER_VALUES = (
+    ("spec.driver.repository", g.REPOSITORY),
+    ("spec.driver.image", g.IMAGE_NAME),
+    ("spec.driver.version", g.DRIVER_VERSION),
+)
 
 _UNSET = "<unset>"
 _REMOVED = "<removed>"
@@ -69,15 +68,9 @@ def check_precompiled_compatible(policy: Mapping[str, Any]) -> None:
 
 def check_driver_values(*, repository: str, image: str, version: str) -> None:
     """Raise PolicyError naming the first driver field that the operator could not turn into an image ref."""
-    for field, value, pattern, example in (
-        ("spec.driver.repository", repository, REPOSITORY_RE, "quay.io/acme/drivers"),
-        ("spec.driver.image", image, IMAGE_NAME_RE, "nvidia-gpu-driver"),
-        ("spec.driver.version", version, VERSION_RE, "570.158.01"),
-    ):
-        if not isinstance(value, str) or not pattern.fullmatch(value):
-            raise PolicyError(
-                f"{field}: {value!r} is not valid; it must fully match {pattern.pattern!r} (e.g. {example!r})"
-            )
+    for (field, grammar), value in zip(_DRIVER_VALUES, (repository, image, version), strict=True):
+        if not grammar.matches(value):
+            raise PolicyError(f"{field}: {value!r} is not valid; expected {grammar.expected}")
 
 
 def _guard(value: Mapping[str, Any]) -> dict[str, Any]:

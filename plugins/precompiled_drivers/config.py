@@ -1,17 +1,26 @@
 """One validated description of a run, built from the form (or a release event) and the settings.
 
 Everything downstream reads this object, never raw params, so each value is checked exactly once,
-before any pod starts, with an error that names the field.
+before any pod starts, with an error that names the field. It holds the run's choices only: the
+installation's settings are ``settings.installation()`` and the look-ahead's are the discovery
+Variables, each read where it is used.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
+from precompiled_drivers import grammar as g
 from precompiled_drivers import validation as v
 from precompiled_drivers.settings import Settings
+
+# The run's limits: run_config checks them and the form's schema says them (form.py reads these).
+OCP_VERSIONS_MAX = 64
+ARCHES_MAX = len(g.ARCHES)
+DRIVER_VERSIONS_MAX = 10
+VERIFY_MINUTES_MIN, VERIFY_MINUTES_MAX = 0.1, 240
 
 
 @dataclass(frozen=True)
@@ -42,12 +51,9 @@ class RunConfig:
     driver_repo_ref: str
     operator_version: str
     include_cluster_release: bool
-    upgrade_lookahead: bool
-    lookahead_limit: int
     force_rebuild: bool
     dry_run: bool
     verify_timeout_seconds: int
-    settings: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form for XCom."""
@@ -67,21 +73,21 @@ def run_config(
     params: Mapping[str, Any],
     settings: Settings,
     event_releases: Sequence[Mapping[str, Any]] = (),
-    *,
-    upgrade_lookahead: bool = False,
-    lookahead_limit: int = 3,
 ) -> RunConfig:
-    """Validate the form's params (and any release events) into a ``RunConfig``.
-
-    Look-ahead comes from the discovery settings (Airflow Variables), not the form.
+    """Validate the installation's settings and the form's params (and any release events) into a
+    ``RunConfig``; ``settings`` gives the defaults of the repository and the image name.
 
     Raises ``validation.ValidationError`` naming the first bad field.
     """
     settings.validate()
-    arches = tuple(v.string_list(params.get("arches", ["x86_64"]), "arches", v.arch, max_items=2))
+    arches = tuple(v.string_list(params.get("arches", ["x86_64"]), "arches", v.arch, max_items=ARCHES_MAX))
     # The form sends null for an emptied optional field: it means the default, as a missing key does.
     versions = v.string_list(
-        _or_default(params, "ocp_versions", []), "ocp_versions", v.ocp_version, min_items=0
+        _or_default(params, "ocp_versions", []),
+        "ocp_versions",
+        v.ocp_version,
+        min_items=0,
+        max_items=OCP_VERSIONS_MAX,
     )
     targets = [Target(version, arch, "form") for version in versions for arch in arches]
     for i, event in enumerate(event_releases):
@@ -95,7 +101,9 @@ def run_config(
             )
         )
     drivers = tuple(
-        v.string_list(params.get("driver_versions"), "driver_versions", v.driver_version, max_items=10)
+        v.string_list(
+            params.get("driver_versions"), "driver_versions", v.driver_version, max_items=DRIVER_VERSIONS_MAX
+        )
     )
     rollout = params.get("rollout_driver_version") or drivers[0]
     v.driver_version(rollout, "rollout_driver_version")
@@ -113,7 +121,7 @@ def run_config(
         )
     operator_version = _or_default(params, "operator_version", "")
     return RunConfig(
-        targets=tuple(_unique(targets)),
+        targets=tuple(unique_targets(targets)),
         arches=arches,
         driver_versions=drivers,
         rollout_driver_version=rollout,
@@ -125,14 +133,9 @@ def run_config(
         include_cluster_release=v.boolean(
             params.get("include_cluster_release", True), "include_cluster_release"
         ),
-        upgrade_lookahead=upgrade_lookahead,
-        lookahead_limit=lookahead_limit,
         force_rebuild=v.boolean(params.get("force_rebuild", False), "force_rebuild"),
         dry_run=v.boolean(params.get("dry_run", False), "dry_run"),
-        verify_timeout_seconds=_minutes(
-            params.get("verify_timeout_minutes", 30), "verify_timeout_minutes", 240
-        ),
-        settings=settings.to_dict(),
+        verify_timeout_seconds=_minutes(params.get("verify_timeout_minutes", 30), "verify_timeout_minutes"),
     )
 
 
@@ -142,18 +145,17 @@ def _or_default(params: Mapping[str, Any], key: str, default: Any) -> Any:
     return default if value is None else value
 
 
-def _minutes(value: Any, field: str, maximum: int) -> int:
+def _minutes(value: Any, field: str) -> int:
     """Minutes (fractions allowed) as whole seconds, at least 6."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.1 <= value <= maximum:
-        raise v.ValidationError(field, value, f"a number of minutes from 0.1 to {maximum}")
+    low, high = VERIFY_MINUTES_MIN, VERIFY_MINUTES_MAX
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise v.ValidationError(field, value, f"a number of minutes from {low} to {high}")
     return round(value * 60)
 
 
-def _unique(targets: Sequence[Target]) -> list[Target]:
-    seen: set[tuple[str, str]] = set()
-    unique = []
+def unique_targets(targets: Sequence[Target]) -> list[Target]:
+    """``targets`` without repeats of a release (version, arch); the first one's source wins."""
+    found: dict[tuple[str, str], Target] = {}
     for target in targets:
-        if target.key not in seen:
-            seen.add(target.key)
-            unique.append(target)
-    return unique
+        found.setdefault(target.key, target)
+    return list(found.values())

@@ -3,7 +3,8 @@
 The schema gives the form its widgets and a first check that Airflow runs on Trigger (a bad value
 is refused before any run exists); ``config.run_config`` checks every value again (names, lengths,
 hostile characters) before any pod starts, because scheduled and API-made runs can bypass the form.
-The patterns come from ``grammar``, the module ``validation`` compiles too, so both say the same.
+Each pattern and length comes from its ``grammar`` owner, the one ``validation`` compiles too, so both
+say the same.
 
 Optional fields are ``["null", ...]``: Airflow's UI treats a field as required unless its type
 lists "null", and it sends null for a field emptied by the user. Help texts are ``description_md``,
@@ -15,22 +16,14 @@ from __future__ import annotations
 
 from airflow.sdk import Param
 
+from precompiled_drivers import config as run
 from precompiled_drivers import grammar as g
-from precompiled_drivers import ocp_version
 from precompiled_drivers.settings import Settings
 
 # NVIDIA/gpu-driver-container commit the build recipe is pinned to (overridable per run).
 DEFAULT_DRIVER_REPO_REF = "06a208ca9747c82b1ba99b76ecdcf2469b0a0207"
 DEFAULT_DRIVER_VERSIONS = ["570.158.01"]
 DEFAULT_CUDA_VERSION = "12.8.1"
-
-# One grammar for OpenShift versions everywhere (ocp_version.py): 4.y.z[-ec|fc|rc.N].
-OCP_VERSION_PATTERN = g.anchored(ocp_version.SCHEMA_CORE)
-DRIVER_VERSION_PATTERN = g.anchored(g.DRIVER_VERSION)
-# As config.run_config's lists allow (validation.string_list's default maximum).
-OCP_VERSIONS_MAX = 64
-ARCHES = ["x86_64", "aarch64"]
-ARCH_ALIASES = ["amd64", "arm64"]
 
 
 def help_text(param: Param) -> str:
@@ -51,8 +44,8 @@ def form_params(settings: Settings) -> dict[str, Param]:
         "ocp_versions": Param(
             [],
             type=["null", "array"],
-            items={"type": "string", "pattern": OCP_VERSION_PATTERN},
-            maxItems=OCP_VERSIONS_MAX,
+            items={"type": "string", **g.OCP_VERSION.schema()},
+            maxItems=run.OCP_VERSIONS_MAX,
             uniqueItems=True,
             title="OpenShift releases",
             description_md="Releases to build for, one per line, e.g. 4.18.12. Empty: the cluster's current "
@@ -61,10 +54,10 @@ def form_params(settings: Settings) -> dict[str, Param]:
         "arches": Param(
             ["x86_64"],
             type="array",
-            items={"type": "string", "enum": ARCHES + ARCH_ALIASES},
-            examples=ARCHES,  # the UI shows a multi-select of these
+            items={"type": "string", "enum": [*g.ARCHES, *g.ARCH_ALIASES]},
+            examples=list(g.ARCHES),  # the UI shows a multi-select of these
             minItems=1,
-            maxItems=2,
+            maxItems=run.ARCHES_MAX,
             uniqueItems=True,
             title="Architectures",
             description_md="CPU architectures of the GPU nodes: x86_64, aarch64 (amd64/arm64 are accepted "
@@ -73,9 +66,9 @@ def form_params(settings: Settings) -> dict[str, Param]:
         "driver_versions": Param(
             DEFAULT_DRIVER_VERSIONS,
             type="array",
-            items={"type": "string", "pattern": DRIVER_VERSION_PATTERN, "maxLength": g.SHORT_MAX},
+            items={"type": "string", **g.DRIVER_VERSION.schema()},
             minItems=1,
-            maxItems=10,
+            maxItems=run.DRIVER_VERSIONS_MAX,
             uniqueItems=True,
             title="Driver versions",
             description_md="NVIDIA data-center driver versions to build, one per line, like 570.158.01 "
@@ -84,8 +77,7 @@ def form_params(settings: Settings) -> dict[str, Param]:
         "rollout_driver_version": Param(
             None,
             type=["null", "string"],
-            pattern=g.anchored(g.DRIVER_VERSION, optional=True),
-            maxLength=g.SHORT_MAX,
+            **g.DRIVER_VERSION.schema(optional=True),
             title="Rollout driver version",
             description_md="Which of the built versions the ClusterPolicy should use, like 570.158.01; "
             "empty = the first driver version.",
@@ -93,8 +85,7 @@ def form_params(settings: Settings) -> dict[str, Param]:
         "cuda_version": Param(
             DEFAULT_CUDA_VERSION,
             type="string",
-            pattern=g.anchored(g.CUDA_VERSION),
-            maxLength=g.SHORT_MAX,
+            **g.CUDA_VERSION.schema(),
             title="CUDA version",
             description_md="CUDA_VERSION passed to NVIDIA's Makefile (the base image of the driver "
             "container), like 12.8.1 (x.y.z).",
@@ -102,8 +93,7 @@ def form_params(settings: Settings) -> dict[str, Param]:
         "repository": Param(
             settings.target_repository or None,
             type=["null", "string"],
-            pattern=g.anchored(g.REPOSITORY, optional=True),
-            maxLength=g.REF_MAX,
+            **g.REPOSITORY.schema(optional=True),
             title="Image repository",
             description_md="Registry host[:port]/path the images are pushed to and the GPU Operator pulls "
             "from (ClusterPolicy spec.driver.repository), lowercase, like quay.io/acme/nvidia or "
@@ -112,8 +102,7 @@ def form_params(settings: Settings) -> dict[str, Param]:
         "image_name": Param(
             settings.image_name,
             type="string",
-            pattern=g.anchored(g.IMAGE_NAME),
-            maxLength=g.IMAGE_NAME_MAX,
+            **g.IMAGE_NAME.schema(),
             title="Image name",
             description_md="ClusterPolicy spec.driver.image, like driver or nvidia-gpu-driver: lowercase "
             "letters, digits and '-' (the CRD's pattern, lowercase as image references must be).",
@@ -121,8 +110,7 @@ def form_params(settings: Settings) -> dict[str, Param]:
         "driver_repo_ref": Param(
             DEFAULT_DRIVER_REPO_REF,
             type="string",
-            pattern=g.anchored(g.GIT_REF_FORBIDDEN + g.GIT_REF),
-            maxLength=g.GIT_REF_MAX,
+            **g.GIT_REF.schema(),
             title="Driver recipe git ref",
             description_md="Commit, tag or branch of NVIDIA/gpu-driver-container to build from, like main, "
             "v1.2 or a 40-hex commit.",
@@ -130,8 +118,7 @@ def form_params(settings: Settings) -> dict[str, Param]:
         "operator_version": Param(
             None,
             type=["null", "string"],
-            pattern=g.anchored(g.OPERATOR_VERSION, optional=True),
-            maxLength=g.SHORT_MAX,
+            **g.OPERATOR_VERSION.schema(optional=True),
             title="GPU Operator version",
             description_md="Decides the OS-tag rule, like v26.7.0. Empty: read from the installed "
             "operator's Deployment.",
@@ -158,8 +145,8 @@ def form_params(settings: Settings) -> dict[str, Param]:
         "verify_timeout_minutes": Param(
             30,
             type="number",
-            minimum=0.1,
-            maximum=240,
+            minimum=run.VERIFY_MINUTES_MIN,
+            maximum=run.VERIFY_MINUTES_MAX,
             title="Verify timeout (minutes)",
             description_md="How long to wait for the new driver pods to become Ready before rolling back.",
         ),

@@ -12,6 +12,7 @@ import re
 
 from packaging.version import InvalidVersion, Version
 
+from precompiled_drivers import grammar as g
 from precompiled_drivers import ocp_version as ocp_version_grammar
 
 __all__ = [
@@ -20,12 +21,13 @@ __all__ = [
     "build_dir",
     "build_tag",
     "daemonset_name",
+    "image_reference",
     "kernel_arch",
     "kernel_variant",
-    "kernel_without_arch",
     "make_kernel_version",
     "nfd_kernel_label",
     "operator_image",
+    "operator_tag",
     "os_tag",
     "os_tag_rule",
     "os_tag_rule_for",
@@ -35,32 +37,24 @@ __all__ = [
 ]
 
 DAEMONSET_PREFIX = "nvidia-driver-daemonset"
-ARCHES = ("x86_64", "aarch64")
-BUILD_ARCHES = ("x86_64", "aarch64", "aarch64+64k")
+BUILD_ARCHES = (*g.ARCHES, "aarch64+64k")
 
 # A full kernel as uname/DTK print it (`...el9_4.aarch64+64k`) or as NFD labels it (`..._64k`).
-_KERNEL_RE = re.compile(
-    r"^(?P<base>[0-9A-Za-z][0-9A-Za-z._-]*?)\.(?P<arch>x86_64|aarch64)(?:[+_](?P<variant>64k|rt))?$"
-)
+_KERNEL_RE = re.compile(g.KERNEL_PARTS, re.ASCII)
 # kubernetes-sigs/node-feature-discovery source/kernel/kernel.go: characters a label value
 # cannot hold become '_', then leading/trailing '-_.' are trimmed.
 _NFD_FORBIDDEN = re.compile(r"[^-A-Za-z0-9_.]")
 # NVIDIA/gpu-operator controllers/object_controls.go getSanitizedKernelVersion: this exact regex.
 _OPERATOR_ARCH_RE = re.compile(r"x86_64(?:_64k)?|aarch64(?:_64k)?")
-_DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_RHEL_VERSION_RE = re.compile(r"^(?P<major>\d{1,2})\.(?P<minor>\d{1,2})$")
 
 
 # --------------------------------------------------------------------------- kernels
 
 
 def _parse_kernel(kernel: str) -> re.Match[str]:
-    match = _KERNEL_RE.match(kernel) if isinstance(kernel, str) else None
+    match = _KERNEL_RE.fullmatch(kernel) if isinstance(kernel, str) else None
     if match is None:
-        raise ValueError(
-            f"kernel {kernel!r} is not a full kernel with arch like 5.14.0-427.37.1.el9_4.x86_64 "
-            "(optionally +64k/_64k or +rt/_rt)"
-        )
+        raise ValueError(f"kernel {kernel!r} is not {g.KERNEL.expected}")
     return match
 
 
@@ -72,11 +66,6 @@ def kernel_arch(kernel: str) -> str:
 def kernel_variant(kernel: str) -> str:
     """Return the kernel flavour suffix: ``""``, ``"64k"`` (aarch64 64k pages) or ``"rt"``."""
     return _parse_kernel(kernel)["variant"] or ""
-
-
-def kernel_without_arch(kernel: str) -> str:
-    """Strip ``.<arch>`` and any ``+64k``/``_64k``/``+rt`` suffix: ``5.14.0-427.37.1.el9_4``."""
-    return _parse_kernel(kernel)["base"]
 
 
 def make_kernel_version(kernel: str) -> str:
@@ -122,7 +111,7 @@ def daemonset_name(kernel: str, os_id: str, os_version_id: str) -> str:
     Raises ValueError when the result is not a valid object name (the operator would fail too).
     """
     name = f"{DAEMONSET_PREFIX}-{sanitize_kernel(kernel)}-{os_id}{os_version_id}"
-    if len(name) > 253 or not _DNS1123_SUBDOMAIN.match(name):
+    if not g.DNS_SUBDOMAIN.matches(name):
         raise ValueError(
             f"DaemonSet name {name!r} for kernel {kernel!r} is not a valid DNS-1123 subdomain; "
             "the GPU Operator cannot create it (RT kernels sanitize to '..')"
@@ -218,16 +207,32 @@ def release_os_labels(ocp_version: str, rhel_version: str) -> tuple[str, str]:
         ocp = ocp_version_grammar.parse(ocp_version)
     except ValueError as exc:
         raise ValueError(f"OpenShift version {exc}") from None
-    rhel = _RHEL_VERSION_RE.match(rhel_version) if isinstance(rhel_version, str) else None
-    if rhel is None:
-        raise ValueError(f"RHEL version {rhel_version!r} is not like 9.6")
+    rhel_major, rhel_minor = _rhel(rhel_version)
     major, minor = ocp.major, ocp.minor
     if (major, minor) <= (4, 18):
         return "rhcos", f"{major}.{minor}"
-    return "rhel", f"{int(rhel['major'])}.{int(rhel['minor'])}"
+    return "rhel", f"{rhel_major}.{rhel_minor}"
+
+
+def _rhel(rhel_version: str) -> tuple[int, int]:
+    """``9.6`` -> ``(9, 6)``; ValueError when it is not a RHEL x.y."""
+    if not g.RHEL_VERSION.matches(rhel_version):
+        raise ValueError(f"RHEL version {rhel_version!r} is not {g.RHEL_VERSION.expected}")
+    major, minor = rhel_version.split(".")
+    return int(major), int(minor)
 
 
 # --------------------------------------------------------------------------- image references
+
+
+def image_reference(repository: str, image: str, tag: str) -> str:
+    """``repository/image:tag``: how the operator (resolveDriverTag) and our pushes spell an image."""
+    return f"{repository.rstrip('/')}/{image}:{tag}"
+
+
+def operator_tag(version: str, kernel: str, os_tag: str) -> str:
+    """The tag the operator looks for on a node: ``<version>-<kernel-version.full label>-<os tag>``."""
+    return f"{version}-{nfd_kernel_label(kernel)}-{os_tag}"
 
 
 def operator_image(repository: str, image: str, version: str, kernel: str, os_tag: str) -> str:
@@ -242,13 +247,12 @@ def operator_image(repository: str, image: str, version: str, kernel: str, os_ta
     if version.startswith("sha256:"):
         # The operator would build 'repo/image:sha256:...-<kernel>', not a valid reference.
         raise ValueError("precompiled mode needs a driver version tag, not a digest")
-    return f"{repository.rstrip('/')}/{image}:{version}-{nfd_kernel_label(kernel)}-{os_tag}"
+    return image_reference(repository, image, operator_tag(version, kernel, os_tag))
 
 
 def build_dir(rhel_version: str) -> str:
     """NVIDIA/gpu-driver-container directory whose Makefile builds for a RHEL ``x.y``."""
-    match = _RHEL_VERSION_RE.match(rhel_version) if isinstance(rhel_version, str) else None
-    major = int(match["major"]) if match else None
+    major = _rhel(rhel_version)[0] if g.RHEL_VERSION.matches(rhel_version) else None
     # NVIDIA/gpu-driver-container rhel8/precompiled, rhel9/precompiled, rhel10/precompiled.
     if major not in (8, 9, 10):
         raise ValueError(f"RHEL version {rhel_version!r}: no NVIDIA precompiled recipe (8.x, 9.x, 10.x)")
@@ -261,9 +265,10 @@ def build_arch(arch: str, kernel: str) -> str:
     ``arch`` accepts ``amd64``/``arm64`` too. Raises ValueError when the kernel's own arch
     disagrees (cross builds are not supported by NVIDIA's recipe).
     """
-    arch = {"amd64": "x86_64", "arm64": "aarch64"}.get(arch, arch)
-    if arch not in ARCHES:
-        raise ValueError(f"arch {arch!r} is not x86_64/aarch64 (or amd64/arm64)")
+    canonical = g.canonical_arch(arch)
+    if canonical is None:
+        raise ValueError(f"arch {arch!r} is not {g.ARCH_EXPECTED}")
+    arch = canonical
     match = _parse_kernel(kernel)
     if match["arch"] != arch:
         raise ValueError(f"kernel {kernel!r} is {match['arch']}, not {arch}")
@@ -306,18 +311,16 @@ def tag_mismatch(
     os_tag: str,
     build_arch: str,
     *,
-    make_kernel: str | None = None,
     rhel_major: int = 9,
 ) -> str | None:
     """None when the Makefile's tag is the one the operator looks for, else why not and what to do.
 
     ``kernel`` is the node kernel (uname or NFD label form); the operator looks for
-    ``<version>-<kernel label>-<os_tag>``. The Makefile is assumed to run with KERNEL_VERSION =
-    ``make_kernel`` (default: make_kernel_version(kernel)) and BUILD_ARCH = ``build_arch``.
+    ``<version>-<kernel label>-<os_tag>``. The Makefile runs with KERNEL_VERSION =
+    make_kernel_version(kernel), as the build step passes it, and BUILD_ARCH = ``build_arch``.
     """
-    make_kernel = make_kernel if make_kernel is not None else make_kernel_version(kernel)
-    built = build_tag(driver_version, make_kernel, os_tag, build_arch, rhel_major=rhel_major)
-    wanted = f"{driver_version}-{nfd_kernel_label(kernel)}-{os_tag}"
+    built = build_tag(driver_version, make_kernel_version(kernel), os_tag, build_arch, rhel_major=rhel_major)
+    wanted = operator_tag(driver_version, kernel, os_tag)
     if built == wanted:
         return None
     if kernel_variant(kernel) == "rt":
@@ -325,13 +328,8 @@ def tag_mismatch(
             "NVIDIA's precompiled recipe has no RT build: build for the RT kernel another way, or "
             "keep RT nodes on the operator's compiled driver"
         )
-    elif "+" in built:
-        advice = "the Makefile tag still holds '+', which is not valid in an image tag"
     else:
-        try:
-            expected_arch = _build_arch_for(kernel_arch(kernel), kernel)
-        except ValueError as exc:
-            expected_arch = f"none ({exc})"
+        expected_arch = _build_arch_for(kernel_arch(kernel), kernel)
         advice = (
             f"run make with KERNEL_VERSION={make_kernel_version(kernel)} "
             f"BUILD_ARCH={expected_arch}, or push the built image also as '{wanted}'"

@@ -19,7 +19,6 @@ from typing import NamedTuple
 
 __all__ = [
     "EXPECTED",
-    "JSON_SCHEMA_PATTERN",
     "PATTERN",
     "PRERELEASE_KINDS",
     "SCHEMA_CORE",
@@ -38,9 +37,8 @@ PATTERN = (
     rf"(?P<major>{_MAJOR})\.(?P<minor>{_MINOR})\.(?P<patch>{_PATCH})"
     rf"(?:-(?P<kind>{'|'.join(PRERELEASE_KINDS)})\.(?P<number>{_PRE_NUM}))?"
 )
-# The same grammar for a JSON Schema ``pattern`` (the form's Param): ECMA-262, anchored, no group names.
+# The same grammar without group names, for a JSON Schema ``pattern`` (ECMA-262): grammar.OCP_VERSION.
 SCHEMA_CORE = re.sub(r"\?P<[a-z]+>", "?:", PATTERN)
-JSON_SCHEMA_PATTERN = "^" + SCHEMA_CORE + "$"
 EXPECTED = "an OpenShift version like 4.18.3 or 4.20.0-ec.1 (x.y.z, optionally -ec.N, -fc.N or -rc.N)"
 
 _RE = re.compile(PATTERN, re.ASCII)
@@ -54,11 +52,6 @@ class OcpVersion(NamedTuple):
     patch: int
     kind: str = ""
     number: int = 0
-
-    @property
-    def is_prerelease(self) -> bool:
-        """True for ``-ec.N``, ``-fc.N`` and ``-rc.N`` versions."""
-        return bool(self.kind)
 
     def key(self) -> tuple[int, int, int, int, tuple[tuple[int, int | str], ...]]:
         """The semver precedence key: a GA release sorts after all its pre-releases."""

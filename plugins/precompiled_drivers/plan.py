@@ -6,16 +6,15 @@ Pure functions from validated inputs to plain data; the DAG turns their output i
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from precompiled_drivers import kernel_module, naming, os_tag
+from precompiled_drivers import kernel_module, naming, ocp_version, os_tag
 from precompiled_drivers import validation as v
-from precompiled_drivers.config import RunConfig, Target
+from precompiled_drivers.config import RunConfig, Target, unique_targets
+from precompiled_drivers.settings import Settings
 
-_RHEL_VERSION = re.compile(r"[0-9]{1,2}\.[0-9]{1,2}")
 # The release payload's toolkit images (openshift/driver-toolkit manifests/image-references and
 # image-references-rhel10): one per RHCOS stream.
 STREAM_RHEL9 = "driver-toolkit"
@@ -85,18 +84,13 @@ class BuildSpec:
 def release_targets(
     config: RunConfig, cluster_version: str, upgrade_versions: Sequence[str] = ()
 ) -> list[Target]:
-    """Form/event targets, plus the cluster's own release and its upgrade targets when asked for."""
+    """Form/event targets, plus the cluster's own release and its upgrade targets (look-ahead's, empty
+    when it is off)."""
     targets = list(config.targets)
     if config.include_cluster_release and cluster_version:
         targets += [Target(cluster_version, arch, "cluster") for arch in config.arches]
-    if config.upgrade_lookahead:
-        targets += [Target(ver, arch, "upgrade") for ver in upgrade_versions for arch in config.arches]
-    seen: set[tuple[str, str]] = set()
-    unique = []
-    for target in targets:
-        if target.key not in seen:
-            seen.add(target.key)
-            unique.append(target)
+    targets += [Target(ver, arch, "upgrade") for ver in upgrade_versions for arch in config.arches]
+    unique = unique_targets(targets)
     if not unique:
         raise v.ValidationError(
             "ocp_versions",
@@ -104,17 +98,12 @@ def release_targets(
             "at least one release: list one in the form, or keep "
             "'Include the cluster's release' on for a cluster that reports its version",
         )
-    return sorted(unique, key=lambda t: (v.ocp_sort_key(t.version), t.arch))
+    return sorted(unique, key=lambda t: (ocp_version.sort_key(t.version), t.arch))
 
 
 def release_image(repository: str, target: Target) -> str:
     """The release payload image, e.g. quay.io/openshift-release-dev/ocp-release:4.18.12-x86_64."""
     return f"{repository}:{target.version}-{target.arch}"
-
-
-def parse_toolkit(xcom: Mapping[str, Any]) -> Toolkit:
-    """Validate what inspect_driver_toolkit read; the DTK file is data from an image, so check it too."""
-    return release_toolkits(xcom)[0]
 
 
 def release_toolkits(xcom: Mapping[str, Any]) -> list[Toolkit]:
@@ -138,10 +127,8 @@ def _toolkit(version: str, arch: str, stream: str, dtk_image: object, release: o
     where = f"driver toolkit of {version}-{arch}" + ("" if stream == STREAM_RHEL9 else f" ({stream})")
     if not isinstance(release, Mapping):
         raise v.ValidationError(f"{where}: /etc/driver-toolkit-release.json", release, "a JSON object")
-    rhel = str(release.get("RHEL_VERSION", ""))
     # Exactly major.minor: the naming rules (OS labels, build directory) need both parts.
-    if not _RHEL_VERSION.fullmatch(rhel):
-        raise v.ValidationError(f"{where}: RHEL_VERSION", rhel, "a RHEL version like 9.4")
+    rhel = v.rhel_version(str(release.get("RHEL_VERSION", "")), f"{where}: RHEL_VERSION")
     kernel = v.kernel(release.get("KERNEL_VERSION"), f"{where}: KERNEL_VERSION")
     if naming.kernel_arch(kernel) != arch:
         raise v.ValidationError(f"{where}: KERNEL_VERSION", kernel, f"a {arch} kernel (the release's arch)")
@@ -212,6 +199,7 @@ def with_64k_kernels(
 
 def plan_builds(
     config: RunConfig,
+    settings: Settings,
     toolkits: Iterable[Toolkit],
     operator_version: str,
     *,
@@ -223,12 +211,11 @@ def plan_builds(
 
     Each image is built with its release's own OS tag and published under every other tag the operator
     may look for: the GPU nodes' tags now (``cluster_os_tags``) and those of every release planned.
+    ``settings`` gives the staging repository and whether 64k images are built ahead.
     ``kernel_module_type`` is the ClusterPolicy's ``spec.driver.kernelModuleType``. ``gpu_kernels`` are
     the kernels GPU nodes run now: a 64k one adds 64k builds for aarch64 toolkits.
     """
-    staging_repository = str(config.settings["staging_repository"])
-    build_64k = config.settings.get("build_64k") is True
-    toolkits = with_64k_kernels(toolkits, build_64k=build_64k, gpu_kernels=gpu_kernels)
+    toolkits = with_64k_kernels(toolkits, build_64k=settings.build_64k, gpu_kernels=gpu_kernels)
     # A release with two OS streams (driver-toolkit and driver-toolkit-10) has a tag per stream.
     release_tags = {
         (t.version, t.rhel_version): os_tag.release_os_tag(t.version, t.rhel_version, operator_version)
@@ -248,7 +235,6 @@ def plan_builds(
                 by_key[key] = _with_release(known, toolkit.version)
                 continue
             tag = naming.build_tag(driver, make_kernel, tag_os, arch, rhel_major=rhel_major)
-            image_base = f"{config.repository}/{config.image_name}"
             by_key[key] = BuildSpec(
                 driver_version=driver,
                 kernel=toolkit.kernel,
@@ -258,15 +244,19 @@ def plan_builds(
                 build_arch=arch,
                 build_dir=naming.build_dir(toolkit.rhel_version),
                 tag=tag,
-                image=f"{image_base}:{tag}",
-                staging_image=f"{staging_repository}/{config.image_name}:{tag}",
+                image=naming.image_reference(config.repository, config.image_name, tag),
+                staging_image=naming.image_reference(settings.staging_repository, config.image_name, tag),
                 dtk_image=toolkit.dtk_image,
                 releases=(toolkit.version,),
                 warning=naming.tag_mismatch(driver, toolkit.kernel, tag_os, arch, rhel_major=rhel_major)
                 or "",
                 kernel_module_type=kernel_module.resolve(kernel_module_type, driver),
                 aliases=tuple(
-                    f"{image_base}:{naming.build_tag(driver, make_kernel, t, arch, rhel_major=rhel_major)}"
+                    naming.image_reference(
+                        config.repository,
+                        config.image_name,
+                        naming.build_tag(driver, make_kernel, t, arch, rhel_major=rhel_major),
+                    )
                     for t in all_tags
                     if t != tag_os
                 ),
@@ -285,5 +275,5 @@ def builds_to_run(builds: Sequence[BuildSpec], published: Mapping[str, str], for
 
 
 def _with_release(build: BuildSpec, release: str) -> BuildSpec:
-    releases = tuple(sorted({*build.releases, release}, key=v.ocp_sort_key))
+    releases = tuple(sorted({*build.releases, release}, key=ocp_version.sort_key))
     return BuildSpec(**{**asdict(build), "releases": releases})

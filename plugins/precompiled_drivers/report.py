@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from precompiled_drivers import naming
+
 STEPS = (
     "validate_inputs",
     "inspect_cluster",
@@ -48,14 +50,8 @@ def kernel_rows(results: Mapping[str, Any]) -> list[tuple[str, str, str, str, st
     verified = (results.get("verify_rollout") or {}).get("kernels") or {}
     rows = []
     for kernel in plan.get("kernels", []):
-        status = next(
-            (
-                s
-                for name, s in verified.items()
-                if kernel["daemonset"].startswith(f"nvidia-driver-daemonset-{name}-")
-            ),
-            None,
-        )
+        # verify_rollout reports each kernel under the name rollout.expected_lines gave it.
+        status = verified.get(naming.sanitize_kernel(kernel["kernel"]))
         ready = "yes" if status and status.get("status") == "ok" else ("-" if status is None else "NO")
         by_image = {image: tag for tag, image in kernel["images"].items()}
         in_use = by_image.get((status or {}).get("image", ""), "-")

@@ -2,8 +2,9 @@
 
 These describe the installation, not a run, so they come from the environment of the Airflow
 components (docker-compose's env file, a Helm values file...), are cheap to read at parse time and
-are validated at use by the first task, before any pod starts. Per-run choices live in the form
-(see ``form.py``).
+are validated at use by the first task, before any pod starts. :func:`installation` is the one object
+the DAG and the steps share; the run's own choices (the form, see ``form.py``) are ``config.RunConfig``,
+which holds no copy of these.
 """
 
 from __future__ import annotations
@@ -11,12 +12,12 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
+from functools import lru_cache
 
+from precompiled_drivers import grammar as g
 from precompiled_drivers import validation as v
 
 PREFIX = "PRECOMPILED_DRIVERS_"
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off"})
 
 
 @dataclass(frozen=True)
@@ -69,8 +70,8 @@ class Settings:
             if f.type == "bool":
                 # An unknown word (or an empty value) stays a string so validate() names the variable:
                 # REGISTRY_TLS_VERIFY=ture must not silently turn TLS verification off.
-                word = raw.strip().lower()
-                values[f.name] = True if word in _TRUE else False if word in _FALSE else raw
+                word = g.boolean_word(raw)
+                values[f.name] = raw if word is None else word
             elif f.type == "int":
                 values[f.name] = int(raw) if raw.strip().isdigit() else raw
             else:
@@ -106,3 +107,20 @@ class Settings:
     def to_dict(self) -> dict[str, object]:
         """Plain dict for XCom and reports (holds names of Secrets, never their contents)."""
         return asdict(self)
+
+
+def installation(environ: Mapping[str, str] | None = None) -> Settings:
+    """The installation's settings: the one object the DAG's pods and the Python steps both read.
+
+    The DAG file builds its operators from it at parse time, and the Python steps (which run in the
+    process that parsed the file) build pod environments from it, so no pod gets a value from two copies.
+    The object is the same while the ``PRECOMPILED_DRIVERS_*`` variables are; ``validate_inputs``
+    validates it, before any pod starts.
+    """
+    env = os.environ if environ is None else environ
+    return _from_variables(tuple(sorted((k, v) for k, v in env.items() if k.startswith(PREFIX))))
+
+
+@lru_cache(maxsize=8)
+def _from_variables(variables: tuple[tuple[str, str], ...]) -> Settings:
+    return Settings.from_env(dict(variables))

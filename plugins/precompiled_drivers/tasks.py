@@ -10,12 +10,13 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from precompiled_drivers import discovery, kernel_module, os_tag, plan, rollout
+from precompiled_drivers import kernel_module, os_tag, plan, rollout
 from precompiled_drivers.cluster import parse_cluster
 from precompiled_drivers.cluster_policy import PolicyError
 from precompiled_drivers.config import RunConfig, run_config
+from precompiled_drivers.releases import schedule, variables
 from precompiled_drivers.report import rejected_releases, render_report
-from precompiled_drivers.settings import Settings
+from precompiled_drivers.settings import Settings, installation
 from precompiled_drivers.steps import (
     build_driver_image,
     check_published_images,
@@ -31,8 +32,8 @@ log = logging.getLogger(__name__)
 
 
 def _load(config: Mapping[str, Any]) -> tuple[RunConfig, Settings]:
-    cfg = RunConfig.from_dict(config)
-    return cfg, Settings(**cfg.settings)
+    """The run's choices from XCom and the installation's settings (the object the DAG's operators use)."""
+    return RunConfig.from_dict(config), installation()
 
 
 def validate_inputs(
@@ -52,20 +53,15 @@ def validate_inputs(
     metadata database, keep the task's retries.
     """
     try:
-        events = discovery.targets_from_events(triggering_asset_events) if triggering_asset_events else []
+        events = schedule.targets_from_events(triggering_asset_events) if triggering_asset_events else []
         if not events and _is_cron_run(dag_run) and asset_state_store is not None:
             events = _poll_for_cron_run(asset_state_store)
             if not events:
                 return None
-        lookahead = discovery.load_settings()
-        cfg = run_config(
-            params,
-            Settings.from_env(),
-            [r.to_dict() for r in events],
-            upgrade_lookahead=lookahead.lookahead,
-            lookahead_limit=int(lookahead.lookahead_limit),
-        )
-    except (ValidationError, discovery.SettingsError) as exc:
+        # Checked now so a bad Variable starts no pod; plan_releases reads them for the look-ahead.
+        variables.load_settings()
+        cfg = run_config(params, installation(), [r.to_dict() for r in events])
+    except (ValidationError, variables.SettingsError) as exc:
         from airflow.sdk.exceptions import AirflowFailException
 
         rejected = f"input rejected, no pod was started: {exc}"
@@ -85,7 +81,7 @@ def _is_cron_run(dag_run: Any) -> bool:
 
 def _poll_for_cron_run(store: Any) -> list[Any]:
     """New releases for a cron run (what the trigger would have fired); [] when nothing is new."""
-    new, errors = discovery.poll_from_task(store)
+    new, errors = schedule.poll_from_task(store)
     for exc in errors:
         log.warning("update graph unavailable, the next scheduled run retries: %s", exc)
     if not new:
@@ -99,14 +95,15 @@ def plan_releases(config: Mapping[str, Any], cluster: Mapping[str, Any]) -> list
     cfg, settings = _load(config)
     state = parse_cluster(cluster, cfg.operator_version)
     upgrades: list[str] = []
-    if cfg.upgrade_lookahead and state.cluster_version:
-        found = discovery.lookahead_releases(
+    if state.cluster_version:
+        # Off, or a limit of 0, in the discovery Variables: no request, no upgrade target.
+        found = schedule.lookahead_releases(
             state.cluster_version,
             arch=cfg.arches[0],
-            settings=discovery.load_settings(),
+            settings=variables.load_settings(),
             channel=str(cluster.get("cluster_channel") or "") or None,
         )
-        upgrades = [release.version for release, _conditional in found][: cfg.lookahead_limit]
+        upgrades = [release.version for release, _conditional in found]
         for release, conditional in found:
             if conditional:
                 log.warning(
@@ -138,6 +135,7 @@ def plan_builds(
     requested = kernel_module.requested(state.policy)
     builds = plan.plan_builds(
         cfg,
+        settings,
         parsed,
         state.operator_version,
         cluster_os_tags=cluster_tags,

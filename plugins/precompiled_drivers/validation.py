@@ -8,19 +8,16 @@ over-long values are refused before any pattern is tried, and the message says w
 
 from __future__ import annotations
 
-import re
 import unicodedata
 from collections.abc import Callable
 from typing import Any
 
 from precompiled_drivers import grammar as g
-from precompiled_drivers import ocp_version as ocp_version_grammar
 
 __all__ = [
     "ValidationError",
     "arch",
     "boolean",
-    "channel",
     "cuda_version",
     "digest",
     "dns_label",
@@ -32,7 +29,6 @@ __all__ = [
     "image_ref",
     "k8s_name",
     "kernel",
-    "ocp_sort_key",
     "ocp_version",
     "operator_version",
     "positive_int",
@@ -41,10 +37,6 @@ __all__ = [
 ]
 
 SHOWN_CHARS = 60
-# The patterns and lengths live in ``grammar``, shared with the trigger form's schema.
-NAME_MAX = g.NAME_MAX
-REF_MAX = g.REF_MAX
-SHORT_MAX = g.SHORT_MAX
 SHELL_METACHARACTERS = frozenset(";|&$`'\"\\<>(){}[]*?!#~^")
 
 
@@ -77,7 +69,7 @@ def show(value: object) -> str:
     return f"{text}..." if too_long else text
 
 
-def _text(value: object, field: str, expected: str, max_len: int = SHORT_MAX) -> str:
+def _text(value: object, field: str, expected: str, max_len: int = g.SHORT_MAX) -> str:
     """Checks every string field shares, before its own pattern: the message says why."""
 
     def fail(reason: str) -> ValidationError:
@@ -105,196 +97,112 @@ def _text(value: object, field: str, expected: str, max_len: int = SHORT_MAX) ->
     return value
 
 
-def _matching(value: object, field: str, pattern: re.Pattern[str], expected: str, max_len: int) -> str:
-    text = _text(value, field, expected, max_len)
-    if not pattern.fullmatch(text):
-        raise ValidationError(field, value, expected)
+def _matching(value: object, field: str, grammar: g.Grammar) -> str:
+    """``value`` when it has ``grammar``'s shape, after the shared checks; the refusal says which."""
+    text = _text(value, field, grammar.expected, grammar.max_len)
+    if not grammar.regex.fullmatch(text):
+        raise ValidationError(field, value, grammar.expected)
     return text
 
 
 # ----------------------------------------------------------------------------- versions
 
-_OCP_RE = re.compile(ocp_version_grammar.PATTERN, re.ASCII)
-
 
 def ocp_version(value: object, field: str) -> str:
     """An OpenShift release version: ``4.y.z`` optionally ``-ec.N``/``-fc.N``/``-rc.N`` (ocp_version.py)."""
-    return _matching(value, field, _OCP_RE, ocp_version_grammar.EXPECTED, SHORT_MAX)
-
-
-def ocp_sort_key(version: str) -> tuple[Any, ...]:
-    """Sort key for OpenShift versions (semver): ``4.19.0-ec.2`` < ``-fc.1`` < ``-rc.1`` < ``4.19.0``."""
-    try:
-        return ocp_version_grammar.sort_key(version)
-    except ValueError:
-        raise ValidationError("version", version, ocp_version_grammar.EXPECTED) from None
+    return _matching(value, field, g.OCP_VERSION)
 
 
 def arch(value: object, field: str) -> str:
     """A release architecture: ``x86_64``/``aarch64``; ``amd64``/``arm64`` are mapped to them."""
-    expected = "x86_64 or aarch64 (amd64/arm64 accepted)"
-    text = _text(value, field, expected)
-    mapped = {"amd64": "x86_64", "arm64": "aarch64"}.get(text, text)
-    if mapped not in ("x86_64", "aarch64"):
-        raise ValidationError(field, value, expected)
+    mapped = g.canonical_arch(_text(value, field, g.ARCH_EXPECTED))
+    if mapped is None:
+        raise ValidationError(field, value, g.ARCH_EXPECTED)
     return mapped
 
 
 def driver_version(value: object, field: str) -> str:
     """An NVIDIA datacenter driver version ``NNN.NN.NN`` (middle part 2-3 digits): 570.158.01."""
-    return _matching(
-        value,
-        field,
-        re.compile(g.DRIVER_VERSION),
-        "a driver version like 570.158.01 (NNN.NN.NN)",
-        SHORT_MAX,
-    )
+    return _matching(value, field, g.DRIVER_VERSION)
 
 
 def cuda_version(value: object, field: str) -> str:
     """A CUDA version ``x.y.z`` (it names the nvcr.io/nvidia/cuda base image tag): 12.8.1."""
-    return _matching(value, field, re.compile(g.CUDA_VERSION), "a CUDA version like 12.8.1", SHORT_MAX)
+    return _matching(value, field, g.CUDA_VERSION)
 
 
 def operator_version(value: object, field: str) -> str:
     """A GPU Operator version (``v26.7.0``, ``26.7.0``) normalized to ``v26.7.0``; ``""`` = detect."""
     if value == "":
         return ""
-    text = _matching(
-        value,
-        field,
-        re.compile(g.OPERATOR_VERSION),
-        "a GPU Operator version like v26.7.0, or empty to detect it",
-        SHORT_MAX,
-    )
+    text = _matching(value, field, g.OPERATOR_VERSION)
     return text if text.startswith("v") else f"v{text}"
 
 
 # ----------------------------------------------------------------------------- names
 
-_DNS_LABEL = g.DNS_LABEL
-_HOST = g.HOST
-_PATH_COMPONENT = g.PATH_COMPONENT
-_REPOSITORY_RE = re.compile(g.REPOSITORY)
-_REPOSITORY_EXPECTED = (
-    "a registry host[:port]/path like quay.io/acme or 127.0.0.1:5000/nvidia (lowercase path)"
-)
-
 
 def repository(value: object, field: str) -> str:
     """Registry ``host[:port]/path`` images are pushed to, e.g. ``quay.io/acme``."""
-    return _matching(value, field, _REPOSITORY_RE, _REPOSITORY_EXPECTED, REF_MAX).rstrip("/")
+    return _matching(value, field, g.REPOSITORY)
 
 
 def image_name(value: object, field: str) -> str:
     """The driver image name: the CRD's ``[a-zA-Z0-9-]+``, lowercase since it is a reference path."""
-    return _matching(
-        value,
-        field,
-        re.compile(g.IMAGE_NAME),
-        "an image name of lowercase letters, digits and '-' like nvidia-gpu-driver "
-        "(CRD pattern [a-zA-Z0-9-]+; image references must be lowercase)",
-        g.IMAGE_NAME_MAX,
-    )
+    return _matching(value, field, g.IMAGE_NAME)
 
 
 def image_ref(value: object, field: str) -> str:
     """A full image reference with ``:tag`` and/or ``@sha256:<64 hex>``, registry host included."""
-    pattern = re.compile(
-        rf"{_HOST}(?:/{_PATH_COMPONENT})+(?::[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}})?(?:@sha256:[a-f0-9]{{64}})?"
-    )
-    expected = "an image reference with a tag or digest like quay.io/openshift/origin-cli:4.18"
-    text = _matching(value, field, pattern, expected, REF_MAX)
+    text = _matching(value, field, g.IMAGE_REF)
     last = text.rsplit("/", 1)[-1]
     if ":" not in last and "@" not in last:
-        raise ValidationError(field, value, expected, "no tag or digest")
+        raise ValidationError(field, value, g.IMAGE_REF.expected, "no tag or digest")
     return text
 
 
 def digest(value: object, field: str) -> str:
     """An image manifest digest ``sha256:<64 lowercase hex>`` (what skopeo/podman report)."""
-    return _matching(
-        value,
-        field,
-        re.compile(r"sha256:[a-f0-9]{64}"),
-        "an image digest like sha256:<64 lowercase hex digits>",
-        SHORT_MAX + 8,
-    )
+    return _matching(value, field, g.DIGEST)
 
 
 def k8s_name(value: object, field: str) -> str:
     """A DNS-1123 subdomain (Secret, ServiceAccount, ClusterPolicy names), at most 253 chars."""
-    return _matching(
-        value,
-        field,
-        re.compile(rf"{_DNS_LABEL}(?:\.{_DNS_LABEL})*"),
-        "a DNS-1123 name like gpu-cluster-policy (lowercase a-z, 0-9, '-', '.')",
-        NAME_MAX,
-    )
+    return _matching(value, field, g.DNS_SUBDOMAIN)
 
 
 def dns_label(value: object, field: str) -> str:
     """A DNS-1123 label (namespace names), at most 63 chars."""
-    return _matching(
-        value,
-        field,
-        re.compile(_DNS_LABEL),
-        "a DNS-1123 label like nvidia-gpu-operator (lowercase a-z, 0-9, '-', <= 63 chars)",
-        63,
-    )
-
-
-def channel(value: object, field: str) -> str:
-    """An update channel: ``stable``/``fast``/``candidate`` or ``<that|eus>-4.y``."""
-    return _matching(
-        value,
-        field,
-        re.compile(r"(?:stable|fast|candidate)(?:-\d{1,2}\.\d{1,3})?|eus-\d{1,2}\.\d{1,3}"),
-        "a channel: stable, fast, candidate, or stable|fast|candidate|eus-4.y",
-        SHORT_MAX,
-    )
+    return _matching(value, field, g.DNS_LABEL)
 
 
 def kernel(value: object, field: str) -> str:
     """A full kernel with arch: ``5.14.0-427.37.1.el9_4.x86_64``, also ``+64k``/``_64k``/``+rt``."""
-    return _matching(
-        value,
-        field,
-        re.compile(r"\d{1,2}\.\d{1,3}\.\d{1,4}-[0-9A-Za-z_.]+\.(?:x86_64|aarch64)(?:[+_](?:64k|rt))?"),
-        "a full kernel like 5.14.0-427.37.1.el9_4.x86_64 (arch x86_64/aarch64, optional +64k/+rt)",
-        100,
-    )
+    return _matching(value, field, g.KERNEL)
+
+
+def rhel_version(value: object, field: str) -> str:
+    """A RHEL ``x.y`` (the Driver Toolkit's RHEL_VERSION): 9.4."""
+    return _matching(value, field, g.RHEL_VERSION)
 
 
 def git_ref(value: object, field: str) -> str:
     """A git branch, tag or sha: no ``..``, no leading ``-``, no ``//``, no trailing ``/``/``.lock``."""
-    expected = "a git branch, tag or commit like main, v1.2 or a 40-hex sha"
-    text = _matching(value, field, re.compile(g.GIT_REF), expected, g.GIT_REF_MAX)
-    if "//" in text or text.endswith(("/", ".", ".lock")) or "/." in text:
-        raise ValidationError(field, value, expected, "not a valid git ref name")
-    return text
+    return _matching(value, field, g.GIT_REF)
 
 
 def file_path(value: object, field: str) -> str:
     """An absolute file path of plain characters (a CA bundle...), no traversal, at most 1024 chars."""
-    expected = "an absolute file path like /etc/pki/tls/certs/ca-bundle.crt"
-    return _matching(value, field, re.compile(r"/[A-Za-z0-9._/+-]*[A-Za-z0-9._+-]"), expected, 1024)
+    return _matching(value, field, g.FILE_PATH)
 
 
 def https_url(value: object, field: str) -> str:
     """An ``https://`` URL without credentials or query; ``http://`` only to 127.0.0.1/localhost."""
-    expected = "an https:// URL like https://api.openshift.com (http:// only for 127.0.0.1/localhost)"
-    text = _matching(
-        value,
-        field,
-        re.compile(rf"(?P<scheme>https?)://(?P<host>{_HOST})(?:/[A-Za-z0-9._%-]*)*"),
-        expected,
-        REF_MAX,
-    )
+    text = _matching(value, field, g.HTTPS_URL)
     if text.startswith("http://"):
         host = text.removeprefix("http://").split("/", 1)[0].split(":", 1)[0]
         if host not in ("127.0.0.1", "localhost"):
-            raise ValidationError(field, value, expected, "plain http to a remote host")
+            raise ValidationError(field, value, g.HTTPS_URL.expected, "plain http to a remote host")
     return text
 
 
@@ -307,7 +215,7 @@ def positive_int(value: object, field: str, maximum: int) -> int:
     if isinstance(value, bool):
         raise ValidationError(field, value, expected, "a boolean, not a number")
     if isinstance(value, str):
-        number = int(_matching(value, field, re.compile(r"\d{1,9}"), expected, 9))
+        number = int(_matching(value, field, g.Grammar(r"[0-9]{1,9}", expected, "30", 9)))
     elif isinstance(value, int):
         number = value
     else:
@@ -318,14 +226,17 @@ def positive_int(value: object, field: str, maximum: int) -> int:
 
 
 def boolean(value: object, field: str) -> bool:
-    """True/False; the strings ``true``/``false`` (any case) from forms are accepted too."""
+    """True/False; the strings ``true``/``false`` (any case) from API callers are accepted too.
+
+    Installation settings and Variables take more words (``grammar.boolean_word``), already read.
+    """
     if isinstance(value, bool):
         return value
     expected = "true or false"
-    text = _text(value, field, expected).lower()
-    if text not in ("true", "false"):
+    word = g.JSON_BOOLEAN_WORDS.get(_text(value, field, expected).lower())
+    if word is None:
         raise ValidationError(field, value, expected)
-    return text == "true"
+    return word
 
 
 def string_list(

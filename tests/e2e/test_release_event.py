@@ -2,7 +2,7 @@
 
 Real Airflow components (scheduler + LocalExecutor, triggerer, dag-processor, api-server) run as child
 processes; the triggerer's ``NewReleaseTrigger`` reads its settings from ``AIRFLOW_VAR_*`` (as
-``discovery.load_settings`` does with any Variable) and polls a local graph server every 2 s.
+``releases.variables.load_settings`` does with any Variable) and polls a local graph server every 2 s.
 """
 
 from __future__ import annotations

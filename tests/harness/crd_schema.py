@@ -9,12 +9,18 @@ tests that use it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import jsonschema
 
-from precompiled_drivers.cluster_policy import IMAGE_NAME_RE, VERSION, PolicyError
+from precompiled_drivers.cluster_policy import PolicyError
+
+# NVIDIA/gpu-operator config/crd/bases/nvidia.com_clusterpolicies.yaml: the served version, and
+# spec.driver.image's `pattern: '[a-zA-Z0-9\-]+'` (applied whole here, as the operator needs it).
+VERSION = "v1"
+IMAGE_NAME_RE = re.compile(r"[a-zA-Z0-9-]+")
 
 
 def strip_extensions(schema: Any) -> Any:

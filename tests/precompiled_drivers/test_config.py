@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -49,9 +50,9 @@ def test_defaults() -> None:
     assert cfg.force_rebuild is False
     assert cfg.dry_run is False
     assert cfg.verify_timeout_seconds == 30 * 60
-    assert cfg.upgrade_lookahead is False
-    assert cfg.lookahead_limit == 3
-    assert cfg.settings == Settings().to_dict()
+    # The run's choices only: no copy of the installation's settings or the look-ahead's.
+    assert set(cfg.to_dict()) == {f.name for f in dataclasses.fields(RunConfig)}
+    assert not {"settings", "upgrade_lookahead", "lookahead_limit"} & set(cfg.to_dict())
 
 
 def test_missing_optional_params_take_defaults() -> None:
@@ -98,11 +99,6 @@ def test_event_releases_become_targets_and_dedup_with_form() -> None:
     events = [{"version": "4.19.3", "arch": "amd64"}, {"version": "4.18.12", "arch": "x86_64"}]
     cfg = run_config(params(), Settings(), events)
     assert cfg.targets == (Target("4.18.12", "x86_64", "form"), Target("4.19.3", "x86_64", "event"))
-
-
-def test_lookahead_comes_from_arguments() -> None:
-    cfg = run_config(params(), Settings(), upgrade_lookahead=True, lookahead_limit=5)
-    assert (cfg.upgrade_lookahead, cfg.lookahead_limit) == (True, 5)
 
 
 @pytest.mark.parametrize(

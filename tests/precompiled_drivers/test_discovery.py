@@ -1,4 +1,4 @@
-"""Discovery settings (Variables), the watched Asset, events -> targets, look-ahead and the cron poll."""
+"""The releases wing's Variables, the watched Asset, events -> targets, look-ahead and the cron poll."""
 
 from __future__ import annotations
 
@@ -13,21 +13,24 @@ from airflow.sdk.execution_time.context import TriggeringAssetEventsAccessor
 from airflow.serialization.serialized_objects import DagSerialization
 from test_releases import DIGESTS, PAYLOAD, STABLE_48, GraphServer, graph_doc
 
-from precompiled_drivers import discovery
-from precompiled_drivers.discovery import (
-    ASSET_NAME,
-    DiscoverySettings,
-    SettingsError,
-    load_settings,
+from precompiled_drivers.releases import variables
+from precompiled_drivers.releases.client import DEFAULT_GRAPH_URL
+from precompiled_drivers.releases.graph import Release
+from precompiled_drivers.releases.schedule import (
     lookahead_releases,
     poll_from_task,
     release_asset,
     release_schedule,
-    settings_from_values,
     targets_from_events,
 )
-from precompiled_drivers.releases import DEFAULT_GRAPH_URL, Release
-from precompiled_drivers.trigger import NewReleaseTrigger
+from precompiled_drivers.releases.trigger import NewReleaseTrigger
+from precompiled_drivers.releases.variables import (
+    ASSET_NAME,
+    DiscoverySettings,
+    SettingsError,
+    load_settings,
+    settings_from_values,
+)
 
 
 @pytest.fixture
@@ -108,14 +111,14 @@ def test_release_asset_reads_nothing_at_parse_time(monkeypatch: pytest.MonkeyPat
     def no_variables(*_a: object, **_k: object) -> None:
         raise AssertionError("Variable read at parse time")
 
-    monkeypatch.setattr(discovery, "_airflow_variable", no_variables)
+    monkeypatch.setattr(variables, "_airflow_variable", no_variables)
     monkeypatch.setattr("airflow.sdk.Variable.get", no_variables)
     asset = release_asset()
     assert isinstance(asset, Asset) and asset.name == ASSET_NAME
     (watcher,) = asset.watchers
     assert isinstance(watcher.trigger, NewReleaseTrigger)
     classpath, kwargs = watcher.trigger.serialize()
-    assert classpath == "precompiled_drivers.trigger.NewReleaseTrigger"
+    assert classpath == "precompiled_drivers.releases.trigger.NewReleaseTrigger"
     # settings are left to the triggerer (Variables at each poll), so the trigger identity is stable
     assert kwargs["channels"] is None and kwargs["graph_url"] is None and kwargs["poll_interval"] is None
     assert release_asset().watchers[0].trigger.serialize() == (classpath, kwargs)
@@ -134,7 +137,7 @@ def _dag_with(schedule: object) -> DAG:
 
 def test_dag_scheduled_on_the_asset_serializes_the_watcher() -> None:
     doc = json.dumps(DagSerialization.to_dict(_dag_with(release_schedule())))
-    assert '"classpath": "precompiled_drivers.trigger.NewReleaseTrigger"' in doc
+    assert '"classpath": "precompiled_drivers.releases.trigger.NewReleaseTrigger"' in doc
     assert '"name": "openshift-update-graph"' in doc and f'"name": "{ASSET_NAME}"' in doc
 
 
@@ -142,7 +145,7 @@ def test_cron_fallback_schedule() -> None:
     schedule = release_schedule("0 */6 * * *")
     assert isinstance(schedule, AssetOrTimeSchedule)
     doc = json.dumps(DagSerialization.to_dict(_dag_with(schedule)))
-    assert "0 */6 * * *" in doc and "precompiled_drivers.trigger.NewReleaseTrigger" in doc
+    assert "0 */6 * * *" in doc and "precompiled_drivers.releases.trigger.NewReleaseTrigger" in doc
 
 
 # --- triggering_asset_events -> targets -------------------------------------------------------------

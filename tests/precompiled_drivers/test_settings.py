@@ -6,8 +6,16 @@ from dataclasses import fields
 
 import pytest
 
+from precompiled_drivers.config import run_config
 from precompiled_drivers.settings import PREFIX, Settings
 from precompiled_drivers.validation import ValidationError
+
+PARAMS = {
+    "driver_versions": ["570.158.01"],
+    "cuda_version": "12.8.1",
+    "repository": "quay.io/acme/nvidia",
+    "driver_repo_ref": "main",
+}
 
 
 def test_defaults_are_valid() -> None:
@@ -130,3 +138,18 @@ def test_to_dict_holds_secret_names_only() -> None:
     assert data["rhsm_secret"] == "precompiled-drivers-rhsm"
     assert data["push_secret"] == "precompiled-drivers-push-secret"
     assert Settings(**data) == Settings()
+
+
+def test_the_dag_and_the_steps_share_one_settings_object(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The operators (built at parse time) and the Python steps' pod environments read one object."""
+    from precompiled_drivers import tasks
+    from precompiled_drivers.settings import installation
+
+    monkeypatch.setenv("PRECOMPILED_DRIVERS_NAMESPACE", "gpu-builds")
+    first = installation()
+    assert first is installation() and first.namespace == "gpu-builds"
+    _cfg, steps_settings = tasks._load(run_config(PARAMS, first).to_dict())
+    assert steps_settings is first
+    # Another environment is another installation: a new object, never a stale one.
+    monkeypatch.setenv("PRECOMPILED_DRIVERS_NAMESPACE", "gpu-other")
+    assert installation().namespace == "gpu-other"

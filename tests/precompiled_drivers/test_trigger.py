@@ -28,7 +28,7 @@ from airflow.triggers.base import BaseEventTrigger
 from test_ocp_version import candidate_graph
 from test_releases import DIGESTS, GraphServer, graph_doc
 
-from precompiled_drivers.trigger import SETTINGS_RETRY_SECONDS, NewReleaseTrigger
+from precompiled_drivers.releases.trigger import SETTINGS_RETRY_SECONDS, NewReleaseTrigger
 
 ASSET = "openshift-releases"
 POLL = 3600.0
@@ -409,7 +409,7 @@ def test_serialize_round_trips_through_an_importable_classpath(server: GraphServ
 
     trigger = make_trigger(server, channels=["stable-4.8", "eus-4.8"])
     classpath, kwargs = trigger.serialize()
-    assert classpath == "precompiled_drivers.trigger.NewReleaseTrigger"
+    assert classpath == "precompiled_drivers.releases.trigger.NewReleaseTrigger"
     json.dumps(kwargs)
     rebuilt = import_string(classpath)(**kwargs)
     assert isinstance(rebuilt, BaseEventTrigger)

@@ -63,7 +63,9 @@ def all_step_pods(settings: Settings) -> dict[str, Any]:
         },
         settings,
     )
-    [build] = plan.plan_builds(cfg, [plan.Toolkit("4.18.12", "x86_64", DTK, K418, "", "9.4")], "v26.7.0")
+    [build] = plan.plan_builds(
+        cfg, settings, [plan.Toolkit("4.18.12", "x86_64", DTK, K418, "", "9.4")], "v26.7.0"
+    )
     resolved = {"version": "4.18.12", "arch": "x86_64", "dtk_image": DTK}
     built = {"image": build.image, "tag": build.tag, "staging_image": build.staging_image, "digest": DIGEST}
     patch = [{"op": "test", "path": "/spec/driver", "value": {}}]

@@ -33,7 +33,7 @@ def config(driver_versions: list[str] | None = None) -> Any:
 
 def build_spec() -> plan.BuildSpec:
     toolkit = plan.Toolkit("4.18.12", "x86_64", DTK, K418, K418 + "+rt", "9.4")
-    [build] = plan.plan_builds(config(), [toolkit], "v26.7.0")
+    [build] = plan.plan_builds(config(), Settings(), [toolkit], "v26.7.0")
     return build
 
 
@@ -55,7 +55,7 @@ def build_pod(settings: Settings | None = None, build: Any = None):
 def test_driver_open_follows_kernel_module_type(requested: str, driver: str, driver_open: str) -> None:
     toolkit = plan.Toolkit("4.18.12", "x86_64", DTK, K418, "", "9.4")
     [build] = plan.plan_builds(
-        config(driver_versions=[driver]), [toolkit], "v26.7.0", kernel_module_type=requested
+        config(driver_versions=[driver]), Settings(), [toolkit], "v26.7.0", kernel_module_type=requested
     )
     env = env_of(build_pod(build=build))
     assert env["DRIVER_OPEN"] == driver_open
@@ -208,7 +208,7 @@ def test_builder_image_and_secret_names_from_settings() -> None:
 )
 def test_build_pod_is_pinned_to_its_arch(arch: str, kernel: str, node_arch: str) -> None:
     toolkit = plan.Toolkit("4.19.3", arch, DTK, kernel, "", "9.6")
-    [build] = plan.plan_builds(config(), [toolkit], "v26.7.0")
+    [build] = plan.plan_builds(config(), Settings(), [toolkit], "v26.7.0")
     pod = build_pod(build=build)
     assert pod.spec.node_selector == {"kubernetes.io/arch": node_arch}
     assert env_of(pod)["BUILD_ARCH"] == build.build_arch

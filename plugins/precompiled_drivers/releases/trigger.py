@@ -1,8 +1,8 @@
 """The event trigger: polls the OpenShift update graph and fires one event per new release.
 
 It runs in the triggerer as the ``AssetWatcher`` of the ``openshift-releases`` Asset (see
-``discovery.release_asset``). Every event becomes an asset event whose ``extra["payload"]`` is the release
-dict (version, arch, channel, payload, digest); the DAG reads them from ``triggering_asset_events``.
+``releases.schedule.release_asset``). Every event becomes an asset event whose ``extra["payload"]`` is the
+release dict (version, arch, channel, payload, digest); the DAG reads them from ``triggering_asset_events``.
 
 Durable state: what was already reported lives in Airflow's asset state store (Airflow 3.3 injects
 ``self.asset_state_store`` into a ``BaseEventTrigger`` that watches an asset), under ``state_key``. It is
@@ -24,10 +24,25 @@ from typing import Any
 
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
-from precompiled_drivers.releases import GraphClient, Release, SeenReleases, poll_new_releases
+from precompiled_drivers.releases.client import GraphClient
+from precompiled_drivers.releases.graph import Release
+from precompiled_drivers.releases.seen import SeenReleases, poll_new_releases
+from precompiled_drivers.releases.variables import (
+    ASSET_NAME,
+    STATE_KEY,
+    VAR_ARCHES,
+    VAR_CA_BUNDLE,
+    VAR_CHANNELS,
+    VAR_FIRST_SIGHT,
+    VAR_GRAPH_URL,
+    VAR_POLL_INTERVAL,
+    DiscoverySettings,
+    load_settings,
+    settings_from_values,
+)
 
-CLASSPATH = "precompiled_drivers.trigger.NewReleaseTrigger"
-DEFAULT_STATE_KEY = "seen_releases"
+# plugins/ is on the triggerer's sys.path, so this imports there as it does in the DAG.
+CLASSPATH = "precompiled_drivers.releases.trigger.NewReleaseTrigger"
 # Wait this long before polling again when the settings themselves are unusable.
 SETTINGS_RETRY_SECONDS = 300.0
 
@@ -36,7 +51,7 @@ class NewReleaseTrigger(BaseEventTrigger):
     """Poll the update graph for the followed channels and arches; yield one event per new release.
 
     Every setting left as ``None`` is read from the Airflow Variables at each poll (see
-    ``precompiled_drivers.discovery``), so a Variable change applies on the next poll without a DAG
+    ``precompiled_drivers.releases.variables``), so a Variable change applies on the next poll without a DAG
     change. Explicit values win over Variables. Graph and settings errors are logged and retried on the
     next poll; they never fire an event and never end the trigger.
     """
@@ -50,8 +65,8 @@ class NewReleaseTrigger(BaseEventTrigger):
         poll_interval: float | None = None,
         first_sight: str | None = None,
         ca_bundle: str | None = None,
-        state_key: str = DEFAULT_STATE_KEY,
-        asset_name: str = "openshift-releases",
+        state_key: str = STATE_KEY,
+        asset_name: str = ASSET_NAME,
         commit_delay: float = 5.0,
         timeout: float = 30.0,
         retries: int = 3,
@@ -117,34 +132,32 @@ class NewReleaseTrigger(BaseEventTrigger):
                     await self._save_state(state)
             await self._sleep(interval or SETTINGS_RETRY_SECONDS)
 
-    async def _settings(self) -> Any:
-        from precompiled_drivers.discovery import DiscoverySettings, load_settings, settings_from_values
-
+    async def _settings(self) -> DiscoverySettings:
         explicit = {
-            "precompiled_drivers_graph_url": self.graph_url,
-            "precompiled_drivers_channels": _as_json(self.channels),
-            "precompiled_drivers_arches": _as_json(self.arches),
-            "precompiled_drivers_poll_interval": _as_text(self.poll_interval),
-            "precompiled_drivers_first_sight": self.first_sight,
-            "precompiled_drivers_graph_ca_bundle": self.ca_bundle,
+            VAR_GRAPH_URL: self.graph_url,
+            VAR_CHANNELS: _as_json(self.channels),
+            VAR_ARCHES: _as_json(self.arches),
+            VAR_POLL_INTERVAL: _as_text(self.poll_interval),
+            VAR_FIRST_SIGHT: self.first_sight,
+            VAR_CA_BUNDLE: self.ca_bundle,
         }
-        if all(v is not None for k, v in explicit.items() if k != "precompiled_drivers_graph_ca_bundle"):
+        if all(v is not None for k, v in explicit.items() if k != VAR_CA_BUNDLE):
             # Fully pinned: no Variable lookups at all.
             return settings_from_values(explicit)
         # Variable.get is synchronous; in the triggerer it talks to the supervisor from this worker thread.
         from_vars: DiscoverySettings = await asyncio.to_thread(load_settings)
         merged = {
-            "precompiled_drivers_graph_url": from_vars.graph_url,
-            "precompiled_drivers_channels": _as_json(list(from_vars.channels)),
-            "precompiled_drivers_arches": _as_json(list(from_vars.arches)),
-            "precompiled_drivers_poll_interval": _as_text(from_vars.poll_interval),
-            "precompiled_drivers_first_sight": from_vars.first_sight,
-            "precompiled_drivers_graph_ca_bundle": from_vars.ca_bundle,
+            VAR_GRAPH_URL: from_vars.graph_url,
+            VAR_CHANNELS: _as_json(list(from_vars.channels)),
+            VAR_ARCHES: _as_json(list(from_vars.arches)),
+            VAR_POLL_INTERVAL: _as_text(from_vars.poll_interval),
+            VAR_FIRST_SIGHT: from_vars.first_sight,
+            VAR_CA_BUNDLE: from_vars.ca_bundle,
         }
         merged.update({k: v for k, v in explicit.items() if v is not None})
         return settings_from_values(merged)
 
-    async def _poll(self, settings: Any, state: SeenReleases) -> list[Release] | None:
+    async def _poll(self, settings: DiscoverySettings, state: SeenReleases) -> list[Release] | None:
         """New releases (``state`` updated), or None when the poll broke off and ``state`` must be dropped."""
         client = GraphClient(
             settings.graph_url,
