@@ -59,7 +59,7 @@ def test_images_link_to_the_registry_ui_only_where_one_is_known() -> None:
     assert f'<a href="{link.replace("&", "&amp;")}">{image}</a>' in page()
     assert registry_link("127.0.0.1:5000/acme/driver:1") is None
     assert registry_link("registry.example.com/acme/driver:1") is None
-    assert page().count("<a href=\"https://") == 1
+    assert page().count('<a href="https://') == 1
 
 
 def test_a_run_without_a_report_says_why() -> None:
