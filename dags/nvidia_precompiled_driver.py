@@ -35,6 +35,7 @@ from precompiled_drivers.steps import (
     patch_cluster_policy,
     publish_os_tags,
     push_driver_image,
+    record_readiness,
     resolve_driver_toolkit,
     rollback_cluster_policy,
     verify_rollout,
@@ -95,8 +96,10 @@ with DAG(
     pushed >> tagged
 
     rollout = task(step(tasks.plan_rollout), multiple_outputs=True, trigger_rule="none_failed")(
-        config, cluster.output, published.output, pushed.output, tagged.output
+        config, cluster.output, builds, published.output, pushed.output, tagged.output
     )
+    # Which planned releases the cluster can move to: a ConfigMap, written even when the gate refuses.
+    readiness = record_readiness.operator(settings, rollout["readiness_env"])
     patched = patch_cluster_policy.operator(settings, rollout["patch_env"])
     verified = verify_rollout.operator(settings, rollout["verify_env"])
     # Decides after patch and verify whatever their outcome; skips only the rollback (never the report).
@@ -109,4 +112,4 @@ with DAG(
 
     patched >> verified >> rollback_needed >> rolled_back
     patched >> rollback_needed
-    [rolled_back, verified, tagged, toolkits] >> summary
+    [rolled_back, verified, tagged, toolkits, readiness] >> summary

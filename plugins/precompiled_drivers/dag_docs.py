@@ -43,6 +43,11 @@ STEP_DOCS: dict[str, tuple[str, str]] = {
         "refuses nodes precompiled mode cannot serve; coverage gate: every GPU-node kernel has an image "
         "under every OS tag the cluster reports; the guarded patch",
     ),
+    "record_readiness": (
+        "pod (oc)",
+        "per planned release, whether every image it needs is published: the report and a ConfigMap "
+        "(`precompiled-drivers-readiness`), also when the gate refuses",
+    ),
     "patch_cluster_policy": (
         "pod (oc)",
         "switches the ClusterPolicy to `usePrecompiled` (*Dry run*: prints)",
@@ -50,7 +55,11 @@ STEP_DOCS: dict[str, tuple[str, str]] = {
     "verify_rollout": ("pod (oc)", "waits until the new driver pods are Ready on every kernel"),
     "needs_rollback": ("Python", "only when the patch or its verification failed"),
     "rollback_cluster_policy": ("pod (oc)", "restores the previous `spec.driver` exactly"),
-    "report": ("Python", "the run's summary (in its log); fails the run if any step failed"),
+    "report": (
+        "Python",
+        "the run's summary (its log, and the run page's *Pipeline report* tab); fails the run if any "
+        "step failed",
+    ),
 }
 
 README_HINT = "README.md at the root of the pipeline's repository"

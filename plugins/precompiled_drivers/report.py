@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from precompiled_drivers import naming
+from precompiled_drivers import naming, readiness
 
 STEPS = (
     "validate_inputs",
@@ -23,6 +23,7 @@ STEPS = (
     "push_driver_image",
     "publish_os_tags",
     "plan_rollout",
+    "record_readiness",
     "patch_cluster_policy",
     "verify_rollout",
     "needs_rollback",
@@ -241,4 +242,17 @@ def render_report(
     if rows:
         header = ("kernel", "OS tag in use", "OS tags published", "digest", "driver pods Ready")
         out += ["", *_table(header, rows)]
+    out += readiness_lines(results)
     return "\n".join(out)
+
+
+def readiness_lines(results: Mapping[str, Any]) -> list[str]:
+    """Per planned release: can the cluster move to it (plan_rollout's ``readiness``), where it is kept."""
+    document = results.get("readiness") or {}
+    if not document.get("releases"):
+        return []
+    out = ["", f"Upgrade readiness (driver {document.get('driver_version')}):"]
+    out += [f"  {line}" for line in readiness.lines(document)]
+    recorded = (results.get("record_readiness") or {}).get("configmap")
+    out.append(f"  recorded in ConfigMap {recorded}" if recorded else "  not recorded (see record_readiness)")
+    return out

@@ -10,7 +10,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from precompiled_drivers import kernel_module, os_tag, plan, rollout
+from precompiled_drivers import kernel_module, os_tag, plan, readiness, rollout
 from precompiled_drivers.cluster import parse_cluster
 from precompiled_drivers.cluster_policy import PolicyError
 from precompiled_drivers.config import RunConfig, run_config
@@ -22,6 +22,7 @@ from precompiled_drivers.steps import (
     check_published_images,
     patch_cluster_policy,
     publish_os_tags,
+    record_readiness,
     resolve_driver_toolkit,
     rollback_cluster_policy,
     verify_rollout,
@@ -183,16 +184,23 @@ def select_builds(
 def plan_rollout(
     config: Mapping[str, Any],
     cluster: Mapping[str, Any],
+    builds: Mapping[str, Any],
     published: Mapping[str, str],
     pushed: Sequence[Mapping[str, Any]] | None,
     aliased: Mapping[str, str] | None,
+    ti: Any = None,
+    run_id: str | None = None,
 ) -> dict[str, Any]:
-    """Refusals, coverage gate, guarded patch, its exact undo, and what verification must see."""
+    """Upgrade readiness, refusals, coverage gate, guarded patch, its exact undo, and what verification
+    must see. Readiness comes first and is kept (XCom ``readiness``) even when the gate refuses."""
     cfg, settings = _load(config)
     state = parse_cluster(cluster, cfg.operator_version)
     available = {image: digest for image, digest in published.items() if digest}
     available.update({p["image"]: p["digest"] for p in pushed or [] if p})
     available.update({image: digest for image, digest in (aliased or {}).items() if digest})
+    ready = upgrade_readiness(cfg, settings, state.cluster_version, builds, available, run_id or "")
+    for line in readiness.lines(ready["readiness"]):
+        log.info("readiness: %s", line)
     try:
         planned = rollout.plan_rollout(
             state,
@@ -204,6 +212,9 @@ def plan_rollout(
     except (rollout.RolloutBlocked, PolicyError) as exc:
         from airflow.sdk.exceptions import AirflowFailException
 
+        if ti is not None:  # what record_readiness and the report read, as a successful plan returns it
+            for key, value in ready.items():
+                ti.xcom_push(key=key, value=value)
         # The same inputs give the same refusal: fail at once instead of retrying it.
         raise AirflowFailException(str(exc)) from exc
     log.info("%s", planned.os_tag_note)
@@ -215,7 +226,32 @@ def plan_rollout(
             settings, planned.expected_lines, cfg.verify_timeout_seconds, cfg.dry_run
         ),
         "rollback_env": rollback_cluster_policy.env(settings, planned.rollback, planned.previous_driver),
+        **ready,
     }
+
+
+def upgrade_readiness(
+    cfg: RunConfig,
+    settings: Settings,
+    cluster_version: str,
+    builds: Mapping[str, Any],
+    available: Mapping[str, str],
+    run_id: str,
+) -> dict[str, Any]:
+    """``readiness`` (the document) and ``readiness_env`` (record_readiness' pod environment)."""
+    document = readiness.summary(
+        readiness.release_readiness(
+            [plan.BuildSpec.from_dict(c) for c in builds.get("candidates") or []],
+            builds.get("rejected") or [],
+            available,
+            driver_version=cfg.rollout_driver_version,
+            cluster_version=cluster_version,
+            requested=[t.version for t in cfg.targets],
+        ),
+        cfg.rollout_driver_version,
+    )
+    manifest = readiness.configmap(document, namespace=settings.namespace, run_id=run_id)
+    return {"readiness": document, "readiness_env": record_readiness.env(settings, manifest)}
 
 
 def report(
@@ -320,6 +356,7 @@ def report_run(ti: Any, dag_run: Any) -> str:
     from precompiled_drivers.report import STEPS
 
     results = {step: ti.xcom_pull(task_ids=step) for step in STEPS}
+    results["readiness"] = ti.xcom_pull(task_ids="plan_rollout", key="readiness")
     recorded = {step: ti.xcom_pull(task_ids=step, key=FAILURE_KEY) for step in STEPS}
     raw = ti.get_task_states(dag_id=dag_run.dag_id, run_ids=[dag_run.run_id]).get(dag_run.run_id, {})
     states = step_states(raw)

@@ -115,6 +115,7 @@ def test_dag_reads_like_the_procedure(parsed: dict) -> None:
         "push_driver_image",
         "publish_os_tags",
         "plan_rollout",
+        "record_readiness",
         "patch_cluster_policy",
         "verify_rollout",
         "needs_rollback",
@@ -171,6 +172,10 @@ def test_one_failed_build_does_not_hold_back_the_others(parsed: dict) -> None:
     # cron run whose every upstream step was skipped.
     assert graph["publish_os_tags"]["trigger_rule"] == "none_failed_min_one_success"
     assert {"plan_builds", "push_driver_image"} <= set(graph["publish_os_tags"]["all_upstream"])
+    # Readiness is recorded also when the gate refuses (plan_rollout failed), not on a no-op run.
+    assert graph["record_readiness"]["trigger_rule"] == "none_skipped"
+    assert "plan_rollout" in graph["record_readiness"]["all_upstream"]
+    assert "record_readiness" in graph["plan_rollout"]["downstream"]
 
 
 # --- import budget: what parsing the DAG loads and reads ------------------------------------------------

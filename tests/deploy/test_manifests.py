@@ -70,6 +70,11 @@ EXPECTED: dict[str, tuple[str, set[Grant]]] = {
         "precompiled-drivers-rollback",
         grants(CLUSTER, "nvidia.com", "clusterpolicies", "get patch"),
     ),
+    "record_readiness": (
+        "precompiled-drivers-record-readiness",
+        grants(PIPELINE_NS, "", "configmaps", "get update", "precompiled-drivers-readiness")
+        | grants(PIPELINE_NS, "", "configmaps", "create"),
+    ),
     "(airflow connection)": (
         "precompiled-drivers-airflow",
         grants(PIPELINE_NS, "", "pods", "create get list delete patch")

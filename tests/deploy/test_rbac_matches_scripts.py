@@ -29,6 +29,7 @@ from precompiled_drivers.steps import (
     inspect_driver_toolkit,
     patch_cluster_policy,
     push_driver_image,
+    record_readiness,
     resolve_driver_toolkit,
     rollback_cluster_policy,
     verify_rollout,
@@ -55,9 +56,19 @@ KINDS: dict[str, tuple[str, str, bool]] = {
     "clusterpolicies": ("nvidia.com", "clusterpolicies", False),
     "clusterversion": ("config.openshift.io", "clusterversions", False),
     "clusterversions": ("config.openshift.io", "clusterversions", False),
+    "configmap": ("", "configmaps", True),
+    "configmaps": ("", "configmaps", True),
 }
 # Namespace variables the scripts use, as the pods set them.
-NAMESPACE_VARS = {'"$OPERATOR_NAMESPACE"': OPERATOR_NS, "$OPERATOR_NAMESPACE": OPERATOR_NS}
+NAMESPACE_VARS = {
+    '"$OPERATOR_NAMESPACE"': OPERATOR_NS,
+    "$OPERATOR_NAMESPACE": OPERATOR_NS,
+    '"$NAMESPACE"': PIPELINE_NS,
+}
+# Object names the scripts take from env vars, where the Role pins them with resourceNames.
+NAME_VARS = {'"$CONFIGMAP_NAME"': "precompiled-drivers-readiness"}
+# Calls that read the object from a file (`-f`): its kind and name, from the manifest the pipeline builds.
+FILE_OBJECTS = {"record_readiness": ("configmap", '"$CONFIGMAP_NAME"')}
 # kubectl flags that take a value (so the value is not read as an object name).
 VALUE_FLAGS = {"-o", "-n", "-l", "-L", "-p", "--type", "--namespace", "--selector", "-f"}
 
@@ -95,6 +106,7 @@ STEPS = {
     "patch_cluster_policy": lambda s: patch_cluster_policy.operator(s, {}),
     "verify_rollout": lambda s: verify_rollout.operator(s, {}),
     "rollback_cluster_policy": lambda s: rollback_cluster_policy.operator(s, {}),
+    "record_readiness": lambda s: record_readiness.operator(s, {}),
 }
 
 
@@ -126,11 +138,16 @@ def kubectl_calls(text: str) -> list[list[str]]:
     return calls
 
 
-def grants_of_call(words: list[str]) -> set[Grant]:
-    """The RBAC (scope, group, resource, verb) one kubectl call needs."""
+def grants_of_call(words: list[str], file_object: tuple[str, str] | None = None) -> set[Grant]:
+    """The RBAC (scope, group, resource, verb) one kubectl call needs.
+
+    A name pinned by resourceNames is part of the resource (``configmaps/<name>``); ``create`` never is.
+    """
     if "--local" in words:
         return set()
     verb, rest = words[0], words[1:]
+    if file_object and "-f" in rest:
+        rest = [*file_object, *rest]
     kind, positional, namespace, i = None, [], PIPELINE_NS, 0
     while i < len(rest):
         word = rest[i]
@@ -152,6 +169,9 @@ def grants_of_call(words: list[str]) -> set[Grant]:
     scope = namespace if namespaced else CLUSTER
     if verb == "get":
         verb = "get" if positional else "list"
+    verb = {"replace": "update"}.get(verb, verb)
+    if positional and positional[0] in NAME_VARS and verb != "create":
+        plural = f"{plural}/{NAME_VARS[positional[0]]}"
     return {(scope, group, plural, verb)}
 
 
@@ -160,7 +180,7 @@ def script_needs(task_id: str) -> set[Grant]:
     text = (SCRIPTS / pod["script"]).read_text()
     needs: set[Grant] = set()
     for call in kubectl_calls(text):
-        needs |= grants_of_call(call)
+        needs |= grants_of_call(call, FILE_OBJECTS.get(task_id))
     uses_token = "TOKEN_FILE" in text and pod["token"]
     if uses_token and re.search(r"\bpodman\b.*\bpush\b", text):
         needs |= REGISTRY_PUSH

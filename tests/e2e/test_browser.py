@@ -1,5 +1,6 @@
 """``make demo-ui`` in a real browser (headless Chromium): log in, trigger with the form's defaults, see
-the run succeed; type a bad repository, see the form refuse it and no run start.
+the run succeed and its report in the run page's "Pipeline report" tab; type a bad repository, see the
+form refuse it and no run start.
 
 Also checks what the demo starts: the LocalExecutor's worker count (not Airflow's default 32) and that
 nothing listens beyond 127.0.0.1. Screenshots go to ``.demo/browser/`` (what a person would see).
@@ -15,7 +16,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import urllib.error
 import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -205,6 +208,30 @@ def test_trigger_form_in_a_real_browser(demo_ui: DemoUI, browser: Any) -> None:
     wait.until(lambda d: header.search(d.find_element(By.TAG_NAME, "body").text))
     shot(browser, "04-run-succeeded")
 
+    # The run's report on its page: the plugin's "Pipeline report" tab (ui_plugin), an iframe.
+    tab = "//*[self::a or self::button][normalize-space()='Pipeline report']"
+    wait.until(ec.element_to_be_clickable((By.XPATH, tab))).click()
+    frame = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "iframe[title='Pipeline report']")))
+    browser.switch_to.frame(frame)
+    wait.until(ec.text_to_be_present_in_element((By.TAG_NAME, "pre"), "driver pods Ready"))
+    report = browser.find_element(By.TAG_NAME, "pre").text
+    assert report.startswith("NVIDIA precompiled driver pipeline: report"), report[:300]
+    assert re.search(r"^patch_cluster_policy\s+success$", report, re.M), report
+    step_link = browser.find_element(By.LINK_TEXT, "verify_rollout").get_attribute("href")
+    quoted_run = urllib.parse.quote(run_id, safe="")
+    assert step_link.endswith(f"/dags/{DAG_ID}/runs/{quoted_run}/tasks/verify_rollout"), step_link
+    browser.switch_to.default_content()
+    shot(browser, "05-run-report", height=1600)
+
+    # The page asks Airflow's auth manager: no session, no report; a user's token, the report.
+    page = f"{demo_ui.url}/precompiled-drivers/runs/{DAG_ID}/{quoted_run}/report"
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(page, timeout=30)
+    assert refused.value.code in (401, 403)
+    request = urllib.request.Request(page, headers={"Authorization": f"Bearer {demo_ui.airflow.token()}"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert "driver pods Ready" in response.read().decode()
+
     # A bad repository: the form refuses it, naming the field; no run is created.
     runs_before = [r["dag_run_id"] for r in demo_ui.airflow.runs(DAG_ID)]
     browser.get(f"{demo_ui.url}/dags/{DAG_ID}")
@@ -223,5 +250,5 @@ def test_trigger_form_in_a_real_browser(demo_ui: DemoUI, browser: Any) -> None:
     text = re.sub(r"'\s+'", "", alert.text)  # Airflow pretty-prints the schema, cutting long strings
     assert BAD_REPOSITORY in text and "like quay.io/acme/nvidia" in text, alert.text
     browser.execute_script("arguments[0].scrollIntoView()", alert)
-    shot(browser, "05-bad-repository-refused")
+    shot(browser, "06-bad-repository-refused")
     assert [r["dag_run_id"] for r in demo_ui.airflow.runs(DAG_ID)] == runs_before

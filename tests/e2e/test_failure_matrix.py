@@ -88,6 +88,7 @@ CASES = [
     ("select_builds", "python", "injected failure of select_builds"),
     ("publish_os_tags", "script", "ERROR: injected failure of publish_os_tags"),
     ("plan_rollout", "python", "injected failure of plan_rollout"),
+    ("record_readiness", "script", "ERROR: injected failure of record_readiness"),
     ("patch_cluster_policy", "api_forbidden", "ERROR: the API server rejected the patch"),
     ("verify_rollout", "script", "ERROR: injected failure of verify_rollout"),
     ("needs_rollback", "python", "injected failure of needs_rollback"),
@@ -159,6 +160,12 @@ def test_a_failed_step_fails_the_run_and_the_report_names_it(
         assert states["rollback_cluster_policy"] == "failed"
         assert world.policy_driver()["usePrecompiled"] is True, "the failed rollback left the patch"
         assert "ROLLBACK FAILED" in report
+    elif step == "record_readiness":
+        # Readiness is a record beside the rollout, not a gate: the rollout went on and stands.
+        assert states["patch_cluster_policy"] == states["verify_rollout"] == "success", states
+        assert states["rollback_cluster_policy"] == "skipped"
+        assert world.policy_driver()["usePrecompiled"] is True
+        assert "not recorded (see record_readiness)" in report
     elif step == "needs_rollback":
         # Failed after a verified patch: the rollout stands, the rollback could not be decided.
         assert states["verify_rollout"] == "success"

@@ -43,6 +43,16 @@ def test_happy_path_two_releases_two_drivers(world, run_dag) -> None:
     report = xcom(dag_run, "report")
     print(report)
     assert "built+pushed" in report
+    # Upgrade readiness, in the report and as a ConfigMap in the pipeline namespace (#17.6).
+    assert "  4.19.3-x86_64 (requested): ready (2 image(s) in the registry)" in report
+    assert "recorded in ConfigMap nvidia-precompiled-drivers/precompiled-drivers-readiness" in report
+    cm = world.cluster.store.get_object(
+        "ConfigMap", "precompiled-drivers-readiness", "nvidia-precompiled-drivers"
+    )
+    assert cm["data"]["4.18.12-x86_64"] == "ready (2 image(s) in the registry)"
+    assert cm["data"]["4.19.3-x86_64"] == "ready (2 image(s) in the registry)"
+    assert json.loads(cm["data"]["readiness.json"])["driver_version"] == "570.158.01"
+    assert cm["metadata"]["annotations"]["precompiled-drivers.github.io/run-id"] == dag_run.run_id
 
 
 def test_second_run_rebuilds_nothing(world, run_dag) -> None:
@@ -72,6 +82,14 @@ def test_coverage_gate_blocks_patch_when_a_node_kernel_has_no_image(world, run_d
     assert states["patch_cluster_policy"] == "upstream_failed"
     assert states["rollback_cluster_policy"] == "skipped"
     assert world.policy_driver() == before
+    # The gate refused, yet readiness is recorded: the releases built for are ready, and the upgrade
+    # is the rollout the gate stopped.
+    assert states["record_readiness"] == "success"
+    cm = world.cluster.store.get_object(
+        "ConfigMap", "precompiled-drivers-readiness", "nvidia-precompiled-drivers"
+    )
+    assert cm["data"]["4.19.3-x86_64"] == "ready (2 image(s) in the registry)"
+    assert "4.19.3-x86_64 (requested): ready" in xcom(dag_run, "report")
 
 
 def test_verify_failure_rolls_back_the_exact_previous_spec(world, run_dag) -> None:

@@ -68,6 +68,7 @@ HOST_STEPS = (
     "patch_cluster_policy",
     "verify_rollout",
     "rollback_cluster_policy",
+    "record_readiness",
 )
 
 

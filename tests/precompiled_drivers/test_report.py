@@ -248,3 +248,24 @@ def test_a_multi_line_reason_is_shown_whole_under_failures() -> None:
     lines = text.splitlines()
     assert lines[0] == f"Run FAILED at plan_rollout: {reason.splitlines()[0]}"
     assert "      - RT" in lines
+
+
+def test_upgrade_readiness_is_listed_with_where_it_is_recorded() -> None:
+    from precompiled_drivers import readiness
+
+    doc = readiness.summary(
+        [
+            readiness.ReleaseReadiness("4.18.14", "x86_64", "upgrade target", True, ("a", "b"), ()),
+            readiness.ReleaseReadiness("4.19.3", "x86_64", "upgrade target", False, ("c",), ("c",)),
+        ],
+        "570.158.01",
+    )
+    results = {"readiness": doc, "record_readiness": {"configmap": "ns/precompiled-drivers-readiness"}}
+    text = render_report(results, {"plan_rollout": "success", "record_readiness": "success"})
+    assert text.split("Upgrade readiness (driver 570.158.01):\n", 1)[1].splitlines() == [
+        "  4.18.14-x86_64 (upgrade target): ready (2 image(s) in the registry)",
+        "  4.19.3-x86_64 (upgrade target): NOT ready: missing c",
+        "  recorded in ConfigMap ns/precompiled-drivers-readiness",
+    ]
+    assert "not recorded (see record_readiness)" in render_report({"readiness": doc}, {})
+    assert "Upgrade readiness" not in render_report({}, {})

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
-from precompiled_drivers import tasks
+from precompiled_drivers import readiness, tasks
 from precompiled_drivers.cluster import KERNEL_LABEL, OS_ID_LABEL, OS_VERSION_LABEL
 from precompiled_drivers.config import run_config
 from precompiled_drivers.report import STEPS
@@ -223,16 +224,43 @@ def test_mixed_fleet_publishes_each_image_under_every_os_tag() -> None:
     published = {IMAGE: DIGEST}
     pushed = [{"image": f"{REPO}/driver:570.158.01-{K419}-rhel9", "digest": "sha256:" + "e" * 64}]
     aliased = {line.split()[1]: d for line, d in zip(aliases, (DIGEST, "sha256:" + "e" * 64), strict=True)}
-    out = tasks.plan_rollout(config(), MIXED, published, pushed, aliased)
+    out = tasks.plan_rollout(config(), MIXED, planned, published, pushed, aliased, run_id="r1")
     assert len(out["verify_env"]["EXPECTED"].splitlines()) == 4
+    # Every image and copy is there: the cluster can stay on 4.18 and move to 4.19.3.
+    assert readiness.lines(out["readiness"]) == [
+        "4.18.12-x86_64 (current release): ready (2 image(s) in the registry)",
+        "4.19.3-x86_64 (upgrade target): ready (2 image(s) in the registry)",
+    ]
+    manifest = json.loads(out["readiness_env"]["CONFIGMAP_JSON"])
+    assert manifest["data"]["4.19.3-x86_64"] == "ready (2 image(s) in the registry)"
+    assert manifest["metadata"]["annotations"]["precompiled-drivers.github.io/run-id"] == "r1"
     # A refusal is final: the same inputs would be refused again, so no retry (AirflowFailException).
+    ti = XComRecorder()
     with pytest.raises(AirflowFailException, match=r"under OS tag rhcos4\.18") as err:
-        tasks.plan_rollout(config(), MIXED, published, pushed, {})
+        tasks.plan_rollout(config(), MIXED, planned, published, pushed, {}, ti=ti)
     assert isinstance(err.value.__cause__, RolloutBlocked)
+    # ... and the readiness is still kept for record_readiness and the report: 4.19.3 lacks its copy.
+    assert set(ti.pushed) == {"readiness", "readiness_env"}
+    assert readiness.lines(ti.pushed["readiness"])[1] == (
+        f"4.19.3-x86_64 (upgrade target): NOT ready: missing {REPO}/driver:570.158.01-{K419}-rhcos4.18"
+    )
+
+
+class XComRecorder:
+    """What a task instance is handed by ``xcom_push``."""
+
+    def __init__(self) -> None:
+        self.pushed: dict[str, object] = {}
+
+    def xcom_push(self, key: str, value: object) -> None:
+        self.pushed[key] = value
+
+
+NO_BUILDS = {"candidates": [], "rejected": []}
 
 
 def test_plan_rollout_envs() -> None:
-    out = tasks.plan_rollout(config(), CLUSTER, {IMAGE: DIGEST}, None, None)
+    out = tasks.plan_rollout(config(), CLUSTER, NO_BUILDS, {IMAGE: DIGEST}, None, None)
     assert out["verify_env"]["EXPECTED"] == f"5.14.0-427.50.1.el9.4 {IMAGE} {DIGEST}"
     assert out["patch_env"]["DRY_RUN"] == "false"
     assert '"op":"test"' in out["patch_env"]["PATCH_JSON"]
@@ -241,7 +269,7 @@ def test_plan_rollout_envs() -> None:
 
 def test_plan_rollout_uses_pushed_digests() -> None:
     pushed = [{"image": IMAGE, "digest": DIGEST, "staging_image": "x"}, None]
-    out = tasks.plan_rollout(config(), CLUSTER, {IMAGE: ""}, pushed, {})
+    out = tasks.plan_rollout(config(), CLUSTER, NO_BUILDS, {IMAGE: ""}, pushed, {})
     assert out["plan"]["kernels"][0]["digests"] == {IMAGE: DIGEST}
 
 
@@ -315,4 +343,4 @@ def test_an_rt_gpu_node_does_not_stop_the_other_builds_and_the_gate_names_it() -
     with pytest.raises(
         AirflowFailException, match=r"gpu-rt run the real-time kernel 5\.14\.0-427\.50\.1\.el9_4\.x86_64_rt"
     ):
-        tasks.plan_rollout(config(), cluster, {IMAGE: DIGEST}, None, None)
+        tasks.plan_rollout(config(), cluster, NO_BUILDS, {IMAGE: DIGEST}, None, None)
