@@ -7,7 +7,7 @@ releases, each with its own kernel, x 10 driver versions (the form's maximum). T
 from the real DAG's tasks: one per unmapped task, one per release for the per-release steps, one per image
 for build and push. Median of ``--runs`` timings.
 
-    .venv/bin/python bench/growth.py [--runs 5]
+    PYTHONPATH=tests:plugins .venv/bin/python bench/growth.py [--runs 5]
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import statistics
 import sys
 import time
 
-import common  # noqa: F401 - puts plugins/ and tests/ on sys.path
 from common import emit
 
 DRIVERS = [f"{570 + i}.{100 + i}.{10 + i:02d}" for i in range(10)]
