@@ -1,7 +1,13 @@
 """What every step pod shares: the operator class, the script loader, security and secret mounts.
 
 Each step module builds its own pod spec from these pieces in one place (the "maker"); the
-KubernetesPodOperator runs and watches it (the "manager").
+KubernetesPodOperator runs and watches it (the "manager"). Every step module has the same shape:
+
+- ``STEP``: its entry in ``procedure.STEPS`` (task id, doc, whether it is mapped per release or image);
+- ``pod(settings)``: the ``StepPodOperator`` keyword arguments every pod of the step shares;
+- ``env(settings, ...)`` (one pod per run) or ``item(settings, ...)`` (mapped: one pod per item): what a
+  pod gets at run time, computed by a planning task or from the previous step's result;
+- ``task(settings, inputs, **task_args)``: the DAG's task, made by ``pod_task``.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from airflow.sdk.definitions.mappedoperator import OperatorPartial
 from kubernetes.client import models as k8s
 
 from precompiled_drivers import failures
+from precompiled_drivers.procedure import Step
 from precompiled_drivers.settings import Settings
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
@@ -273,3 +280,22 @@ def step_partial(kwargs: Mapping[str, Any], per_item: tuple[str, ...] = ("env_va
     both to ``partial`` and by an item, so the per-item keys must be left out of the partial.
     """
     return StepPodOperator.partial(**{k: value for k, value in kwargs.items() if k not in per_item})
+
+
+def pod_task(
+    step: Step,
+    kwargs: Mapping[str, Any],
+    inputs: Any,
+    *,
+    per_item: tuple[str, ...] = ("env_vars",),
+    **task_args: Any,
+) -> Any:
+    """The DAG task of a pod step: ``kwargs`` (its ``pod``) with ``task_args`` over them, and its inputs.
+
+    An unmapped step runs one pod whose environment is ``inputs`` (a planning task's XCom, or a dict);
+    a mapped step (``step.per``) runs one pod per item of ``inputs``, each item holding ``per_item``.
+    """
+    merged = {**kwargs, **task_args}
+    if step.per is None:
+        return StepPodOperator(**{**merged, "env_vars": inputs})
+    return step_partial(merged, per_item=per_item).expand_kwargs(inputs)
