@@ -118,9 +118,15 @@ class StepPodOperator(KubernetesPodOperator):
         return None
 
 
+LIB = "lib.sh"  # the helpers every step script uses (result file, token auth file, kubectl_retry)
+
+
 def script(name: str) -> str:
-    """The text of a packaged script, e.g. ``script("push_driver_image.sh")``."""
-    return (SCRIPTS / name).read_text()
+    """What a step's pod runs: ``lib.sh``, then the packaged script, e.g. ``script("push_driver_image.sh")``.
+
+    One static text (no value is spliced in), so the pod still needs nothing but ``bash -c``.
+    """
+    return (SCRIPTS / LIB).read_text() + (SCRIPTS / name).read_text()
 
 
 def script_command(name: str) -> dict[str, list[str]]:

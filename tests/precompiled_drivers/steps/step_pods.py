@@ -81,7 +81,9 @@ def serialized(pod: k8s.V1Pod) -> str:
 def assert_command_runs_script(pod: k8s.V1Pod, script_name: str) -> None:
     container = main_container(pod)
     assert container.command == ["bash", "-c"]
-    assert container.args == [(SCRIPTS / script_name).read_text(), script_name]
+    # The shared helpers, then the step's own static script, as one text; $0 names the script.
+    text = (SCRIPTS / "lib.sh").read_text() + (SCRIPTS / script_name).read_text()
+    assert container.args == [text, script_name]
 
 
 def assert_restricted(pod: k8s.V1Pod) -> None:

@@ -143,9 +143,10 @@ def test_secret_inputs_are_file_paths_only(planted_pods: dict[str, Any]) -> None
             assert not any(word in name for word in ("PASSWORD", "TOKEN", "ACTIVATIONKEY")) or name.endswith(
                 "_FILE"
             ), f"{task_id}: {name} looks like a secret passed by value"
-        # The script text is the packaged file: no value spliced into it.
+        # The script text is the packaged files (lib.sh, then the step's): no value spliced into it.
         container = main_container(pod)
-        assert container.args[0] == (SCRIPTS / container.args[1]).read_text()
+        files = (SCRIPTS / "lib.sh").read_text() + (SCRIPTS / container.args[1]).read_text()
+        assert container.args[0] == files
 
 
 def test_secret_volumes_read_only_and_named_by_settings(planted_pods: dict[str, Any]) -> None:
@@ -226,7 +227,10 @@ def test_script_command_is_static_text() -> None:
     command = script_command("push_driver_image.sh")
     assert command == {
         "cmds": ["bash", "-c"],
-        "arguments": [(SCRIPTS / "push_driver_image.sh").read_text(), "push_driver_image.sh"],
+        "arguments": [
+            (SCRIPTS / "lib.sh").read_text() + (SCRIPTS / "push_driver_image.sh").read_text(),
+            "push_driver_image.sh",
+        ],
     }
     assert script("push_driver_image.sh") == command["arguments"][0]
     with pytest.raises(FileNotFoundError):
