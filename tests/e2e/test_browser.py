@@ -64,7 +64,11 @@ def demo_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoUI]:
     }
     with output.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "harness.demo", "--ui"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "harness.demo", "--ui"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     client = AirflowStandalone(home=home / "airflow", port=port, login=True)
     demo = DemoUI(proc, f"http://127.0.0.1:{port}", client, output)
