@@ -8,7 +8,7 @@ STAMP := $(VENV)/.synced
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 PY_DIRS := $(wildcard dags plugins tests bench)
 
-.PHONY: demo demo-ui test lint fmt lock tools test-tools clean
+.PHONY: demo demo-ui bench test lint fmt lock tools test-tools clean
 
 $(STAMP): requirements.lock
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11 (or run make PYTHON=/path/to/python3.11)"; exit 1; }
@@ -24,6 +24,10 @@ demo: $(STAMP) tools
 ## demo-ui: airflow standalone wired to the local test cluster (Ctrl-C stops everything)
 demo-ui: $(STAMP) tools
 	PYTHONPATH=tests:plugins $(VENV)/bin/python -m harness.demo --ui
+
+## bench: the measurements of bench/RESULTS.md (about 20 minutes; ARGS="--seconds 20" passes options on)
+bench: $(STAMP) tools
+	PYTHONPATH=tests:plugins $(VENV)/bin/python bench/run_all.py $(ARGS)
 
 ## test: unit, contract and end-to-end tests
 test: $(STAMP) test-tools

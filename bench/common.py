@@ -2,6 +2,7 @@
 critical path of a run, and the one-line JSON result each script prints for ``run_all.py``.
 
 Everything talks to 127.0.0.1 only: the test cluster, the registry, the graph server, the api-server.
+Run with the harness and the package importable: ``PYTHONPATH=tests:plugins`` (``make bench``).
 """
 
 from __future__ import annotations
@@ -10,20 +11,18 @@ import contextlib
 import json
 import os
 import platform
-import sys
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "plugins")]
+from harness.airflow_standalone import AirflowStandalone
+from harness.pipeline_world import World
+from testcluster.cluster import TestCluster
+from testcluster.fleet import seed_demo
+from testcluster.registry import Registry
 
-from harness.airflow_standalone import AirflowStandalone  # noqa: E402
-from harness.pipeline_world import World  # noqa: E402
-from testcluster.cluster import TestCluster  # noqa: E402
-from testcluster.fleet import seed_demo  # noqa: E402
-from testcluster.registry import Registry  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 DAG_ID = "nvidia_precompiled_driver"
 RESULT_PREFIX = "BENCH_RESULT "

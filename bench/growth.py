@@ -2,12 +2,12 @@
 
 Planning is what the ``plan_builds`` and ``select_builds`` tasks do between pods: ``plan.release_toolkits``
 for every release, ``plan.plan_builds``, ``plan.builds_to_run`` and the per-image pod kwargs
-(``build_driver_image.item_kwargs`` and ``push_driver_image.item_kwargs_for``). N images = N/10
+(``build_driver_image.item`` and ``push_driver_image.item``). N images = N/10
 releases, each with its own kernel, x 10 driver versions (the form's maximum). Task instances are counted
 from the real DAG's tasks: one per unmapped task, one per release for the per-release steps, one per image
 for build and push. Median of ``--runs`` timings.
 
-    .venv/bin/python bench/growth.py [--runs 5]
+    PYTHONPATH=tests:plugins .venv/bin/python bench/growth.py [--runs 5]
 """
 
 from __future__ import annotations
@@ -17,12 +17,13 @@ import statistics
 import sys
 import time
 
-import common  # noqa: F401 - puts plugins/ and tests/ on sys.path
 from common import emit
 
+from precompiled_drivers import procedure
+
 DRIVERS = [f"{570 + i}.{100 + i}.{10 + i:02d}" for i in range(10)]
-PER_RELEASE = ("resolve_driver_toolkit", "inspect_driver_toolkit")
-PER_IMAGE = ("build_driver_image", "push_driver_image")
+PER_RELEASE = tuple(s.task_id for s in procedure.STEPS if s.per == "release")
+PER_IMAGE = tuple(s.task_id for s in procedure.STEPS if s.per == "image")
 
 
 def toolkits(releases: int) -> list[dict]:
@@ -59,16 +60,15 @@ def plan_once(images: int) -> tuple[float, int]:
     }
     cfg = run_config(params, settings)
     raw = toolkits(images // len(DRIVERS))
-    push_kwargs = push_driver_image.item_kwargs_for(settings)
     start = time.perf_counter()
     builds = plan.plan_builds(cfg, settings, [tk for t in raw for tk in plan.release_toolkits(t)], "v26.7.0")
     todo = plan.builds_to_run(builds, {}, force=False)
-    build_items = [build_driver_image.item_kwargs(settings, cfg, b) for b in todo]
+    build_items = [build_driver_image.item(settings, cfg, b) for b in todo]
     digest = "sha256:" + "0" * 64
     built = [
         {"tag": b.tag, "image": b.image, "staging_image": b.staging_image, "digest": digest} for b in todo
     ]
-    pushed = [push_kwargs(item) for item in built]
+    pushed = [push_driver_image.item(settings, result) for result in built]
     seconds = time.perf_counter() - start
     assert len(build_items) == len(pushed) == images, (len(build_items), images)
     return seconds, len(todo)

@@ -6,7 +6,7 @@ update graph (local) serves the cluster's channel; its first poll records a base
 run publishes the images for the cluster's release and patches the policy (its time is the reference);
 then the next cron run is measured: pods it started and its wall time.
 
-    .venv/bin/python bench/noop.py [--seconds 2]
+    PYTHONPATH=tests:plugins .venv/bin/python bench/noop.py [--seconds 2]
 """
 
 from __future__ import annotations

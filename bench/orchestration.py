@@ -12,7 +12,7 @@ runs, forced to rebuild, on a fleet whose GPU nodes share one kernel:
 Before them, one unmeasured warm-up run (pod steps 1 s): the first tasks after Airflow starts pay one-off
 costs (executor workers spawned, first imports) that are not per-run orchestration; its time is printed.
 
-    .venv/bin/python bench/orchestration.py [--seconds 20] [--verbose]
+    PYTHONPATH=tests:plugins .venv/bin/python bench/orchestration.py [--seconds 20] [--verbose]
 """
 
 from __future__ import annotations

@@ -15,7 +15,8 @@ a child that parses one file (``DagBag``) and serializes its DAGs the way the pr
 
 CPU time rather than wall time: the machine may be shared, and CPU time moves less with other work.
 
-    .venv/bin/python bench/parse_breakdown.py [--rounds 12] [--layout plugins|pythonpath]
+    PYTHONPATH=tests:plugins .venv/bin/python bench/parse_breakdown.py \\
+        [--rounds 12] [--layout plugins|pythonpath]
 """
 
 from __future__ import annotations

@@ -22,7 +22,8 @@ component imports the plugins folder when it starts) and the package on PYTHONPA
 imports it before the first parse); then, PYTHONPATH only, this DAG alone in the folder (as deployed: then
 the processor pre-imports only what this DAG file itself names).
 
-    .venv/bin/python bench/parse_cost.py [--runs 7] [--parses 12] [--interval 5] [--only fresh|steady]
+    PYTHONPATH=tests:plugins .venv/bin/python bench/parse_cost.py \\
+        [--runs 7] [--parses 12] [--interval 5] [--only fresh|steady]
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Run every bench script and print the ratios side by side (about 20 minutes on 2 cores).
 
-    .venv/bin/python bench/run_all.py [--seconds 20] [--parse-runs 5] [--parse-parses 12]
+    PYTHONPATH=tests:plugins .venv/bin/python bench/run_all.py \\
+        [--seconds 20] [--parse-runs 5] [--parse-parses 12]
 
 Each script runs in its own process (``parse_cost``, ``growth``, ``orchestration``, ``noop``); their
 output streams through, and the last lines are a Markdown table for ``bench/RESULTS.md``.

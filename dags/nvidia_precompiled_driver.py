@@ -7,8 +7,9 @@ Operator's ClusterPolicy to `usePrecompiled` and check that the new driver pods 
 patched only when every GPU-node kernel has an image, and restored exactly if verification fails.
 
 Runs when a new release appears in the followed update channels, or by hand from the form.
-Steps run as pods (KubernetesPodOperator) with static scripts. The UI shows ``dag_docs.dag_doc_md``:
-this text, the step and form tables, and a link to the README.
+Steps run as pods (KubernetesPodOperator) with static scripts. One task per step of
+``procedure.STEPS``, in its order; each pod step's ``task`` comes from its module in ``steps/``.
+The UI shows ``dag_docs.dag_doc_md``: this text, the step and form tables, and a link to the README.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import airflow.providers.cncf.kubernetes.operators.pod
 import airflow.sdk.definitions.decorators  # noqa: F401
 from airflow.sdk import DAG, task
 
-from precompiled_drivers import failures, tasks
+from precompiled_drivers import failures, procedure, tasks
 from precompiled_drivers.dag_docs import dag_doc_md
 from precompiled_drivers.form import form_params
 from precompiled_drivers.releases.schedule import release_asset_ref, release_schedule
@@ -61,7 +62,7 @@ with DAG(
         "retry_delay": retry_delay(settings),
         "retry_exponential_backoff": True,
     },
-):
+) as dag:
     # Every Python step records why it failed, as the pod steps do, for the report's first line.
     step = failures.recorded
 
@@ -72,44 +73,42 @@ with DAG(
         inlets=[release_asset_ref()],
         ignore_downstream_trigger_rules=False,
     )()
-    cluster = inspect_cluster.operator(settings)
+    cluster = inspect_cluster.task(settings)
     config >> cluster  # nothing, not even the cluster inspection, starts before the inputs are valid
     releases = task(step(tasks.plan_releases))(config, cluster.output)
 
-    resolved = resolve_driver_toolkit.partial(settings).expand_kwargs(releases)
-    toolkits = inspect_driver_toolkit.partial(settings).expand_kwargs(
-        resolved.output.map(inspect_driver_toolkit.item_kwargs_for(settings))
-    )
+    resolved = resolve_driver_toolkit.task(settings, releases)  # one pod per release
+    toolkits = inspect_driver_toolkit.task(settings, resolved.output)  # one per resolved release
 
     builds = task(step(tasks.plan_builds), multiple_outputs=True)(config, cluster.output, toolkits.output)
-    published = check_published_images.operator(settings, builds["check_env"])
+    published = check_published_images.task(settings, builds["check_env"])
     selected = task(step(tasks.select_builds))(config, builds["candidates"], published.output)
-    built = build_driver_image.partial(settings).expand_kwargs(selected)
-    pushed = push_driver_image.partial(settings).expand_kwargs(  # every image that built, even if one did not
-        built.output.map(push_driver_image.item_kwargs_for(settings))
-    )
+    built = build_driver_image.task(settings, selected)  # one pod per image
+    pushed = push_driver_image.task(settings, built.output)  # every image that built, even if one did not
 
     # The operator takes one OS tag for the whole cluster: each image also goes under the other tags.
-    tagged = publish_os_tags.operator(
-        settings, builds["alias_env"], trigger_rule="none_failed_min_one_success"
-    )
+    tagged = publish_os_tags.task(settings, builds["alias_env"], trigger_rule="none_failed_min_one_success")
     pushed >> tagged
 
     rollout = task(step(tasks.plan_rollout), multiple_outputs=True, trigger_rule="none_failed")(
         config, cluster.output, builds, published.output, pushed.output, tagged.output
     )
     # Which planned releases the cluster can move to: a ConfigMap, written even when the gate refuses.
-    readiness = record_readiness.operator(settings, rollout["readiness_env"])
-    patched = patch_cluster_policy.operator(settings, rollout["patch_env"])
-    verified = verify_rollout.operator(settings, rollout["verify_env"])
+    readiness = record_readiness.task(settings, rollout["readiness_env"])
+    patched = patch_cluster_policy.task(settings, rollout["patch_env"])
+    verified = verify_rollout.task(settings, rollout["verify_env"])
     # Decides after patch and verify whatever their outcome; skips only the rollback (never the report).
     rollback_needed = task.short_circuit(
         step(tasks.needs_rollback), trigger_rule="all_done", retries=0, ignore_downstream_trigger_rules=False
     )()
-    rolled_back = rollback_cluster_policy.operator(settings, rollout["rollback_env"])
+    rolled_back = rollback_cluster_policy.task(settings, rollout["rollback_env"])
     # The only leaf: it always runs, and fails the run when any step failed or could not run.
     summary = task(tasks.report_run, task_id="report", trigger_rule="all_done", retries=0)()
 
     patched >> verified >> rollback_needed >> rolled_back
     patched >> rollback_needed
     [rolled_back, verified, tagged, toolkits, readiness] >> summary
+
+# One task per registered step, in procedure order (a step added here but not to procedure.STEPS, or the
+# other way round, is an import error naming it).
+procedure.check_order(dag.task_ids)

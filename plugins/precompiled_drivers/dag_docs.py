@@ -1,7 +1,7 @@
 """The DAG's documentation in the Airflow UI (``doc_md``): what it does, its steps, its form, the README.
 
 The form table is built from ``form.form_params`` so it always shows the fields, defaults and expected
-forms the form really has; the step table lists every task of the DAG (a test checks both).
+forms the form really has; the step table is ``procedure.STEPS``, every task of the DAG in order.
 """
 
 from __future__ import annotations
@@ -9,58 +9,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from precompiled_drivers import validation
+from precompiled_drivers import procedure, validation
 from precompiled_drivers.form import form_params, help_text
 from precompiled_drivers.settings import Settings
-
-# Every task of the DAG, in order: (runs as, what it does).
-STEP_DOCS: dict[str, tuple[str, str]] = {
-    "validate_inputs": (
-        "Python",
-        "checks every form field, release event and setting; nothing starts before",
-    ),
-    "inspect_cluster": (
-        "pod (oc)",
-        "GPU nodes with their kernels and OS, GPU Operator, ClusterPolicy, version",
-    ),
-    "plan_releases": ("Python", "form/event releases + the cluster's release + its upgrade targets"),
-    "resolve_driver_toolkit": ("pod per release", "`oc adm release info --image-for=driver-toolkit`"),
-    "inspect_driver_toolkit": ("pod per release", "reads the kernel and RHEL version of the DTK image"),
-    "plan_builds": ("Python", "releases x driver versions: image tag, build directory, OS tag"),
-    "check_published_images": ("pod (skopeo)", "which tags already exist in the target repository"),
-    "select_builds": ("Python", "drops existing tags (unless *Force rebuild*)"),
-    "build_driver_image": ("pod per image (podman)", "NVIDIA's `make image`, pushed to staging"),
-    "push_driver_image": (
-        "pod per image (skopeo)",
-        "copies staging to the target repository, digest checked",
-    ),
-    "publish_os_tags": (
-        "pod (skopeo)",
-        "copies each image, by digest, to every other OS tag the operator may look for",
-    ),
-    "plan_rollout": (
-        "Python",
-        "refuses nodes precompiled mode cannot serve; coverage gate: every GPU-node kernel has an image "
-        "under every OS tag the cluster reports; the guarded patch",
-    ),
-    "record_readiness": (
-        "pod (oc)",
-        "per planned release, whether every image it needs is published: the report and a ConfigMap "
-        "(`precompiled-drivers-readiness`), also when the gate refuses",
-    ),
-    "patch_cluster_policy": (
-        "pod (oc)",
-        "switches the ClusterPolicy to `usePrecompiled` (*Dry run*: prints)",
-    ),
-    "verify_rollout": ("pod (oc)", "waits until the new driver pods are Ready on every kernel"),
-    "needs_rollback": ("Python", "only when the patch or its verification failed"),
-    "rollback_cluster_policy": ("pod (oc)", "restores the previous `spec.driver` exactly"),
-    "report": (
-        "Python",
-        "the run's summary (its log, and the run page's *Pipeline report* tab); fails the run if any "
-        "step failed",
-    ),
-}
 
 README_HINT = "README.md at the root of the pipeline's repository"
 
@@ -101,7 +52,7 @@ def dag_doc_md(settings: Settings) -> str:
         "",
         "| step | runs as | does |",
         "|---|---|---|",
-        *(f"| `{step}` | {runs} | {_cell(does)} |" for step, (runs, does) in STEP_DOCS.items()),
+        *(f"| `{s.task_id}` | {s.runs_as} | {_cell(s.doc)} |" for s in procedure.STEPS),
         "",
         "#### The form",
         "",

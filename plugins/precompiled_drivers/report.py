@@ -8,27 +8,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from precompiled_drivers import naming, readiness
+from precompiled_drivers import naming, procedure, readiness
 
-STEPS = (
-    "validate_inputs",
-    "inspect_cluster",
-    "plan_releases",
-    "resolve_driver_toolkit",
-    "inspect_driver_toolkit",
-    "plan_builds",
-    "check_published_images",
-    "select_builds",
-    "build_driver_image",
-    "push_driver_image",
-    "publish_os_tags",
-    "plan_rollout",
-    "record_readiness",
-    "patch_cluster_policy",
-    "verify_rollout",
-    "needs_rollback",
-    "rollback_cluster_policy",
-)
+# Every step the report accounts for, in procedure order: all but the report itself.
+STEPS: tuple[str, ...] = tuple(t for t in procedure.TASK_IDS if t != "report")
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:

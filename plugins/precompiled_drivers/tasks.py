@@ -112,7 +112,7 @@ def plan_releases(config: Mapping[str, Any], cluster: Mapping[str, Any]) -> list
                 )
     targets = plan.release_targets(cfg, state.cluster_version, upgrades)
     log.info("releases: %s", ", ".join(f"{t.version}-{t.arch} ({t.source})" for t in targets))
-    return [resolve_driver_toolkit.item_kwargs(settings, t) for t in targets]
+    return [resolve_driver_toolkit.item(settings, t) for t in targets]
 
 
 def plan_builds(
@@ -178,7 +178,7 @@ def select_builds(
     for build in builds:
         if build not in todo:
             log.info("skip %s: already published as %s", build.image, published[build.image])
-    return [build_driver_image.item_kwargs(settings, cfg, b) for b in todo]
+    return [build_driver_image.item(settings, cfg, b) for b in todo]
 
 
 def plan_rollout(

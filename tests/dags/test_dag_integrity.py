@@ -50,6 +50,8 @@ for dag_id, dag in bag.dags.items():
                 "all_upstream": sorted(t.get_flat_relative_ids(upstream=True)),
                 "skips_others": bool(getattr(t, "inherits_from_skipmixin", False)),
                 "skips_all_downstream": getattr(t, "ignore_downstream_trigger_rules", True),
+                "mapped": type(t).__name__ == "MappedOperator",
+                "pod": t.task_type == "StepPodOperator",
             }
             for t in dag.tasks
         },
@@ -101,7 +103,11 @@ def test_dag_metadata(parsed: dict) -> None:
 
 
 def test_dag_reads_like_the_procedure(parsed: dict) -> None:
+    from precompiled_drivers import procedure
+
     tasks = parsed["dags"]["nvidia_precompiled_driver"]["tasks"]
+    assert tasks == list(procedure.TASK_IDS)
+    # The procedure itself, as NVIDIA's documentation orders it (a reordered registry must be a decision).
     assert tasks == [
         "validate_inputs",
         "inspect_cluster",
@@ -122,6 +128,20 @@ def test_dag_reads_like_the_procedure(parsed: dict) -> None:
         "rollback_cluster_policy",
         "report",
     ]
+
+
+def test_the_registry_matches_the_step_modules_and_the_graph(parsed: dict) -> None:
+    """Each pod step has its module and script; mapped steps are the DAG's mapped tasks; no other."""
+    from precompiled_drivers import procedure
+
+    graph = parsed["dags"]["nvidia_precompiled_driver"]["graph"]
+    steps_dir = ROOT / "plugins" / "precompiled_drivers" / "steps"
+    scripts_dir = ROOT / "plugins" / "precompiled_drivers" / "scripts"
+    pods = {s.task_id for s in procedure.pod_steps()}
+    assert pods == {p.stem for p in steps_dir.glob("*.py")} - {"__init__", "base"}
+    assert pods == {p.stem for p in scripts_dir.glob("*.sh")} - {"lib"}
+    assert {t for t, node in graph.items() if node["mapped"]} == {s.task_id for s in procedure.STEPS if s.per}
+    assert {t for t, node in graph.items() if node["pod"]} == pods
 
 
 def test_every_form_field_has_a_type_and_a_description(parsed: dict) -> None:

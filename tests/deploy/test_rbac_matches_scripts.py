@@ -13,6 +13,7 @@ table from the code instead, so a script that stops (or starts) using a verb fai
 
 from __future__ import annotations
 
+import importlib
 import re
 import shlex
 from pathlib import Path
@@ -21,20 +22,9 @@ from typing import Any
 import pytest
 import yaml
 
+from precompiled_drivers import procedure
 from precompiled_drivers.settings import Settings
-from precompiled_drivers.steps import (
-    build_driver_image,
-    check_published_images,
-    inspect_cluster,
-    inspect_driver_toolkit,
-    patch_cluster_policy,
-    push_driver_image,
-    record_readiness,
-    resolve_driver_toolkit,
-    rollback_cluster_policy,
-    verify_rollout,
-)
-from precompiled_drivers.steps.base import SCRIPTS
+from precompiled_drivers.steps.base import script
 
 ROOT = Path(__file__).resolve().parents[2]
 RBAC = ROOT / "deploy" / "rbac"
@@ -96,24 +86,13 @@ AIRFLOW_NEEDS: dict[Grant, str] = {
     (PIPELINE_NS, "", "events", "watch"): "deferrable mode: the trigger watches the pod's events",
 }
 
-STEPS = {
-    "resolve_driver_toolkit": lambda s: resolve_driver_toolkit.partial(s),
-    "inspect_driver_toolkit": lambda s: inspect_driver_toolkit.partial(s),
-    "inspect_cluster": lambda s: inspect_cluster.operator(s),
-    "check_published_images": lambda s: check_published_images.operator(s, {}),
-    "build_driver_image": lambda s: build_driver_image.partial(s),
-    "push_driver_image": lambda s: push_driver_image.partial(s),
-    "patch_cluster_policy": lambda s: patch_cluster_policy.operator(s, {}),
-    "verify_rollout": lambda s: verify_rollout.operator(s, {}),
-    "rollback_cluster_policy": lambda s: rollback_cluster_policy.operator(s, {}),
-    "record_readiness": lambda s: record_readiness.operator(s, {}),
-}
+# Every pod step of the procedure: each has its module in steps/ (the maker of its pod).
+STEPS = tuple(s.task_id for s in procedure.pod_steps())
 
 
 def step_pod(task_id: str) -> dict[str, Any]:
     """ServiceAccount, script name, token and annotations of a step's pod, from its maker."""
-    op = STEPS[task_id](Settings())
-    kwargs = getattr(op, "kwargs", None) or vars(op)
+    kwargs = importlib.import_module(f"precompiled_drivers.steps.{task_id}").pod(Settings())
     script_name = kwargs["arguments"][1]
     return {
         "service_account": kwargs["service_account_name"],
@@ -177,7 +156,7 @@ def grants_of_call(words: list[str], file_object: tuple[str, str] | None = None)
 
 def script_needs(task_id: str) -> set[Grant]:
     pod = step_pod(task_id)
-    text = (SCRIPTS / pod["script"]).read_text()
+    text = script(pod["script"])  # what the pod runs: lib.sh, then the step's script
     needs: set[Grant] = set()
     for call in kubectl_calls(text):
         needs |= grants_of_call(call, FILE_OBJECTS.get(task_id))

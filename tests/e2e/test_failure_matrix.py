@@ -19,14 +19,15 @@ import pytest
 
 from harness.dag_runner import task_states, xcom
 from harness.pipeline_world import NAMESPACE, World
-from precompiled_drivers import tasks
-from precompiled_drivers.report import STEPS
+from precompiled_drivers import procedure, tasks
 from testcluster import Scenario, ScenarioResult
 
 pytestmark = pytest.mark.e2e
 
 ONE_DRIVER = ["570.158.01"]
 POLICY_PATH = r"/apis/nvidia\.com/v1/clusterpolicies/gpu-cluster-policy$"
+# Every step but the report, which is what reports each failure (procedure order).
+STEPS = tuple(s.task_id for s in procedure.STEPS if s.task_id != "report")
 PATCH_INDEX = STEPS.index("patch_cluster_policy")
 
 
@@ -101,6 +102,9 @@ def test_every_step_is_in_the_matrix() -> None:
     # push_driver_image's (five tries) test_faults.py::test_refused_push_fails_without_patch_and_a_rerun...
     covered = [step for step, _how, _reason in CASES] + ["build_driver_image", "push_driver_image"]
     assert sorted(covered) == sorted(STEPS)
+    # A Python step fails by raising, a pod step through its pod (script, API fault, exec error).
+    for step, how, _reason in CASES:
+        assert (how == "python") == (procedure.step(step).kind == "python"), step
 
 
 @pytest.mark.parametrize(("step", "how", "reason"), CASES, ids=[c[0] for c in CASES])

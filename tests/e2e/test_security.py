@@ -19,13 +19,10 @@ import pytest
 
 from harness.dag_runner import task_states, xcom
 from harness.pipeline_world import NAMESPACE, SECRET_VALUES, World
-from precompiled_drivers.report import STEPS as REPORTED_STEPS
+from precompiled_drivers.procedure import TASK_IDS
 from testcluster import Scenario
 
 pytestmark = pytest.mark.e2e
-
-# Every task of the DAG: the steps the report covers, and the report itself.
-STEPS = (*REPORTED_STEPS, "report")
 
 
 class PodRecorder:
@@ -184,7 +181,7 @@ def test_planted_secrets_appear_in_no_log_xcom_pod_or_report(
     texts.update(pod_texts(pods))
 
     # The searches are not vacuous: the logs hold every step's output, the pods mount the secrets.
-    assert all(f"task_id={step}" in out or step in out for step in STEPS)
+    assert all(f"task_id={step}" in out or step in out for step in TASK_IDS)
     assert "rhsm-register: invalid activation key" in out and "pushed " in out
     mounted = {v.get("secret", {}).get("secretName") for p in pods.created for v in p["spec"]["volumes"]}
     assert {

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from precompiled_drivers import procedure
 from testcluster import Scenario, ScenarioResult
 from testcluster.cluster import TestCluster
 from testcluster.registry import Registry
@@ -60,16 +61,10 @@ SECRET_VALUES = {
 }
 
 
-HOST_STEPS = (
-    "inspect_cluster",
-    "check_published_images",
-    "push_driver_image",
-    "publish_os_tags",
-    "patch_cluster_policy",
-    "verify_rollout",
-    "rollback_cluster_policy",
-    "record_readiness",
-)
+# Pod steps simulated by scenario callbacks: they need a release payload, a DTK image or a podman build.
+SIMULATED_STEPS = ("resolve_driver_toolkit", "inspect_driver_toolkit", "build_driver_image")
+# Every other pod step runs its real script on the host (kubectl against the test server, real skopeo).
+HOST_STEPS = tuple(s.task_id for s in procedure.pod_steps() if s.task_id not in SIMULATED_STEPS)
 
 
 def dtk_image(version: str, arch: str = "x86_64", stream: str = STREAM) -> str:
@@ -213,11 +208,7 @@ class World:
         """(Re)install one scenario per step, e.g. after changing ``fixed_seconds`` between runs."""
         scenarios = self.cluster.scenarios
         host = Scenario(run_on_host=True, pending=0.05)
-        simulated = {
-            "resolve_driver_toolkit": self.resolve,
-            "inspect_driver_toolkit": self.inspect_dtk,
-            "build_driver_image": self.build,
-        }
+        simulated = dict(zip(SIMULATED_STEPS, (self.resolve, self.inspect_dtk, self.build), strict=True))
         for step in HOST_STEPS:
             if self.fixed_seconds is None:
                 scenarios.set(step, host)

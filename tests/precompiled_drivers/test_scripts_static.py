@@ -16,18 +16,22 @@ from typing import Any
 import pytest
 
 from precompiled_drivers.cluster import parse_cluster
+from precompiled_drivers.steps.base import script as pod_script
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = ROOT / "plugins" / "precompiled_drivers" / "scripts"
 SHELLCHECK = ROOT / ".venv" / "bin" / "shellcheck"
 ALL_SCRIPTS = sorted(p.name for p in SCRIPTS.glob("*.sh"))
+LIB = "lib.sh"  # prepended to every step script in its pod (steps/base.py script())
+STEP_SCRIPTS = [name for name in ALL_SCRIPTS if name != LIB]
 DIGEST = "sha256:" + "d" * 64
 OTHER_DIGEST = "sha256:" + "0" * 64
 DTK = "quay.io/openshift-release-dev/ocp-v4.0-art-dev@sha256:" + "a" * 64
 
 
 def test_there_are_scripts() -> None:
-    assert len(ALL_SCRIPTS) >= 9
+    assert len(STEP_SCRIPTS) >= 9
+    assert LIB in ALL_SCRIPTS
 
 
 # ----------------------------------------------------------------------------- static checks
@@ -36,7 +40,24 @@ def test_there_are_scripts() -> None:
 @pytest.mark.parametrize("name", ALL_SCRIPTS)
 def test_shellcheck_clean(name: str) -> None:
     result = subprocess.run(
-        [str(SHELLCHECK), "--severity=style", "--shell=bash", str(SCRIPTS / name)],
+        [str(SHELLCHECK), "--severity=style", "--shell=bash", "-x", str(SCRIPTS / name)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("name", STEP_SCRIPTS)
+def test_shellcheck_clean_as_the_pod_runs_it(name: str) -> None:
+    """lib.sh and the script together: a helper's variables and the script's own meet here.
+
+    SC2329 (a function never invoked) is left out: each script uses only some of the library's helpers.
+    """
+    result = subprocess.run(
+        [str(SHELLCHECK), "--severity=style", "--shell=bash", "--exclude=SC2329", "-"],
+        input=pod_script(name),
         capture_output=True,
         text=True,
         check=False,
@@ -54,8 +75,19 @@ def test_conventions(name: str) -> None:
     # set -e must be on before the first command runs: only comments and blanks above it.
     before = lines[1 : lines.index("set -euo pipefail")]
     assert all(not line.strip() or line.lstrip().startswith("#") for line in before)
-    assert '"${XCOM_RETURN:-/airflow/xcom/return.json}"' in text
     assert text.endswith("\n")
+
+
+@pytest.mark.parametrize("name", STEP_SCRIPTS)
+def test_the_pod_runs_the_library_then_the_script(name: str) -> None:
+    text = (SCRIPTS / name).read_text()
+    assert pod_script(name) == (SCRIPTS / LIB).read_text() + text
+    assert '"${XCOM_RETURN:-/airflow/xcom/return.json}"' in pod_script(name)
+    # One way to write a result and one token auth file: the library's, not a copy of it.
+    assert "write_result " in text
+    assert "RESULT_FILE" not in text and "XCOM_RETURN" not in text
+    assert "serviceaccount:" not in text and "SA_TOKEN_FILE" not in text
+    assert not re.search(r"^(write_result|token_authfile|transient_error|kubectl_retry)\(\)", text, re.M)
 
 
 @pytest.mark.parametrize("name", ALL_SCRIPTS)
@@ -91,7 +123,7 @@ def run(script: str, tmp_path: Path, env: dict[str, str]) -> tuple[subprocess.Co
         **env,
     }
     proc = subprocess.run(
-        ["bash", "-c", (SCRIPTS / script).read_text(), script],
+        ["bash", "-c", pod_script(script), script],
         capture_output=True,
         text=True,
         env=full_env,

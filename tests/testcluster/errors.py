@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+# The reason each code carries in a real API server's Status (k8s.io/apimachinery pkg/apis/meta/v1/types.go,
+# StatusReason* constants); kubectl prints it as "Error from server (<reason>)".
 _REASONS = {
     400: "BadRequest",
     401: "Unauthorized",
@@ -14,6 +16,8 @@ _REASONS = {
     422: "Invalid",
     429: "TooManyRequests",
     500: "InternalError",
+    503: "ServiceUnavailable",
+    504: "Timeout",
 }
 
 

@@ -10,8 +10,8 @@
 #       IMAGE, TAG         the final reference and tag, echoed for the push step
 #       PULL_SECRET_FILE, RHSM_ORG_FILE, RHSM_ACTIVATIONKEY_FILE  mounted secret files
 #       TLS_VERIFY         true|false;  CONTAINERS_STORAGE  podman's graph root (an emptyDir)
-#       XCOM_RETURN        where to write the result (default /airflow/xcom/return.json)
 # Result: {"image", "tag", "staging_image", "digest"}
+# Runs after lib.sh (prepended in the pod): write_result, token_authfile, kubectl_retry and their env.
 set -euo pipefail
 
 for name in DRIVER_REPO_URL DRIVER_REPO_REF BUILD_DIR DRIVER_VERSION KERNEL_VERSION RHEL_VERSION CUDA_VERSION \
@@ -23,8 +23,6 @@ for name in DRIVER_REPO_URL DRIVER_REPO_REF BUILD_DIR DRIVER_VERSION KERNEL_VERS
   fi
 done
 TLS_VERIFY="${TLS_VERIFY:-true}"
-RESULT_FILE="${XCOM_RETURN:-/airflow/xcom/return.json}"
-TOKEN_FILE="${SA_TOKEN_FILE:-/var/run/secrets/kubernetes.io/serviceaccount/token}"
 workdir="$(mktemp -d)"
 podman_args=(--root "${CONTAINERS_STORAGE:-$workdir/storage}")
 
@@ -56,10 +54,7 @@ podman "${podman_args[@]}" build --label "$MODULE_TYPE_LABEL=$KERNEL_MODULE_TYPE
   "$workdir/label"
 
 push_auth=()
-if [[ -r "$TOKEN_FILE" ]]; then
-  # The internal registry accepts the ServiceAccount token; it goes through a file, never the command line.
-  printf '{"auths": {"%s": {"auth": "%s"}}}\n' "${image_registry%%/*}" \
-    "$(printf 'serviceaccount:%s' "$(cat "$TOKEN_FILE")" | base64 -w0)" >"$workdir/auth.json"
+if token_authfile "${image_registry%%/*}" "$workdir/auth.json"; then
   push_auth=(--authfile "$workdir/auth.json")
 fi
 podman "${podman_args[@]}" push "${push_auth[@]}" --tls-verify="$TLS_VERIFY" \
@@ -67,6 +62,5 @@ podman "${podman_args[@]}" push "${push_auth[@]}" --tls-verify="$TLS_VERIFY" \
 digest="$(cat "$workdir/digest")"
 echo "staged $STAGING_IMAGE@$digest"
 
-mkdir -p "$(dirname "$RESULT_FILE")"
-printf '{"image": "%s", "tag": "%s", "staging_image": "%s", "digest": "%s"}\n' \
-  "$IMAGE" "$TAG" "$STAGING_IMAGE" "$digest" >"$RESULT_FILE"
+write_result '{"image": "%s", "tag": "%s", "staging_image": "%s", "digest": "%s"}' \
+  "$IMAGE" "$TAG" "$STAGING_IMAGE" "$digest"

@@ -6,13 +6,12 @@
 #       MODULE_TYPE_LABEL  the image label that records the kernel module type (open|proprietary)
 #       PUSH_AUTH_FILE     registry credentials (mounted file)
 #       TLS_VERIFY         true|false (false only for a plain-HTTP test registry)
-#       XCOM_RETURN        where to write the result (default /airflow/xcom/return.json)
 # Result: {"<image>": "<sha256:digest>" or "" when the tag does not exist or has the other module type, ...}
+# Runs after lib.sh (prepended in the pod): write_result, token_authfile, kubectl_retry and their env.
 set -euo pipefail
 
 : "${IMAGES?}" "${PUSH_AUTH_FILE:?}" "${MODULE_TYPE_LABEL:?}"
 TLS_VERIFY="${TLS_VERIFY:-true}"
-RESULT_FILE="${XCOM_RETURN:-/airflow/xcom/return.json}"
 # The label name goes into a Go template below: only the characters a label key can hold.
 [[ "$MODULE_TYPE_LABEL" =~ ^[a-z0-9][a-z0-9./-]*$ ]] || {
   echo "ERROR: MODULE_TYPE_LABEL '$MODULE_TYPE_LABEL' is not an image label key." >&2
@@ -53,5 +52,4 @@ while read -r image module_type; do
 done <<<"$IMAGES"
 result+="}"
 
-mkdir -p "$(dirname "$RESULT_FILE")"
-printf '%s\n' "$result" >"$RESULT_FILE"
+write_result '%s' "$result"

@@ -5,13 +5,12 @@
 # Env:  POLICY_NAME          ClusterPolicy name (usually gpu-cluster-policy)
 #       OPERATOR_NAMESPACE   namespace of the GPU Operator (e.g. nvidia-gpu-operator)
 #       OPERATOR_DEPLOYMENT  its Deployment (gpu-operator)
-#       XCOM_RETURN          where to write the result (default /airflow/xcom/return.json)
 # Result: {"nodes": [{"name", "labels"}..., null], "operator": <Deployment|null>,
 #          "policy": <ClusterPolicy|null>, "cluster_version": "<x.y.z>"|"", "cluster_channel": "<channel>"|""}
+# Runs after lib.sh (prepended in the pod): write_result, token_authfile, kubectl_retry and their env.
 set -euo pipefail
 
 : "${POLICY_NAME:?}" "${OPERATOR_NAMESPACE:?}" "${OPERATOR_DEPLOYMENT:?}"
-RESULT_FILE="${XCOM_RETURN:-/airflow/xcom/return.json}"
 
 # One JSON object per node, each followed by a comma; the result closes the list with null.
 node_template='{range .items[*]}{"{\"name\":\""}{.metadata.name}{"\",\"labels\":"}{.metadata.labels}{"},"}{end}'
@@ -36,6 +35,5 @@ cluster_version="$(kubectl get clusterversion version -o 'jsonpath={.status.desi
 cluster_channel="$(kubectl get clusterversion version -o 'jsonpath={.spec.channel}' 2>/dev/null || true)"
 echo "cluster version: ${cluster_version:-unknown} (channel ${cluster_channel:-unknown})"
 
-mkdir -p "$(dirname "$RESULT_FILE")"
-printf '{"nodes": [%snull], "operator": %s, "policy": %s, "cluster_version": "%s", "cluster_channel": "%s"}\n' \
-  "$nodes" "$operator" "$policy" "$cluster_version" "$cluster_channel" >"$RESULT_FILE"
+write_result '{"nodes": [%snull], "operator": %s, "policy": %s, "cluster_version": "%s", "cluster_channel": "%s"}' \
+  "$nodes" "$operator" "$policy" "$cluster_version" "$cluster_channel"

@@ -5,14 +5,13 @@
 #       DTK_RELEASE_FILE  default /etc/driver-toolkit-release.json
 #       DTK_IMAGE_10, DTK_RELEASE_FILE_10  when the payload also has driver-toolkit-10 (RHEL 10 stream):
 #                         its image, and where the pod's init container copied its release file
-#       XCOM_RETURN       where to write the result (default /airflow/xcom/return.json)
 # Result: {"version", "arch", "dtk_image", "toolkit": <the file: KERNEL_VERSION, RT_KERNEL_VERSION, RHEL_VERSION>}
 #         plus "dtk_image_10" and "toolkit_10" for a two-stream release.
+# Runs after lib.sh (prepended in the pod): write_result, token_authfile, kubectl_retry and their env.
 set -euo pipefail
 
 : "${RELEASE_VERSION:?}" "${RELEASE_ARCH:?}" "${DTK_IMAGE:?}"
 RELEASE_FILE="${DTK_RELEASE_FILE:-/etc/driver-toolkit-release.json}"
-RESULT_FILE="${XCOM_RETURN:-/airflow/xcom/return.json}"
 
 if [[ ! -s "$RELEASE_FILE" ]]; then
   echo "ERROR: $RELEASE_FILE is missing in $DTK_IMAGE: is this a Driver Toolkit image?" >&2
@@ -34,6 +33,5 @@ if [[ -n "${DTK_IMAGE_10:-}" ]]; then
   stream_10="$(printf ', "dtk_image_10": "%s", "toolkit_10": %s' "$DTK_IMAGE_10" "$toolkit_10")"
 fi
 
-mkdir -p "$(dirname "$RESULT_FILE")"
-printf '{"version": "%s", "arch": "%s", "dtk_image": "%s", "toolkit": %s%s}\n' \
-  "$RELEASE_VERSION" "$RELEASE_ARCH" "$DTK_IMAGE" "$toolkit" "$stream_10" >"$RESULT_FILE"
+write_result '{"version": "%s", "arch": "%s", "dtk_image": "%s", "toolkit": %s%s}' \
+  "$RELEASE_VERSION" "$RELEASE_ARCH" "$DTK_IMAGE" "$toolkit" "$stream_10"

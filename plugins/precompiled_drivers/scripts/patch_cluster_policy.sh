@@ -8,31 +8,18 @@
 # Env:  POLICY_NAME  ClusterPolicy name (cluster-scoped, usually gpu-cluster-policy)
 #       PATCH_JSON   the RFC 6902 JSON patch document
 #       DRY_RUN      true: only print what would be applied; false: apply
-#       XCOM_RETURN  where to write the result (default /airflow/xcom/return.json)
-#       API_ATTEMPTS, API_RETRY_SECONDS  transient API errors (5xx, 429, no connection) are retried up to
-#                    API_ATTEMPTS times (default 5), waiting API_RETRY_SECONDS (default 2) then twice as long
-#                    each time. A refusal (422 from the guard, 403, 404...) is never retried.
+#       API_ATTEMPTS, API_RETRY_SECONDS  kubectl_retry (lib.sh): transient API errors are retried, a
+#                    refusal (422 from the guard, 403, 404...) never.
 # Result: {"previous_driver": <spec.driver before, or null>, "patched": true|false, "patched_at": "<UTC>"|null}
 #         patched_at is 1970-01-01T00:00:00Z when the patch changed nothing (the running pods are the rollout).
 #         Also written when the step fails having changed nothing (policy unreadable, patch refused):
 #         "patched": false then tells the pipeline there is nothing to roll back.
+# Runs after lib.sh (prepended in the pod): write_result, token_authfile, kubectl_retry and their env.
 set -euo pipefail
 
 : "${POLICY_NAME:?POLICY_NAME must name the ClusterPolicy to patch (e.g. gpu-cluster-policy)}"
 : "${PATCH_JSON:?PATCH_JSON must hold the JSON patch document computed by the pipeline}"
 DRY_RUN="${DRY_RUN:-false}"
-RESULT_FILE="${XCOM_RETURN:-/airflow/xcom/return.json}"
-
-API_ATTEMPTS="${API_ATTEMPTS:-5}"
-API_RETRY_SECONDS="${API_RETRY_SECONDS:-2}"
-[[ "$API_ATTEMPTS" =~ ^[1-9][0-9]?$ ]] || {
-  echo "ERROR: API_ATTEMPTS must be a whole number from 1 to 99, got '$API_ATTEMPTS'." >&2
-  exit 2
-}
-[[ "$API_RETRY_SECONDS" =~ ^[0-9]{1,3}$ ]] || {
-  echo "ERROR: API_RETRY_SECONDS must be a whole number of seconds, got '$API_RETRY_SECONDS'." >&2
-  exit 2
-}
 
 case "$DRY_RUN" in
   true | false) ;;
@@ -42,48 +29,11 @@ case "$DRY_RUN" in
     ;;
 esac
 
-# Set by kubectl_retry: how many attempts its last call took (1 = no transient error).
-attempts_used=1
-
-# True when kubectl's error output (file $1) shows a transient failure: the API server was overloaded or
-# failing (5xx, 429) or could not be reached. Refusals (Invalid = a failed `test` guard, Forbidden,
-# NotFound, Conflict...) are final and must not be retried.
-transient_error() {
-  grep -qE 'Error from server \((InternalError|ServiceUnavailable|TooManyRequests|Timeout|ServerTimeout)\)|Unable to connect to the server|connection refused|connection reset|i/o timeout|TLS handshake timeout|unexpected EOF|http2: client connection lost' "$1"
-}
-
-# kubectl with a bounded retry of transient errors only; stdout and stderr pass through.
-# A JSON patch starting with a `test` guard is safe to repeat: if an attempt that seemed to fail was in
-# fact applied, the repeat fails its guard (422) instead of applying twice (handled by the caller).
-kubectl_retry() {
-  local attempt=1 wait="$API_RETRY_SECONDS" errors status
-  errors="$(mktemp)"
-  while true; do
-    status=0
-    kubectl "$@" 2>"$errors" || status=$?
-    cat "$errors" >&2
-    attempts_used=$attempt
-    if ((status == 0)); then
-      rm -f "$errors"
-      return 0
-    fi
-    if ((attempt >= API_ATTEMPTS)) || ! transient_error "$errors"; then
-      rm -f "$errors"
-      return "$status"
-    fi
-    echo "Transient API error (attempt $attempt of $API_ATTEMPTS); retrying in ${wait}s." >&2
-    sleep "$wait"
-    attempt=$((attempt + 1))
-    wait=$((wait * 2 > 30 ? 30 : wait * 2))
-  done
-}
-
 # The failure result: this step changed nothing (KPO still pushes the result file of a failed pod).
 unchanged() {
-  printf '{"previous_driver": %s, "patched": false, "patched_at": null}\n' "$1" >"$RESULT_FILE"
+  write_result '{"previous_driver": %s, "patched": false, "patched_at": null}' "$1"
 }
 
-mkdir -p "$(dirname "$RESULT_FILE")"
 policy_file="$(mktemp)"
 trap 'rm -f "$policy_file"' EXIT
 if ! kubectl_retry get clusterpolicy "$POLICY_NAME" -o json >"$policy_file" ||
@@ -107,7 +57,7 @@ wanted="$(kubectl patch --local -f "$policy_file" --type=json -p "$PATCH_JSON" -
 
 if [[ "$DRY_RUN" == "true" ]]; then
   echo "DRY_RUN=true: the ClusterPolicy was not changed."
-  printf '{"previous_driver": %s, "patched": false, "patched_at": null}\n' "$previous" >"$RESULT_FILE"
+  unchanged "$previous"
   exit 0
 fi
 
@@ -116,7 +66,7 @@ fi
 patched_at="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 if ! kubectl_retry patch clusterpolicy "$POLICY_NAME" --type=json -p "$PATCH_JSON"; then
   current="$(kubectl_retry get clusterpolicy "$POLICY_NAME" -o jsonpath='{.spec.driver}' || true)"
-  if ((attempts_used > 1)) && [[ -n "$wanted" && "$current" == "$wanted" ]]; then
+  if ((API_ATTEMPTS_USED > 1)) && [[ -n "$wanted" && "$current" == "$wanted" ]]; then
     # An attempt reported as failed (5xx, lost connection) had been applied; the repeat's guard refused.
     echo "An earlier attempt had already applied the patch: spec.driver is the wanted one."
   else
@@ -137,4 +87,4 @@ if [[ "$after" == "$previous" ]]; then
   echo "The ClusterPolicy already had this driver spec: verification checks the running driver pods."
   patched_at="1970-01-01T00:00:00Z"
 fi
-printf '{"previous_driver": %s, "patched": true, "patched_at": "%s"}\n' "$previous" "$patched_at" >"$RESULT_FILE"
+write_result '{"previous_driver": %s, "patched": true, "patched_at": "%s"}' "$previous" "$patched_at"

@@ -8,13 +8,12 @@
 # Env:  ALIASES         lines '<image> <alias>': after this step <alias> holds the digest <image> has now
 #       PUSH_AUTH_FILE  registry credentials (mounted file)
 #       TLS_VERIFY      true|false (false only for a plain-HTTP test registry)
-#       XCOM_RETURN     where to write the result (default /airflow/xcom/return.json)
 # Result: {"<alias>": "<sha256:digest>", ...}; "" for an alias whose image is not published (the gate names it)
+# Runs after lib.sh (prepended in the pod): write_result, token_authfile, kubectl_retry and their env.
 set -euo pipefail
 
 : "${ALIASES?}" "${PUSH_AUTH_FILE:?}"
 TLS_VERIFY="${TLS_VERIFY:-true}"
-RESULT_FILE="${XCOM_RETURN:-/airflow/xcom/return.json}"
 
 errors="$(mktemp)"
 trap 'rm -f "$errors"' EXIT
@@ -67,5 +66,4 @@ while read -r image alias; do
 done <<<"$ALIASES"
 result+="}"
 
-mkdir -p "$(dirname "$RESULT_FILE")"
-printf '%s\n' "$result" >"$RESULT_FILE"
+write_result '%s' "$result"

@@ -6,24 +6,18 @@
 #       EXPECTED_DIGEST  the digest the build pushed; the copy must keep it
 #       PUSH_AUTH_FILE   credentials for the destination (mounted file)
 #       TLS_VERIFY       true|false (false only for a plain-HTTP test registry)
-#       XCOM_RETURN      where to write the result (default /airflow/xcom/return.json)
 # The source is read with this pod's ServiceAccount token when one is mounted (OpenShift internal registry).
 # Result: {"image", "digest", "staging_image"}
+# Runs after lib.sh (prepended in the pod): write_result, token_authfile, kubectl_retry and their env.
 set -euo pipefail
 
 : "${STAGING_IMAGE:?}" "${IMAGE:?}" "${EXPECTED_DIGEST:?}" "${PUSH_AUTH_FILE:?}"
 TLS_VERIFY="${TLS_VERIFY:-true}"
-RESULT_FILE="${XCOM_RETURN:-/airflow/xcom/return.json}"
-TOKEN_FILE="${SA_TOKEN_FILE:-/var/run/secrets/kubernetes.io/serviceaccount/token}"
 
 src_auth=()
-if [[ -r "$TOKEN_FILE" ]]; then
-  # The token goes through a file, never the command line.
-  registry="${STAGING_IMAGE%%/*}"
-  src_authfile="$(mktemp)"
-  trap 'rm -f "$src_authfile"' EXIT
-  printf '{"auths": {"%s": {"auth": "%s"}}}\n' "$registry" \
-    "$(printf 'serviceaccount:%s' "$(cat "$TOKEN_FILE")" | base64 -w0)" >"$src_authfile"
+src_authfile="$(mktemp)"
+trap 'rm -f "$src_authfile"' EXIT
+if token_authfile "${STAGING_IMAGE%%/*}" "$src_authfile"; then
   src_auth=(--src-authfile "$src_authfile")
 fi
 
@@ -44,6 +38,4 @@ if [[ "$digest" != "$EXPECTED_DIGEST" ]]; then
 fi
 echo "pushed $IMAGE@$digest"
 
-mkdir -p "$(dirname "$RESULT_FILE")"
-printf '{"image": "%s", "digest": "%s", "staging_image": "%s"}\n' "$IMAGE" "$digest" "$STAGING_IMAGE" \
-  >"$RESULT_FILE"
+write_result '{"image": "%s", "digest": "%s", "staging_image": "%s"}' "$IMAGE" "$digest" "$STAGING_IMAGE"

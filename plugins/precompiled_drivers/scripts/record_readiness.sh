@@ -4,14 +4,12 @@
 # Env:  CONFIGMAP_NAME  the ConfigMap's name (precompiled-drivers-readiness)
 #       NAMESPACE       the pipeline namespace
 #       CONFIGMAP_JSON  the whole ConfigMap, computed by the pipeline
-#       XCOM_RETURN     where to write the result (default /airflow/xcom/return.json)
 # Result: {"configmap": "<namespace>/<name>", "action": "created" | "updated"}
 set -euo pipefail
 
 : "${CONFIGMAP_NAME:?CONFIGMAP_NAME must name the readiness ConfigMap}"
 : "${NAMESPACE:?NAMESPACE must name the pipeline namespace}"
 : "${CONFIGMAP_JSON:?CONFIGMAP_JSON must hold the ConfigMap computed by the pipeline}"
-RESULT_FILE="${XCOM_RETURN:-/airflow/xcom/return.json}"
 
 # Replace (PUT) when it exists, else create: the Role grants get/update on this one name, create in the namespace.
 fail() {
@@ -22,16 +20,15 @@ fail() {
 manifest="${HOME:-/tmp}/readiness-configmap.json"
 printf '%s' "$CONFIGMAP_JSON" >"$manifest"
 # --validate=false: the manifest is the pipeline's own, and validating it would need the API's OpenAPI document.
-if kubectl get configmap "$CONFIGMAP_NAME" -n "$NAMESPACE" -o name >/dev/null 2>&1; then
+if kubectl_retry get configmap "$CONFIGMAP_NAME" -n "$NAMESPACE" -o name >/dev/null 2>&1; then
   action=updated
-  kubectl replace -n "$NAMESPACE" --validate=false -f "$manifest" >/dev/null || fail replace
+  kubectl_retry replace -n "$NAMESPACE" --validate=false -f "$manifest" >/dev/null || fail replace
 else
   action=created
-  kubectl create -n "$NAMESPACE" --validate=false -f "$manifest" >/dev/null || fail create
+  kubectl_retry create -n "$NAMESPACE" --validate=false -f "$manifest" >/dev/null || fail create
 fi
 echo "configmap/$CONFIGMAP_NAME in $NAMESPACE $action:"
-kubectl get configmap "$CONFIGMAP_NAME" -n "$NAMESPACE" -o jsonpath='{.data}'
+kubectl_retry get configmap "$CONFIGMAP_NAME" -n "$NAMESPACE" -o jsonpath='{.data}'
 echo
 
-mkdir -p "$(dirname "$RESULT_FILE")"
-printf '{"configmap": "%s/%s", "action": "%s"}\n' "$NAMESPACE" "$CONFIGMAP_NAME" "$action" >"$RESULT_FILE"
+write_result '{"configmap": "%s/%s", "action": "%s"}' "$NAMESPACE" "$CONFIGMAP_NAME" "$action"

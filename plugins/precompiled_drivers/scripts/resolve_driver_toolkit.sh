@@ -4,13 +4,12 @@
 # Env:  RELEASE_VERSION, RELEASE_ARCH  the release (e.g. 4.18.12, x86_64), echoed into the result
 #       RELEASE_IMAGE     release payload, e.g. quay.io/openshift-release-dev/ocp-release:4.18.12-x86_64
 #       PULL_SECRET_FILE  the OpenShift pull secret (mounted file)
-#       XCOM_RETURN       where to write the result (default /airflow/xcom/return.json)
 # Result: {"version", "arch", "release_image", "dtk_image", "dtk_image_10"} with the DTK pull specs by
 #         digest; dtk_image_10 (driver-toolkit-10, the RHEL 10 CoreOS stream) is "" when the payload has none.
+# Runs after lib.sh (prepended in the pod): write_result, token_authfile, kubectl_retry and their env.
 set -euo pipefail
 
 : "${RELEASE_VERSION:?}" "${RELEASE_ARCH:?}" "${RELEASE_IMAGE:?}" "${PULL_SECRET_FILE:?}"
-RESULT_FILE="${XCOM_RETURN:-/airflow/xcom/return.json}"
 DIGEST_SPEC='^[a-zA-Z0-9./:_-]+@sha256:[a-f0-9]{64}$'
 
 echo "Resolving the driver-toolkit image of $RELEASE_IMAGE"
@@ -48,6 +47,5 @@ else
   exit 1
 fi
 
-mkdir -p "$(dirname "$RESULT_FILE")"
-printf '{"version": "%s", "arch": "%s", "release_image": "%s", "dtk_image": "%s", "dtk_image_10": "%s"}\n' \
-  "$RELEASE_VERSION" "$RELEASE_ARCH" "$RELEASE_IMAGE" "$dtk_image" "$dtk_image_10" >"$RESULT_FILE"
+write_result '{"version": "%s", "arch": "%s", "release_image": "%s", "dtk_image": "%s", "dtk_image_10": "%s"}' \
+  "$RELEASE_VERSION" "$RELEASE_ARCH" "$RELEASE_IMAGE" "$dtk_image" "$dtk_image_10"

@@ -15,15 +15,13 @@
 #       TIMEOUT_SECONDS     give up after this long (default 1800)
 #       POLL_SECONDS        wait between polls (default 15)
 #       DRY_RUN             true: the patch step only printed its patch; report that and exit 0
-#       XCOM_RETURN         where to write the result (default /airflow/xcom/return.json)
 # Result: {"verified": true|false, "policy_state": "...", "kernels": {"<kernel>": {...}}}
+# Runs after lib.sh (prepended in the pod): write_result, token_authfile, kubectl_retry and their env.
 set -euo pipefail
 
-RESULT_FILE="${XCOM_RETURN:-/airflow/xcom/return.json}"
 if [[ "${DRY_RUN:-false}" == "true" ]]; then
   echo "DRY_RUN=true: the ClusterPolicy was not patched, so there is no rollout to verify."
-  mkdir -p "$(dirname "$RESULT_FILE")"
-  printf '{"verified": false, "dry_run": true, "kernels": {}}\n' >"$RESULT_FILE"
+  write_result '{"verified": false, "dry_run": true, "kernels": {}}'
   exit 0
 fi
 
@@ -153,7 +151,7 @@ json_str() {
 }
 
 # Writes the result JSON (verified flag in $1).
-write_result() {
+write_verdict() {
   local i sep="" body=""
   for i in "${!kernels[@]}"; do
     body+="$(printf '%s"%s": {"status": "%s", "pods_new_of_all": "%s", "ready": %s, "image": %s, "digest": "%s", "accepted": "%s", "reason": %s}' \
@@ -162,9 +160,8 @@ write_result() {
       "$(json_str "${k_reason[$i]}")")"
     sep=", "
   done
-  mkdir -p "$(dirname "$RESULT_FILE")"
-  printf '{"verified": %s, "policy_state": "%s", "patched_at": "%s", "kernels": {%s}}\n' \
-    "$1" "$state" "$PATCHED_AT" "$body" >"$RESULT_FILE"
+  write_result '{"verified": %s, "policy_state": "%s", "patched_at": "%s", "kernels": {%s}}' \
+    "$1" "$state" "$PATCHED_AT" "$body"
 }
 
 deadline=$(($(date +%s) + TIMEOUT_SECONDS))
@@ -193,7 +190,7 @@ while true; do
   echo "poll $poll: clusterpolicy/$POLICY_NAME status.state=$state"
 
   if [[ "$all_ok" == "true" && "$state" == "ready" ]]; then
-    write_result true
+    write_verdict true
     echo "Verified: every expected kernel runs its new precompiled driver image and the ClusterPolicy is ready."
     exit 0
   fi
@@ -204,7 +201,7 @@ while true; do
   sleep "$(((deadline - now) < POLL_SECONDS ? (deadline - now) : POLL_SECONDS))"
 done
 
-write_result false
+write_verdict false
 echo "ERROR: rollout not verified within ${TIMEOUT_SECONDS}s (clusterpolicy/$POLICY_NAME state: $state)." >&2
 printf '%-36s %-9s %-5s %-8s %-60s %s\n' KERNEL "NEW/ALL" READY STATUS IMAGE REASON >&2
 for i in "${!kernels[@]}"; do

@@ -1,7 +1,13 @@
 """What every step pod shares: the operator class, the script loader, security and secret mounts.
 
 Each step module builds its own pod spec from these pieces in one place (the "maker"); the
-KubernetesPodOperator runs and watches it (the "manager").
+KubernetesPodOperator runs and watches it (the "manager"). Every step module has the same shape:
+
+- ``STEP``: its entry in ``procedure.STEPS`` (task id, doc, whether it is mapped per release or image);
+- ``pod(settings)``: the ``StepPodOperator`` keyword arguments every pod of the step shares;
+- ``env(settings, ...)`` (one pod per run) or ``item(settings, ...)`` (mapped: one pod per item): what a
+  pod gets at run time, computed by a planning task or from the previous step's result;
+- ``task(settings, inputs, **task_args)``: the DAG's task, made by ``pod_task``.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from airflow.sdk.definitions.mappedoperator import OperatorPartial
 from kubernetes.client import models as k8s
 
 from precompiled_drivers import failures
+from precompiled_drivers.procedure import Step
 from precompiled_drivers.settings import Settings
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
@@ -41,6 +48,9 @@ class StepPodOperator(KubernetesPodOperator):
 
     A failed try records why (``failures.record``): the script's last ERROR line from the container's
     termination message (its log tail, ``FallbackToLogsOnError``), else what the pod status says.
+
+    ``skip_without_env``: a step that runs whatever its planning task did (``record_readiness``) skips,
+    starting no pod, when that task left it no environment (its XCom resolves to None: it never ran).
     """
 
     template_fields = (
@@ -48,9 +58,12 @@ class StepPodOperator(KubernetesPodOperator):
         "extra_env",
     )
 
-    def __init__(self, *, extra_env: Mapping[str, str] | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, *, extra_env: Mapping[str, str] | None = None, skip_without_env: bool = False, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.extra_env = extra_env
+        self.skip_without_env = skip_without_env
 
     def build_pod_request_obj(self, context: Any = None, *, dry_run: bool = False) -> k8s.V1Pod:
         """Build the pod, with ``extra_env`` overriding variables of the same name."""
@@ -64,6 +77,10 @@ class StepPodOperator(KubernetesPodOperator):
 
     def execute(self, context: Any) -> Any:
         """Run the pod; on failure, record the step's own reason before the error ends the try."""
+        if self.skip_without_env and not self.env_vars:
+            from airflow.sdk.exceptions import AirflowSkipException
+
+            raise AirflowSkipException(f"{self.task_id}: nothing to do, its planning step left no input")
         return self._recording_failure(context, super().execute, context)
 
     def trigger_reentry(self, context: Any, event: dict[str, Any]) -> Any:
@@ -111,9 +128,15 @@ class StepPodOperator(KubernetesPodOperator):
         return None
 
 
+LIB = "lib.sh"  # the helpers every step script uses (result file, token auth file, kubectl_retry)
+
+
 def script(name: str) -> str:
-    """The text of a packaged script, e.g. ``script("push_driver_image.sh")``."""
-    return (SCRIPTS / name).read_text()
+    """What a step's pod runs: ``lib.sh``, then the packaged script, e.g. ``script("push_driver_image.sh")``.
+
+    One static text (no value is spliced in), so the pod still needs nothing but ``bash -c``.
+    """
+    return (SCRIPTS / LIB).read_text() + (SCRIPTS / name).read_text()
 
 
 def script_command(name: str) -> dict[str, list[str]]:
@@ -273,3 +296,22 @@ def step_partial(kwargs: Mapping[str, Any], per_item: tuple[str, ...] = ("env_va
     both to ``partial`` and by an item, so the per-item keys must be left out of the partial.
     """
     return StepPodOperator.partial(**{k: value for k, value in kwargs.items() if k not in per_item})
+
+
+def pod_task(
+    step: Step,
+    kwargs: Mapping[str, Any],
+    inputs: Any,
+    *,
+    per_item: tuple[str, ...] = ("env_vars",),
+    **task_args: Any,
+) -> Any:
+    """The DAG task of a pod step: ``kwargs`` (its ``pod``) with ``task_args`` over them, and its inputs.
+
+    An unmapped step runs one pod whose environment is ``inputs`` (a planning task's XCom, or a dict);
+    a mapped step (``step.per``) runs one pod per item of ``inputs``, each item holding ``per_item``.
+    """
+    merged = {**kwargs, **task_args}
+    if step.per is None:
+        return StepPodOperator(**{**merged, "env_vars": inputs})
+    return step_partial(merged, per_item=per_item).expand_kwargs(inputs)

@@ -10,25 +10,24 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-from airflow.sdk.definitions.mappedoperator import OperatorPartial
 from kubernetes.client import models as k8s
 
-from precompiled_drivers import kernel_module, naming
+from precompiled_drivers import kernel_module, naming, procedure
 from precompiled_drivers.config import RunConfig
 from precompiled_drivers.plan import BuildSpec
 from precompiled_drivers.settings import Settings
 from precompiled_drivers.steps.base import (
+    pod_task,
     pull_secret,
     resources,
     rhsm_secret,
     step_env,
     step_kwargs,
-    step_partial,
     tls_verify,
 )
 from precompiled_drivers.steps.inspect_driver_toolkit import arch_node_selector
 
-TASK_ID = "build_driver_image"
+STEP = procedure.step("build_driver_image")
 # NVIDIA's recipe cannot cross-compile: each image is built on a node of its arch (nodeSelector).
 PER_ITEM = ("env_vars", "node_selector")
 # podman keeps layers here; the driver build needs several GiB.
@@ -48,11 +47,11 @@ def build_security() -> k8s.V1SecurityContext:
     )
 
 
-def partial(settings: Settings, *, deferrable: bool | None = None) -> OperatorPartial:
-    """The build pod shared by every image; ``item_kwargs`` adds what to build."""
+def pod(settings: Settings) -> dict[str, Any]:
+    """The build pod shared by every image; ``item`` adds what to build."""
     kwargs = step_kwargs(
         settings,
-        task_id=TASK_ID,
+        task_id=STEP.task_id,
         service_account="build",
         script_name="build_driver_image.sh",
         image=settings.builder_image,
@@ -66,18 +65,16 @@ def partial(settings: Settings, *, deferrable: bool | None = None) -> OperatorPa
             "openshift.io/required-scc": "precompiled-drivers-build",
         },
         execution_timeout=timedelta(hours=2),
-        deferrable=settings.deferrable if deferrable is None else deferrable,
+        deferrable=settings.deferrable,
         retries=1,
     )
     kwargs["volumes"] = [*kwargs["volumes"], STORAGE_VOLUME]
     kwargs["volume_mounts"] = [*kwargs["volume_mounts"], STORAGE_MOUNT]
-    return step_partial(kwargs, per_item=PER_ITEM)
+    return kwargs
 
 
-def item_kwargs(
-    settings: Settings, config: RunConfig, build: BuildSpec | Mapping[str, Any]
-) -> dict[str, Any]:
-    """Per-image environment: every Makefile variable of DESIGN.md section 3, as plain values."""
+def item(settings: Settings, config: RunConfig, build: BuildSpec | Mapping[str, Any]) -> dict[str, Any]:
+    """One image's pod: every Makefile variable of DESIGN.md section 3, as plain values, on its arch."""
     b = build if isinstance(build, BuildSpec) else BuildSpec.from_dict(build)
     env = {
         "DRIVER_REPO_URL": settings.driver_repo_url,
@@ -100,6 +97,11 @@ def item_kwargs(
         "CONTAINERS_STORAGE": STORAGE_MOUNT.mount_path,
     }
     return {
-        "env_vars": step_env(TASK_ID, (pull_secret(settings), rhsm_secret(settings)), env),
+        "env_vars": step_env(STEP.task_id, (pull_secret(settings), rhsm_secret(settings)), env),
         "node_selector": arch_node_selector(b.build_arch),
     }
+
+
+def task(settings: Settings, items: Any, **task_args: Any) -> Any:
+    """The task, one pod per image; ``items`` are ``item``'s results (select_builds' XCom)."""
+    return pod_task(STEP, pod(settings), items, per_item=PER_ITEM, **task_args)

@@ -3,14 +3,32 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
-from airflow.sdk import XComArg
-
-from precompiled_drivers import kernel_module
+from precompiled_drivers import kernel_module, procedure
 from precompiled_drivers.settings import Settings
-from precompiled_drivers.steps.base import StepPodOperator, push_secret, step_env, step_kwargs, tls_verify
+from precompiled_drivers.steps.base import (
+    StepPodOperator,
+    pod_task,
+    push_secret,
+    step_env,
+    step_kwargs,
+    tls_verify,
+)
 
-TASK_ID = "check_published_images"
+STEP = procedure.step("check_published_images")
+
+
+def pod(settings: Settings) -> dict[str, Any]:
+    """The check pod: registry credentials only, no Kubernetes API access."""
+    return step_kwargs(
+        settings,
+        task_id=STEP.task_id,
+        service_account="check-images",
+        script_name="check_published_images.sh",
+        image=settings.skopeo_image,
+        secrets=(push_secret(settings),),
+    )
 
 
 def env(
@@ -28,17 +46,9 @@ def env(
         "MODULE_TYPE_LABEL": kernel_module.LABEL,
         "TLS_VERIFY": tls_verify(settings),
     }
-    return step_env(TASK_ID, (push_secret(settings),), images_env)
+    return step_env(STEP.task_id, (push_secret(settings),), images_env)
 
 
-def operator(settings: Settings, env_vars: XComArg) -> StepPodOperator:
-    """The check pod: registry credentials only, no Kubernetes API access."""
-    kwargs = step_kwargs(
-        settings,
-        task_id=TASK_ID,
-        service_account="check-images",
-        script_name="check_published_images.sh",
-        image=settings.skopeo_image,
-        secrets=(push_secret(settings),),
-    )
-    return StepPodOperator(**{**kwargs, "env_vars": env_vars})
+def task(settings: Settings, env_vars: Any, **task_args: Any) -> StepPodOperator:
+    """The task; ``env_vars`` is ``env``'s result (plan_builds' ``check_env``)."""
+    return pod_task(STEP, pod(settings), env_vars, **task_args)

@@ -9,25 +9,25 @@ release reads both toolkits.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from airflow.sdk.definitions.mappedoperator import OperatorPartial
 from kubernetes.client import models as k8s
 
+from precompiled_drivers import procedure
 from precompiled_drivers import validation as v
 from precompiled_drivers.settings import Settings
 from precompiled_drivers.steps.base import (
     SCRATCH_MOUNT,
     SCRATCH_VOLUME,
+    pod_task,
     resources,
     restricted_security,
     step_env,
     step_kwargs,
-    step_partial,
 )
 
-TASK_ID = "inspect_driver_toolkit"
+STEP = procedure.step("inspect_driver_toolkit")
 ARCH_LABEL = "kubernetes.io/arch"
 # Pipeline arch -> the node's kubernetes.io/arch (Go's GOARCH names).
 NODE_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
@@ -47,19 +47,16 @@ def arch_node_selector(arch: str) -> dict[str, str]:
     return {ARCH_LABEL: NODE_ARCH[arch.split("+", 1)[0]]}
 
 
-def partial(settings: Settings) -> OperatorPartial:
+def pod(settings: Settings) -> dict[str, Any]:
     """The pod spec shared by every release; the image (the DTK itself) comes per item."""
-    return step_partial(
-        step_kwargs(
-            settings,
-            task_id=TASK_ID,
-            service_account="inspect-dtk",
-            script_name="inspect_driver_toolkit.sh",
-            image="",  # left out of the partial: each item gives its release's DTK image
-            # The DTK lives in Red Hat's registry: the kubelet pulls it with the OpenShift pull secret.
-            image_pull_secrets=[k8s.V1LocalObjectReference(name=settings.pull_secret)],
-        ),
-        per_item=PER_ITEM,
+    return step_kwargs(
+        settings,
+        task_id=STEP.task_id,
+        service_account="inspect-dtk",
+        script_name="inspect_driver_toolkit.sh",
+        image="",  # left out of the partial: each item gives its release's DTK image
+        # The DTK lives in Red Hat's registry: the kubelet pulls it with the OpenShift pull secret.
+        image_pull_secrets=[k8s.V1LocalObjectReference(name=settings.pull_secret)],
     )
 
 
@@ -75,30 +72,35 @@ def toolkit_10_container(image: str) -> k8s.V1Container:
     )
 
 
-def item_kwargs_for(settings: Settings) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
-    """A function turning one resolve_driver_toolkit result into this step's kwargs (for ``.map``)."""
-    del settings  # nothing installation-specific beyond the partial
+def item(settings: Settings, resolved: Mapping[str, Any]) -> dict[str, Any]:
+    """One release's pod, from one resolve_driver_toolkit result (checked: it comes from a pod)."""
+    del settings  # nothing installation-specific beyond ``pod``
+    where = f"resolve_driver_toolkit result for {resolved.get('version')}-{resolved.get('arch')}"
+    dtk_image = v.image_ref(resolved.get("dtk_image"), f"{where}: dtk_image")
+    arch = v.arch(resolved.get("arch"), f"{where}: arch")
+    env = {
+        "RELEASE_VERSION": v.ocp_version(resolved.get("version"), f"{where}: version"),
+        "RELEASE_ARCH": arch,
+        "DTK_IMAGE": dtk_image,
+    }
+    init_containers = []
+    if resolved.get("dtk_image_10"):
+        dtk_image_10 = v.image_ref(resolved.get("dtk_image_10"), f"{where}: dtk_image_10")
+        env["DTK_IMAGE_10"] = dtk_image_10
+        env["DTK_RELEASE_FILE_10"] = f"{SCRATCH_MOUNT.mount_path}/{TOOLKIT_10_NAME}"
+        init_containers.append(toolkit_10_container(dtk_image_10))
+    return {
+        "image": dtk_image,
+        "env_vars": step_env(STEP.task_id, (), env),
+        "node_selector": arch_node_selector(arch),
+        "init_containers": init_containers,
+    }
 
-    def item_kwargs(resolved: Mapping[str, Any]) -> dict[str, Any]:
-        where = f"resolve_driver_toolkit result for {resolved.get('version')}-{resolved.get('arch')}"
-        dtk_image = v.image_ref(resolved.get("dtk_image"), f"{where}: dtk_image")
-        arch = v.arch(resolved.get("arch"), f"{where}: arch")
-        env = {
-            "RELEASE_VERSION": v.ocp_version(resolved.get("version"), f"{where}: version"),
-            "RELEASE_ARCH": arch,
-            "DTK_IMAGE": dtk_image,
-        }
-        init_containers = []
-        if resolved.get("dtk_image_10"):
-            dtk_image_10 = v.image_ref(resolved.get("dtk_image_10"), f"{where}: dtk_image_10")
-            env["DTK_IMAGE_10"] = dtk_image_10
-            env["DTK_RELEASE_FILE_10"] = f"{SCRATCH_MOUNT.mount_path}/{TOOLKIT_10_NAME}"
-            init_containers.append(toolkit_10_container(dtk_image_10))
-        return {
-            "image": dtk_image,
-            "env_vars": step_env(TASK_ID, (), env),
-            "node_selector": arch_node_selector(arch),
-            "init_containers": init_containers,
-        }
 
-    return item_kwargs
+def task(settings: Settings, resolved: Any, **task_args: Any) -> Any:
+    """The task, one pod per release; ``resolved`` is resolve_driver_toolkit's output (each -> ``item``)."""
+
+    def inspect_item(result: Mapping[str, Any]) -> dict[str, Any]:
+        return item(settings, result)
+
+    return pod_task(STEP, pod(settings), resolved.map(inspect_item), per_item=PER_ITEM, **task_args)

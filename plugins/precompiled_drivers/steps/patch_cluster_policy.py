@@ -5,18 +5,30 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from airflow.sdk import XComArg
-
+from precompiled_drivers import procedure
 from precompiled_drivers.settings import Settings
-from precompiled_drivers.steps.base import StepPodOperator, step_env, step_kwargs
+from precompiled_drivers.steps.base import StepPodOperator, pod_task, step_env, step_kwargs
 
-TASK_ID = "patch_cluster_policy"
+STEP = procedure.step("patch_cluster_policy")
+
+
+def pod(settings: Settings) -> dict[str, Any]:
+    """The patch pod: get/patch on ClusterPolicies and nothing else. Not retried: a failed guard is final."""
+    return step_kwargs(
+        settings,
+        task_id=STEP.task_id,
+        service_account="patch",
+        script_name="patch_cluster_policy.sh",
+        image=settings.cli_image,
+        api_access=True,
+        retries=0,
+    )
 
 
 def env(settings: Settings, patch: list[dict[str, Any]], dry_run: bool) -> dict[str, str]:
     """The whole pod environment: which policy, the patch document, and whether to only print it."""
     return step_env(
-        TASK_ID,
+        STEP.task_id,
         (),
         {
             "POLICY_NAME": settings.policy_name,
@@ -26,15 +38,6 @@ def env(settings: Settings, patch: list[dict[str, Any]], dry_run: bool) -> dict[
     )
 
 
-def operator(settings: Settings, env_vars: XComArg) -> StepPodOperator:
-    """The patch pod: get/patch on ClusterPolicies and nothing else. Not retried: a failed guard is final."""
-    kwargs = step_kwargs(
-        settings,
-        task_id=TASK_ID,
-        service_account="patch",
-        script_name="patch_cluster_policy.sh",
-        image=settings.cli_image,
-        api_access=True,
-        retries=0,
-    )
-    return StepPodOperator(**{**kwargs, "env_vars": env_vars})
+def task(settings: Settings, env_vars: Any, **task_args: Any) -> StepPodOperator:
+    """The task; ``env_vars`` is ``env``'s result (plan_rollout's ``patch_env``)."""
+    return pod_task(STEP, pod(settings), env_vars, **task_args)

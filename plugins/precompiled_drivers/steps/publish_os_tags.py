@@ -6,31 +6,42 @@ a registry-side copy by digest puts every image under each tag, without a rebuil
 
 from __future__ import annotations
 
-from airflow.sdk import XComArg
+from typing import Any
 
+from precompiled_drivers import procedure
 from precompiled_drivers.settings import Settings
-from precompiled_drivers.steps.base import StepPodOperator, push_secret, step_env, step_kwargs, tls_verify
+from precompiled_drivers.steps.base import (
+    StepPodOperator,
+    pod_task,
+    push_secret,
+    step_env,
+    step_kwargs,
+    tls_verify,
+)
 
-TASK_ID = "publish_os_tags"
+STEP = procedure.step("publish_os_tags")
 
 
-def env(settings: Settings, aliases: str) -> dict[str, str]:
-    """The whole pod environment: ``<image> <alias>`` lines (``plan.alias_lines``) and the credentials."""
-    return step_env(
-        TASK_ID, (push_secret(settings),), {"ALIASES": aliases, "TLS_VERIFY": tls_verify(settings)}
-    )
-
-
-def operator(settings: Settings, env_vars: XComArg, **kwargs: object) -> StepPodOperator:
+def pod(settings: Settings) -> dict[str, Any]:
     """The copy pod: registry credentials only, no Kubernetes API access; retried on registry errors."""
-    step = step_kwargs(
+    return step_kwargs(
         settings,
-        task_id=TASK_ID,
+        task_id=STEP.task_id,
         service_account="publish-tags",
         script_name="publish_os_tags.sh",
         image=settings.skopeo_image,
         secrets=(push_secret(settings),),
         retries=4,
-        **kwargs,
     )
-    return StepPodOperator(**{**step, "env_vars": env_vars})
+
+
+def env(settings: Settings, aliases: str) -> dict[str, str]:
+    """The whole pod environment: ``<image> <alias>`` lines (``plan.alias_lines``) and the credentials."""
+    return step_env(
+        STEP.task_id, (push_secret(settings),), {"ALIASES": aliases, "TLS_VERIFY": tls_verify(settings)}
+    )
+
+
+def task(settings: Settings, env_vars: Any, **task_args: Any) -> StepPodOperator:
+    """The task; ``env_vars`` is ``env``'s result (plan_builds' ``alias_env``)."""
+    return pod_task(STEP, pod(settings), env_vars, **task_args)

@@ -5,19 +5,35 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from airflow.sdk import XComArg
-
+from precompiled_drivers import procedure
 from precompiled_drivers.readiness import CONFIGMAP_NAME
 from precompiled_drivers.settings import Settings
-from precompiled_drivers.steps.base import StepPodOperator, step_env, step_kwargs
+from precompiled_drivers.steps.base import StepPodOperator, pod_task, step_env, step_kwargs
 
-TASK_ID = "record_readiness"
+STEP = procedure.step("record_readiness")
+
+
+def pod(settings: Settings) -> dict[str, Any]:
+    """The ConfigMap pod: get/update of that one ConfigMap, create in the pipeline namespace."""
+    return step_kwargs(
+        settings,
+        task_id=STEP.task_id,
+        service_account="record-readiness",
+        script_name="record_readiness.sh",
+        image=settings.cli_image,
+        api_access=True,
+        retries=3,
+        # After plan_rollout whatever its outcome (readiness matters most when the gate refuses), not in a
+        # run that skipped it (nothing new); when plan_rollout never ran there is nothing to record.
+        trigger_rule="none_skipped",
+        skip_without_env=True,
+    )
 
 
 def env(settings: Settings, manifest: dict[str, Any]) -> dict[str, str]:
     """The whole pod environment: the ConfigMap to write (``readiness.configmap``), and where."""
     return step_env(
-        TASK_ID,
+        STEP.task_id,
         (),
         {
             "CONFIGMAP_NAME": CONFIGMAP_NAME,
@@ -27,30 +43,6 @@ def env(settings: Settings, manifest: dict[str, Any]) -> dict[str, str]:
     )
 
 
-class ReadinessPodOperator(StepPodOperator):
-    """Runs also when plan_rollout refused the rollout (readiness is computed first, and matters most
-    then); when planning never got that far there is nothing to record, and no pod starts."""
-
-    def execute(self, context: Any) -> Any:
-        """Skip without a pod when plan_rollout left no readiness (it did not run)."""
-        if not self.env_vars:
-            from airflow.sdk.exceptions import AirflowSkipException
-
-            raise AirflowSkipException("no readiness to record: plan_rollout did not compute it")
-        return super().execute(context)
-
-
-def operator(settings: Settings, env_vars: XComArg) -> StepPodOperator:
-    """The ConfigMap pod: get/create/update of that one ConfigMap in the pipeline namespace."""
-    kwargs = step_kwargs(
-        settings,
-        task_id=TASK_ID,
-        service_account="record-readiness",
-        script_name="record_readiness.sh",
-        image=settings.cli_image,
-        api_access=True,
-        retries=3,
-        # After plan_rollout whatever its outcome, but not in a run that skipped it (nothing new).
-        trigger_rule="none_skipped",
-    )
-    return ReadinessPodOperator(**{**kwargs, "env_vars": env_vars})
+def task(settings: Settings, env_vars: Any, **task_args: Any) -> StepPodOperator:
+    """The task; ``env_vars`` is ``env``'s result (plan_rollout's ``readiness_env``, None if it never ran)."""
+    return pod_task(STEP, pod(settings), env_vars, **task_args)

@@ -5,12 +5,24 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from airflow.sdk import XComArg
-
+from precompiled_drivers import procedure
 from precompiled_drivers.settings import Settings
-from precompiled_drivers.steps.base import StepPodOperator, step_env, step_kwargs
+from precompiled_drivers.steps.base import StepPodOperator, pod_task, step_env, step_kwargs
 
-TASK_ID = "rollback_cluster_policy"
+STEP = procedure.step("rollback_cluster_policy")
+
+
+def pod(settings: Settings) -> dict[str, Any]:
+    """The rollback pod: get/patch on ClusterPolicies; runs only when patch or verify failed."""
+    return step_kwargs(
+        settings,
+        task_id=STEP.task_id,
+        service_account="rollback",
+        script_name="rollback_cluster_policy.sh",
+        image=settings.cli_image,
+        api_access=True,
+        retries=3,
+    )
 
 
 def env(
@@ -18,7 +30,7 @@ def env(
 ) -> dict[str, str]:
     """The whole pod environment: the guarded undo patch, and the spec it restores (to detect no-ops)."""
     return step_env(
-        TASK_ID,
+        STEP.task_id,
         (),
         {
             "POLICY_NAME": settings.policy_name,
@@ -28,15 +40,6 @@ def env(
     )
 
 
-def operator(settings: Settings, env_vars: XComArg) -> StepPodOperator:
-    """The rollback pod: get/patch on ClusterPolicies; runs only when patch or verify failed."""
-    kwargs = step_kwargs(
-        settings,
-        task_id=TASK_ID,
-        service_account="rollback",
-        script_name="rollback_cluster_policy.sh",
-        image=settings.cli_image,
-        api_access=True,
-        retries=3,
-    )
-    return StepPodOperator(**{**kwargs, "env_vars": env_vars})
+def task(settings: Settings, env_vars: Any, **task_args: Any) -> StepPodOperator:
+    """The task; ``env_vars`` is ``env``'s result (plan_rollout's ``rollback_env``)."""
+    return pod_task(STEP, pod(settings), env_vars, **task_args)

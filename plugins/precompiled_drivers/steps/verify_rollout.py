@@ -2,19 +2,38 @@
 
 from __future__ import annotations
 
-from airflow.sdk import XComArg
+from typing import Any
 
+from precompiled_drivers import procedure
 from precompiled_drivers.settings import Settings
-from precompiled_drivers.steps.base import StepPodOperator, step_env, step_kwargs
+from precompiled_drivers.steps.base import StepPodOperator, pod_task, step_env, step_kwargs
 
-TASK_ID = "verify_rollout"
+STEP = procedure.step("verify_rollout")
 PATCHED_AT = "{{ ti.xcom_pull(task_ids='patch_cluster_policy')['patched_at'] }}"
 
 
+def pod(settings: Settings) -> dict[str, Any]:
+    """The verify pod: reads ClusterPolicy status and lists driver pods; can run deferrable.
+
+    ``PATCHED_AT`` comes from the patch's result at run time (``extra_env``, templated).
+    """
+    return step_kwargs(
+        settings,
+        task_id=STEP.task_id,
+        service_account="verify",
+        script_name="verify_rollout.sh",
+        image=settings.cli_image,
+        api_access=True,
+        deferrable=settings.deferrable,
+        retries=0,  # the script already waits; a retry would only double the timeout
+        extra_env={"PATCHED_AT": PATCHED_AT},
+    )
+
+
 def env(settings: Settings, expected: str, timeout_seconds: int, dry_run: bool) -> dict[str, str]:
-    """The whole pod environment but ``PATCHED_AT``, which ``operator`` adds from the patch's result."""
+    """The whole pod environment but ``PATCHED_AT``, which ``pod`` adds from the patch's result."""
     return step_env(
-        TASK_ID,
+        STEP.task_id,
         (),
         {
             "POLICY_NAME": settings.policy_name,
@@ -27,16 +46,6 @@ def env(settings: Settings, expected: str, timeout_seconds: int, dry_run: bool) 
     )
 
 
-def operator(settings: Settings, env_vars: XComArg, *, deferrable: bool | None = None) -> StepPodOperator:
-    """The verify pod: reads ClusterPolicy status and lists driver pods; can run deferrable."""
-    kwargs = step_kwargs(
-        settings,
-        task_id=TASK_ID,
-        service_account="verify",
-        script_name="verify_rollout.sh",
-        image=settings.cli_image,
-        api_access=True,
-        deferrable=settings.deferrable if deferrable is None else deferrable,
-        retries=0,  # the script already waits; a retry would only double the timeout
-    )
-    return StepPodOperator(**{**kwargs, "env_vars": env_vars}, extra_env={"PATCHED_AT": PATCHED_AT})
+def task(settings: Settings, env_vars: Any, **task_args: Any) -> StepPodOperator:
+    """The task; ``env_vars`` is ``env``'s result (plan_rollout's ``verify_env``)."""
+    return pod_task(STEP, pod(settings), env_vars, **task_args)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import re
+import socket
 import subprocess
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,7 +17,9 @@ from typing import Any
 import pytest
 
 from precompiled_drivers import cluster_policy as cp
+from precompiled_drivers.steps.base import script
 from testcluster import TestCluster
+from testcluster.cluster import write_kubeconfig
 from testcluster.registry import Registry
 from testcluster.resources import by_kind
 
@@ -101,7 +106,8 @@ def current_policy(cluster: TestCluster) -> dict[str, Any]:
 def run_script(
     name: str, cluster: TestCluster | None, tmp_path: Path, **env: str
 ) -> tuple[subprocess.CompletedProcess[str], Any]:
-    """Run a script as the pod would (env only), return the process and its parsed XCom (None if absent)."""
+    """Run a script as the pod does (``bash -c`` lib.sh + the script, env only); return the process and
+    its parsed XCom (None if absent)."""
     xcom = tmp_path / f"xcom-{name}-{time.monotonic_ns()}" / "return.json"
     full_env = {
         "PATH": f"{VENV_BIN}:/usr/bin:/bin",
@@ -112,7 +118,12 @@ def run_script(
     if cluster is not None:
         full_env["KUBECONFIG"] = str(cluster.kubeconfig_path)
     proc = subprocess.run(
-        ["bash", str(SCRIPTS / name)], env=full_env, capture_output=True, text=True, timeout=120, check=False
+        ["bash", "-c", script(name), name],
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     result = json.loads(xcom.read_text()) if xcom.exists() else None
     return proc, result
@@ -286,6 +297,147 @@ def test_rollback_refuses_to_overwrite_a_later_change(test_cluster: TestCluster,
     assert "someone changed spec.driver after the pipeline's patch" in proc.stderr
     assert result is None
     assert current_policy(test_cluster)["spec"]["driver"] == later["spec"]["driver"]
+
+
+# --- transient API errors: lib.sh's kubectl_retry, as the patch and rollback scripts use it ------------
+
+POLICY_PATH = rf"/apis/nvidia\.com/v1/clusterpolicies/{POLICY}$"
+TRANSIENT = re.compile(r"Transient API error \(attempt \d+ of \d+\)")
+
+
+def patched_policy(cluster: TestCluster, tmp_path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The policy read before the pipeline's patch, and the rollback of that patch (applied by the script)."""
+    read = seed_policy(cluster)
+    patch_via_script(cluster, tmp_path, enable_ops(read))
+    return read, cp.rollback_patch(cp.driver_spec(read), cp.driver_spec(current_policy(cluster)))
+
+
+def test_rollback_retries_transient_api_errors(test_cluster: TestCluster, tmp_path: Path) -> None:
+    _read, ops = patched_policy(test_cluster, tmp_path)
+    faults = test_cluster.faults
+    faults.fail_next(POLICY_PATH, n=1, status=500, method="GET")  # reading the policy
+    # Then the rollback patch: 503, then 429 (client-go retries a 429 by itself only with a Retry-After
+    # header, which this fault does not send).
+    faults.fail_next(POLICY_PATH, n=1, status=503, method="PATCH")
+    faults.fail_next(POLICY_PATH, n=1, status=429, method="PATCH")
+    proc, result = run_script(
+        "rollback_cluster_policy.sh", test_cluster, tmp_path, POLICY_NAME=POLICY, PATCH_JSON=json.dumps(ops),
+        API_RETRY_SECONDS="0",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert len(TRANSIENT.findall(proc.stderr)) == 3, proc.stderr
+    assert current_policy(test_cluster)["spec"]["driver"] == ORIGINAL_DRIVER
+    assert result["rolled_back"] is True
+    assert result["driver_after"] == ORIGINAL_DRIVER
+
+
+def test_rollback_retries_its_nothing_to_undo_check(test_cluster: TestCluster, tmp_path: Path) -> None:
+    """The patch never landed: a transient error on the `test` of the previous spec must not turn into a
+    rollback whose guard then refuses (the step would fail for nothing)."""
+    read = seed_policy(test_cluster)
+    would_set = cp.driver_spec(cp.apply_patch(read, enable_ops(read)))
+    ops = cp.rollback_patch(cp.driver_spec(read), would_set)
+    test_cluster.faults.fail_next(POLICY_PATH, n=1, status=500, method="PATCH")
+    proc, result = run_script(
+        "rollback_cluster_policy.sh", test_cluster, tmp_path, POLICY_NAME=POLICY, PATCH_JSON=json.dumps(ops),
+        PREVIOUS_DRIVER_JSON=json.dumps(cp.driver_spec(read)), API_RETRY_SECONDS="0",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "nothing to roll back" in proc.stdout
+    assert result == {"rolled_back": False, "driver_before": ORIGINAL_DRIVER, "driver_after": ORIGINAL_DRIVER}
+    assert current_policy(test_cluster)["spec"] == read["spec"]
+
+
+def test_rollback_gives_up_after_api_attempts(test_cluster: TestCluster, tmp_path: Path) -> None:
+    _read, ops = patched_policy(test_cluster, tmp_path)
+    applied = current_policy(test_cluster)["spec"]["driver"]
+    test_cluster.faults.fail_next(POLICY_PATH, n=3, status=500, method="PATCH")
+    proc, result = run_script(
+        "rollback_cluster_policy.sh", test_cluster, tmp_path, POLICY_NAME=POLICY, PATCH_JSON=json.dumps(ops),
+        API_ATTEMPTS="3", API_RETRY_SECONDS="0",
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert len(TRANSIENT.findall(proc.stderr)) == 2, proc.stderr  # three attempts: two retries
+    assert "rollback of clusterpolicy/gpu-cluster-policy was rejected" in proc.stderr
+    assert result is None
+    assert current_policy(test_cluster)["spec"]["driver"] == applied
+
+
+@pytest.mark.parametrize("status", [409, 422, 403])
+def test_rollback_never_retries_a_refusal(test_cluster: TestCluster, tmp_path: Path, status: int) -> None:
+    _read, ops = patched_policy(test_cluster, tmp_path)
+    applied = current_policy(test_cluster)["spec"]["driver"]
+    test_cluster.faults.fail_next(POLICY_PATH, n=5, status=status, method="PATCH")
+    proc, result = run_script(
+        "rollback_cluster_policy.sh", test_cluster, tmp_path, POLICY_NAME=POLICY, PATCH_JSON=json.dumps(ops),
+        API_RETRY_SECONDS="0",
+    )  # fmt: skip
+    test_cluster.faults.clear()
+    assert proc.returncode == 1
+    assert not TRANSIENT.search(proc.stderr), proc.stderr
+    assert "rollback of clusterpolicy/gpu-cluster-policy was rejected" in proc.stderr
+    assert result is None
+    assert current_policy(test_cluster)["spec"]["driver"] == applied
+
+
+def test_rollback_guard_refusal_is_not_retried(test_cluster: TestCluster, tmp_path: Path) -> None:
+    """The real 422 of a failed `test` guard (someone changed spec.driver since): final at once."""
+    _read, ops = patched_policy(test_cluster, tmp_path)
+    later = current_policy(test_cluster)
+    later["spec"]["driver"]["version"] = "580.65.06"
+    test_cluster.store.put("ClusterPolicy", later)
+    proc, _ = run_script(
+        "rollback_cluster_policy.sh", test_cluster, tmp_path, POLICY_NAME=POLICY, PATCH_JSON=json.dumps(ops),
+        API_RETRY_SECONDS="0",
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert "The request is invalid" in proc.stderr  # kubectl's words for the API server's 422
+    assert not TRANSIENT.search(proc.stderr), proc.stderr
+    assert current_policy(test_cluster)["spec"]["driver"] == later["spec"]["driver"]
+
+
+def late_listener(target: str, delay: float) -> str:
+    """A 127.0.0.1 address that refuses connections for ``delay`` seconds, then forwards to ``target``."""
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()  # closed: until the listener starts, connecting is refused
+    host, target_port = target.removeprefix("http://").split(":")
+
+    def pipe(src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                dst.sendall(data)
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
+
+    def serve() -> None:
+        time.sleep(delay)
+        server = socket.create_server(("127.0.0.1", port))
+        while True:
+            client, _ = server.accept()
+            upstream = socket.create_connection((host, int(target_port)))
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=pipe, args=(a, b), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return f"http://127.0.0.1:{port}"
+
+
+def test_rollback_retries_when_the_api_server_refuses_connections(
+    test_cluster: TestCluster, tmp_path: Path
+) -> None:
+    _read, ops = patched_policy(test_cluster, tmp_path)
+    kubeconfig = write_kubeconfig(tmp_path / "late" / "kubeconfig", late_listener(test_cluster.url, 1.5), "t")
+    proc, result = run_script(
+        "rollback_cluster_policy.sh", None, tmp_path, POLICY_NAME=POLICY, PATCH_JSON=json.dumps(ops),
+        KUBECONFIG=str(kubeconfig), API_RETRY_SECONDS="1",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "refused" in proc.stderr
+    assert TRANSIENT.search(proc.stderr), proc.stderr
+    assert current_policy(test_cluster)["spec"]["driver"] == ORIGINAL_DRIVER
+    assert result["rolled_back"] is True
 
 
 # --- verify_rollout.sh with the GPU-operator stand-in and a real registry -----------------------------

@@ -7,10 +7,10 @@ import subprocess
 from pathlib import Path
 
 from precompiled_drivers import readiness
+from precompiled_drivers.steps.base import script
 from testcluster import TestCluster
 
 ROOT = Path(__file__).resolve().parents[3]
-SCRIPT = ROOT / "plugins" / "precompiled_drivers" / "scripts" / "record_readiness.sh"
 VENV_BIN = ROOT / ".venv" / "bin"
 NS = "nvidia-precompiled-drivers"
 
@@ -28,7 +28,7 @@ def document(ready: bool) -> dict:
 
 
 def run(
-    cluster: TestCluster, tmp_path: Path, doc: dict, run_id: str
+    cluster: TestCluster, tmp_path: Path, doc: dict, run_id: str, **extra: str
 ) -> tuple[subprocess.CompletedProcess[str], dict]:
     xcom = tmp_path / run_id / "return.json"
     manifest = readiness.configmap(doc, namespace=NS, run_id=run_id)
@@ -40,10 +40,11 @@ def run(
         "CONFIGMAP_NAME": readiness.CONFIGMAP_NAME,
         "NAMESPACE": NS,
         "CONFIGMAP_JSON": json.dumps(manifest),
+        **extra,
     }
-    proc = subprocess.run(
-        ["bash", str(SCRIPT)], env=env, capture_output=True, text=True, timeout=120, check=False
-    )
+    # As the pod runs it: lib.sh, then the script, one text (steps/base.py script()).
+    command = ["bash", "-c", script("record_readiness.sh"), "record_readiness.sh"]
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
     return proc, (json.loads(xcom.read_text()) if xcom.exists() else {})
 
 
@@ -67,8 +68,17 @@ def test_creates_then_replaces_the_configmap(test_cluster: TestCluster, tmp_path
 def test_a_refused_write_fails_naming_what_the_service_account_needs(
     test_cluster: TestCluster, tmp_path: Path
 ) -> None:
-    test_cluster.faults.fail_next(f"/api/v1/namespaces/{NS}/configmaps", n=5, status=403, method="POST")
+    # Forbidden is final: refused at once, not retried.
+    test_cluster.faults.fail_next(f"/api/v1/namespaces/{NS}/configmaps", n=1, status=403, method="POST")
     proc, result = run(test_cluster, tmp_path, document(True), "run-1")
     assert proc.returncode == 1 and result == {}
     assert "ERROR: could not create configmap/precompiled-drivers-readiness" in proc.stderr
     assert "get/update on that ConfigMap and create on configmaps" in proc.stderr
+    assert test_cluster.store.get_object("ConfigMap", readiness.CONFIGMAP_NAME, NS) is None
+
+
+def test_a_transient_api_error_is_retried(test_cluster: TestCluster, tmp_path: Path) -> None:
+    test_cluster.faults.fail_next(f"/api/v1/namespaces/{NS}/configmaps", n=1, status=503, method="POST")
+    proc, result = run(test_cluster, tmp_path, document(True), "run-1", API_RETRY_SECONDS="0")
+    assert proc.returncode == 0, proc.stderr
+    assert result["action"] == "created"

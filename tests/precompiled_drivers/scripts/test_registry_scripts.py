@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from precompiled_drivers import kernel_module
+from precompiled_drivers.steps.base import script
 from testcluster.registry import Registry
 
 ROOT = Path(__file__).resolve().parents[3]
-SCRIPTS = ROOT / "plugins" / "precompiled_drivers" / "scripts"
 REPO = "nvidia/driver"
 K418 = "5.14.0-427.50.1.el9_4.x86_64"
 
@@ -25,7 +25,7 @@ def run(name: str, tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProc
     auth = tmp_path / "auth.json"
     auth.write_text("{}")  # the test registry needs no credentials, but the script reads a file
     proc = subprocess.run(
-        ["bash", str(SCRIPTS / name)],
+        ["bash", "-c", script(name), name],
         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "XCOM_RETURN": str(xcom),
              "PUSH_AUTH_FILE": str(auth), "TLS_VERIFY": "false", **env},
         capture_output=True, text=True, timeout=120, check=False,

@@ -1,7 +1,8 @@
 """Helpers for the pod-spec contract tests: build a step's pod the way the DAG does, and read it back.
 
-Mapped steps are expanded with ``expand_kwargs`` in a throw-away DAG and unmapped with the item, which
-is the path Airflow takes at run time (including its refusal of keys given twice).
+Mapped steps go through ``pod_task`` (as their ``task`` does) with one item in a throw-away DAG and
+are unmapped with it, which is the path Airflow takes at run time (including its refusal of keys
+given twice).
 """
 
 from __future__ import annotations
@@ -10,26 +11,38 @@ import json
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from airflow.sdk import DAG
 from airflow.sdk.definitions.mappedoperator import OperatorPartial
 from kubernetes.client import models as k8s
 
-from precompiled_drivers.steps.base import SECRETS_ROOT, StepPodOperator
+from precompiled_drivers.settings import Settings
+from precompiled_drivers.steps.base import SECRETS_ROOT, StepPodOperator, pod_task, step_partial
 
 ROOT = Path(__file__).resolve().parents[3]
 SCRIPTS = ROOT / "plugins" / "precompiled_drivers" / "scripts"
 PART_OF = {"app.kubernetes.io/part-of": "nvidia-precompiled-drivers"}
 
 
-def unmapped(partial: OperatorPartial, item: Mapping[str, Any]) -> StepPodOperator:
-    """The operator Airflow builds for one mapped item of ``partial.expand_kwargs([...])``."""
-    with DAG(f"contract_{partial.kwargs['task_id']}", schedule=None, start_date=datetime(2025, 1, 1)):
-        mapped = partial.expand_kwargs([dict(item)])
+def unmapped(
+    step: ModuleType, settings: Settings, item: Mapping[str, Any], **task_args: Any
+) -> StepPodOperator:
+    """The operator Airflow builds for one item of a mapped step's task (``pod_task`` over ``[item]``)."""
+    assert step.STEP.per is not None, f"{step.STEP.task_id} is not mapped"
+    with DAG(f"contract_{step.STEP.task_id}", schedule=None, start_date=datetime(2025, 1, 1)):
+        mapped = pod_task(step.STEP, step.pod(settings), [dict(item)], per_item=step.PER_ITEM, **task_args)
     op = mapped.unmap(dict(item))
     assert isinstance(op, StepPodOperator)
     return op
+
+
+def partial_of(step: ModuleType, settings: Settings) -> OperatorPartial:
+    """The partial a mapped step's task expands (only inspected: never expanded)."""
+    partial = step_partial(step.pod(settings), per_item=step.PER_ITEM)
+    partial._expand_called = True  # inspected only; Airflow warns about an unexpanded partial otherwise
+    return partial
 
 
 def pod_of(op: StepPodOperator) -> k8s.V1Pod:
@@ -68,7 +81,9 @@ def serialized(pod: k8s.V1Pod) -> str:
 def assert_command_runs_script(pod: k8s.V1Pod, script_name: str) -> None:
     container = main_container(pod)
     assert container.command == ["bash", "-c"]
-    assert container.args == [(SCRIPTS / script_name).read_text(), script_name]
+    # The shared helpers, then the step's own static script, as one text; $0 names the script.
+    text = (SCRIPTS / "lib.sh").read_text() + (SCRIPTS / script_name).read_text()
+    assert container.args == [text, script_name]
 
 
 def assert_restricted(pod: k8s.V1Pod) -> None:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import inspect
 import json
+from datetime import datetime
 from typing import Any
 
 import pytest
+from airflow.sdk import DAG
 from step_pods import SCRIPTS, env_of, main_container, pod_of, secret_mounts, serialized, unmapped
 
 from precompiled_drivers import plan
@@ -69,32 +71,30 @@ def all_step_pods(settings: Settings) -> dict[str, Any]:
     resolved = {"version": "4.18.12", "arch": "x86_64", "dtk_image": DTK}
     built = {"image": build.image, "tag": build.tag, "staging_image": build.staging_image, "digest": DIGEST}
     patch = [{"op": "test", "path": "/spec/driver", "value": {}}]
-    verify = verify_rollout.operator(settings, verify_rollout.env(settings, "k i " + DIGEST, 60, False))
+    verify = verify_rollout.task(settings, verify_rollout.env(settings, "k i " + DIGEST, 60, False))
     verify.extra_env = {"PATCHED_AT": "2025-01-31T12:00:00Z"}  # as rendered from the patch's XCom
     ops = {
         "resolve_driver_toolkit": unmapped(
-            resolve_driver_toolkit.partial(settings),
-            resolve_driver_toolkit.item_kwargs(settings, Target("4.18.12", "x86_64")),
+            resolve_driver_toolkit,
+            settings,
+            resolve_driver_toolkit.item(settings, Target("4.18.12", "x86_64")),
         ),
         "inspect_driver_toolkit": unmapped(
-            inspect_driver_toolkit.partial(settings),
-            inspect_driver_toolkit.item_kwargs_for(settings)(resolved),
+            inspect_driver_toolkit, settings, inspect_driver_toolkit.item(settings, resolved)
         ),
-        "inspect_cluster": inspect_cluster.operator(settings),
-        "check_published_images": check_published_images.operator(
+        "inspect_cluster": inspect_cluster.task(settings),
+        "check_published_images": check_published_images.task(
             settings, check_published_images.env(settings, [build.image])
         ),
         "build_driver_image": unmapped(
-            build_driver_image.partial(settings), build_driver_image.item_kwargs(settings, cfg, build)
+            build_driver_image, settings, build_driver_image.item(settings, cfg, build)
         ),
-        "push_driver_image": unmapped(
-            push_driver_image.partial(settings), push_driver_image.item_kwargs_for(settings)(built)
-        ),
-        "patch_cluster_policy": patch_cluster_policy.operator(
+        "push_driver_image": unmapped(push_driver_image, settings, push_driver_image.item(settings, built)),
+        "patch_cluster_policy": patch_cluster_policy.task(
             settings, patch_cluster_policy.env(settings, patch, False)
         ),
         "verify_rollout": verify,
-        "rollback_cluster_policy": rollback_cluster_policy.operator(
+        "rollback_cluster_policy": rollback_cluster_policy.task(
             settings, rollback_cluster_policy.env(settings, patch, {})
         ),
     }
@@ -145,9 +145,10 @@ def test_secret_inputs_are_file_paths_only(planted_pods: dict[str, Any]) -> None
             assert not any(word in name for word in ("PASSWORD", "TOKEN", "ACTIVATIONKEY")) or name.endswith(
                 "_FILE"
             ), f"{task_id}: {name} looks like a secret passed by value"
-        # The script text is the packaged file: no value spliced into it.
+        # The script text is the packaged files (lib.sh, then the step's): no value spliced into it.
         container = main_container(pod)
-        assert container.args[0] == (SCRIPTS / container.args[1]).read_text()
+        files = (SCRIPTS / "lib.sh").read_text() + (SCRIPTS / container.args[1]).read_text()
+        assert container.args[0] == files
 
 
 def test_secret_volumes_read_only_and_named_by_settings(planted_pods: dict[str, Any]) -> None:
@@ -228,7 +229,10 @@ def test_script_command_is_static_text() -> None:
     command = script_command("push_driver_image.sh")
     assert command == {
         "cmds": ["bash", "-c"],
-        "arguments": [(SCRIPTS / "push_driver_image.sh").read_text(), "push_driver_image.sh"],
+        "arguments": [
+            (SCRIPTS / "lib.sh").read_text() + (SCRIPTS / "push_driver_image.sh").read_text(),
+            "push_driver_image.sh",
+        ],
     }
     assert script("push_driver_image.sh") == command["arguments"][0]
     with pytest.raises(FileNotFoundError):
@@ -277,8 +281,11 @@ def test_mapped_item_may_not_repeat_a_partial_key() -> None:
         script_name="inspect_cluster.sh",
         image="quay.io/x/y:1",
     )
+    item = {"env_vars": {"A": "1"}}
     with pytest.raises(TypeError, match="env_vars"):
-        unmapped(StepPodOperator.partial(**kwargs), {"env_vars": {"A": "1"}})
+        with DAG("contract_dup", schedule=None, start_date=datetime(2025, 1, 1)):
+            mapped = StepPodOperator.partial(**kwargs).expand_kwargs([item])
+        mapped.unmap(item)
 
 
 def test_template_fields() -> None:

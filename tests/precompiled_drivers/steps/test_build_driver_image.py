@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 import yaml
-from step_pods import ROOT, assert_common, env_of, main_container, pod_of, secret_mounts, unmapped
+from step_pods import ROOT, assert_common, env_of, main_container, partial_of, pod_of, secret_mounts, unmapped
 
 from precompiled_drivers import plan
 from precompiled_drivers.config import run_config
@@ -39,8 +39,8 @@ def build_spec() -> plan.BuildSpec:
 
 def build_pod(settings: Settings | None = None, build: Any = None):
     settings = settings or Settings()
-    item = step.item_kwargs(settings, config(), build or build_spec())
-    return pod_of(unmapped(step.partial(settings), item))
+    item = step.item(settings, config(), build or build_spec())
+    return pod_of(unmapped(step, settings, item))
 
 
 @pytest.mark.parametrize(
@@ -145,22 +145,19 @@ def test_build_security_fits_its_scc() -> None:
 
 
 def test_long_build_settings() -> None:
-    op = unmapped(
-        step.partial(Settings(deferrable=True)), step.item_kwargs(Settings(), config(), build_spec())
-    )
+    item = step.item(Settings(), config(), build_spec())
+    op = unmapped(step, Settings(deferrable=True), item)
     assert op.deferrable is True
     assert op.execution_timeout.total_seconds() == 2 * 3600
     assert op.retries == 1
-    partial = step.partial(Settings(), deferrable=False)
-    partial._expand_called = True
-    assert partial.kwargs["deferrable"] is False
-    assert "env_vars" not in partial.kwargs
+    assert unmapped(step, Settings(deferrable=True), item, deferrable=False).deferrable is False
+    assert "env_vars" not in partial_of(step, Settings()).kwargs
 
 
 def test_item_from_xcom_dict_equals_item_from_spec() -> None:
     build = build_spec()
     as_xcom: dict[str, Any] = build.to_dict() | {"releases": list(build.releases)}
-    assert step.item_kwargs(Settings(), config(), as_xcom) == step.item_kwargs(Settings(), config(), build)
+    assert step.item(Settings(), config(), as_xcom) == step.item(Settings(), config(), build)
 
 
 def test_aarch64_64k_kernel_variables() -> None:
@@ -215,6 +212,4 @@ def test_build_pod_is_pinned_to_its_arch(arch: str, kernel: str, node_arch: str)
 
 
 def test_partial_leaves_the_node_selector_to_items() -> None:
-    partial = step.partial(Settings())
-    partial._expand_called = True
-    assert "node_selector" not in partial.kwargs
+    assert "node_selector" not in partial_of(step, Settings()).kwargs

@@ -16,7 +16,7 @@ IMAGES = [
 def test_pod_contract() -> None:
     settings = Settings()
     # At run time env_vars is plan_builds' "check_env" XCom; here the same dict, directly.
-    pod = pod_of(step.operator(settings, step.env(settings, IMAGES)))
+    pod = pod_of(step.task(settings, step.env(settings, IMAGES)))
     assert_common(
         pod,
         task_id="check_published_images",
@@ -46,11 +46,11 @@ def test_module_types_ride_along_with_their_images() -> None:
 
 def test_plain_http_test_registry() -> None:
     settings = Settings(registry_tls_verify=False, push_secret="local-push")
-    pod = pod_of(step.operator(settings, step.env(settings, IMAGES[:1])))
+    pod = pod_of(step.task(settings, step.env(settings, IMAGES[:1])))
     assert env_of(pod)["TLS_VERIFY"] == "false"
     assert secret_mounts(pod) == {"/etc/precompiled-drivers/push-secret": ("local-push", True)}
 
 
 def test_env_vars_come_from_xcom() -> None:
-    op = step.operator(Settings(), step.env(Settings(), IMAGES))
+    op = step.task(Settings(), step.env(Settings(), IMAGES))
     assert "env_vars" in op.template_fields

@@ -9,7 +9,7 @@ from precompiled_drivers.steps import inspect_cluster as step
 
 
 def test_pod_contract() -> None:
-    pod = pod_of(step.operator(Settings()))
+    pod = pod_of(step.task(Settings()))
     assert_common(
         pod,
         task_id="inspect_cluster",
@@ -32,7 +32,7 @@ def test_pod_contract() -> None:
 
 def test_settings_reach_the_environment() -> None:
     settings = Settings(policy_name="my-policy", operator_namespace="gpu-op", operator_deployment="op")
-    env = env_of(pod_of(step.operator(settings)))
+    env = env_of(pod_of(step.task(settings)))
     assert (env["POLICY_NAME"], env["OPERATOR_NAMESPACE"], env["OPERATOR_DEPLOYMENT"]) == (
         "my-policy",
         "gpu-op",
@@ -41,7 +41,7 @@ def test_settings_reach_the_environment() -> None:
 
 
 def test_result_is_pushed_to_xcom() -> None:
-    op = step.operator(Settings())
+    op = step.task(Settings())
     assert op.do_xcom_push is True
     names = [c.name for c in pod_of(op).spec.containers]
     assert "airflow-xcom-sidecar" in names

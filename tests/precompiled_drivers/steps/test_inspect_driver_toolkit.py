@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from step_pods import assert_common, assert_restricted, env_of, pod_of, secret_mounts, unmapped
+from step_pods import assert_common, assert_restricted, env_of, partial_of, pod_of, secret_mounts, unmapped
 
 from precompiled_drivers.settings import Settings
 from precompiled_drivers.steps import inspect_driver_toolkit as step
@@ -21,7 +21,7 @@ RESOLVED = {
 
 
 def pod_for(settings: Settings, resolved: dict[str, Any]):
-    return pod_of(unmapped(step.partial(settings), step.item_kwargs_for(settings)(resolved)))
+    return pod_of(unmapped(step, settings, step.item(settings, resolved)))
 
 
 def test_pod_contract() -> None:
@@ -53,8 +53,7 @@ def test_pull_secret_name_from_settings() -> None:
 
 
 def test_partial_leaves_image_and_env_to_items() -> None:
-    partial = step.partial(Settings())
-    partial._expand_called = True
+    partial = partial_of(step, Settings())
     assert "image" not in partial.kwargs
     assert "env_vars" not in partial.kwargs
 
@@ -71,7 +70,7 @@ def test_partial_leaves_image_and_env_to_items() -> None:
 )
 def test_resolved_values_are_checked(resolved: dict[str, Any], field: str) -> None:
     with pytest.raises(ValidationError) as err:
-        step.item_kwargs_for(Settings())(resolved)
+        step.item(Settings(), resolved)
     assert err.value.field.startswith("resolve_driver_toolkit result for ")
     assert err.value.field.endswith(field)
 
@@ -86,8 +85,7 @@ def test_pod_runs_on_a_node_of_the_release_arch(arch: str, node_arch: str) -> No
 
 
 def test_partial_leaves_node_selector_and_init_containers_to_items() -> None:
-    partial = step.partial(Settings())
-    partial._expand_called = True
+    partial = partial_of(step, Settings())
     assert "node_selector" not in partial.kwargs
     assert "init_containers" not in partial.kwargs
 
@@ -118,5 +116,5 @@ def test_driver_toolkit_10_is_read_by_an_init_container() -> None:
 
 def test_driver_toolkit_10_reference_is_checked() -> None:
     with pytest.raises(ValidationError) as err:
-        step.item_kwargs_for(Settings())({**RESOLVED, "dtk_image_10": "quay.io/x:1;id"})
+        step.item(Settings(), {**RESOLVED, "dtk_image_10": "quay.io/x:1;id"})
     assert err.value.field.endswith("dtk_image_10")

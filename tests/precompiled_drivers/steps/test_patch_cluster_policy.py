@@ -18,7 +18,7 @@ PATCH = [
 
 def test_pod_contract() -> None:
     settings = Settings()
-    op = step.operator(settings, step.env(settings, PATCH, dry_run=False))
+    op = step.task(settings, step.env(settings, PATCH, dry_run=False))
     pod = pod_of(op)
     assert_common(
         pod,

@@ -14,7 +14,7 @@ ALIAS = "quay.io/acme/nvidia/driver:570.158.01-5.14.0-427.50.1.el9_4.x86_64-rhel
 def test_pod_contract() -> None:
     settings = Settings()
     # At run time env_vars is plan_builds' "alias_env" XCom; here the same dict, directly.
-    pod = pod_of(step.operator(settings, step.env(settings, f"{IMAGE} {ALIAS}")))
+    pod = pod_of(step.task(settings, step.env(settings, f"{IMAGE} {ALIAS}")))
     assert_common(
         pod,
         task_id="publish_os_tags",
@@ -37,5 +37,5 @@ def test_pod_contract() -> None:
 
 
 def test_env_vars_come_from_xcom() -> None:
-    op = step.operator(Settings(), step.env(Settings(), ""))
+    op = step.task(Settings(), step.env(Settings(), ""))
     assert "env_vars" in op.template_fields

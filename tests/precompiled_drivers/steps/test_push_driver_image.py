@@ -22,7 +22,7 @@ BUILT = {
 
 
 def pod_for(settings: Settings, built: dict[str, Any]):
-    return pod_of(unmapped(step.partial(settings), step.item_kwargs_for(settings)(built)))
+    return pod_of(unmapped(step, settings, step.item(settings, built)))
 
 
 def test_pod_contract() -> None:
@@ -51,7 +51,7 @@ def test_pod_contract() -> None:
 
 
 def test_push_retries_on_its_own() -> None:
-    op = unmapped(step.partial(Settings()), step.item_kwargs_for(Settings())(BUILT))
+    op = unmapped(step, Settings(), step.item(Settings(), BUILT))
     assert op.retries == 4
 
 
@@ -66,5 +66,5 @@ def test_push_retries_on_its_own() -> None:
 )
 def test_build_results_are_checked(built: dict[str, Any], field: str) -> None:
     with pytest.raises(ValidationError) as err:
-        step.item_kwargs_for(Settings())(built)
+        step.item(Settings(), built)
     assert err.value.field == f"build_driver_image result for {TAG}: {field}"

@@ -16,7 +16,7 @@ MANIFEST = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": CONFIG
 
 def test_pod_contract() -> None:
     settings = Settings()
-    op = step.operator(settings, step.env(settings, MANIFEST))
+    op = step.task(settings, step.env(settings, MANIFEST))
     pod = pod_of(op)
     assert_common(
         pod,
@@ -42,6 +42,6 @@ def test_pod_contract() -> None:
 def test_no_readiness_no_pod() -> None:
     from airflow.sdk.exceptions import AirflowSkipException
 
-    op = step.operator(Settings(), None)  # plan_rollout never ran: its XCom resolves to None
-    with pytest.raises(AirflowSkipException, match="plan_rollout did not compute it"):
+    op = step.task(Settings(), None)  # plan_rollout never ran: its XCom resolves to None
+    with pytest.raises(AirflowSkipException, match="record_readiness: nothing to do"):
         op.execute({})

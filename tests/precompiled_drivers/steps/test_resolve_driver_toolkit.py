@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from step_pods import assert_common, assert_restricted, env_of, pod_of, secret_mounts, unmapped
+from step_pods import assert_common, assert_restricted, env_of, partial_of, pod_of, secret_mounts, unmapped
 
 from precompiled_drivers.config import Target
 from precompiled_drivers.settings import Settings
@@ -12,7 +12,7 @@ from precompiled_drivers.steps.base import StepPodOperator
 
 
 def pod_for(settings: Settings, target: Target):
-    return pod_of(unmapped(step.partial(settings), step.item_kwargs(settings, target)))
+    return pod_of(unmapped(step, settings, step.item(settings, target)))
 
 
 def test_pod_contract() -> None:
@@ -57,8 +57,7 @@ def test_installation_settings_are_used() -> None:
 
 
 def test_partial_leaves_per_item_keys_out() -> None:
-    partial = step.partial(Settings())
-    partial._expand_called = True  # only inspected here
+    partial = partial_of(step, Settings())
     assert "env_vars" not in partial.kwargs
     assert partial.kwargs["retries"] == 2
 

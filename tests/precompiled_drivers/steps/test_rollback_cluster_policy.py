@@ -18,7 +18,7 @@ ROLLBACK = [
 
 def test_pod_contract() -> None:
     settings = Settings()
-    op = step.operator(settings, step.env(settings, ROLLBACK, PREVIOUS))
+    op = step.task(settings, step.env(settings, ROLLBACK, PREVIOUS))
     pod = pod_of(op)
     assert_common(
         pod,

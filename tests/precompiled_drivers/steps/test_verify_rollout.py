@@ -36,7 +36,7 @@ def rendered(op: StepPodOperator, patched_at: str) -> FakeTI:
 
 def test_pod_contract_with_patched_at_from_the_patch_step() -> None:
     settings = Settings()
-    op = step.operator(settings, step.env(settings, EXPECTED, 1800, dry_run=False))
+    op = step.task(settings, step.env(settings, EXPECTED, 1800, dry_run=False))
     ti = rendered(op, "2025-01-31T12:00:00Z")
     assert ti.asked == ["patch_cluster_policy"]
     pod = pod_of(op)
@@ -67,7 +67,7 @@ def test_pod_contract_with_patched_at_from_the_patch_step() -> None:
 def test_extra_env_overrides_a_variable_of_the_same_name() -> None:
     settings = Settings()
     env = step.env(settings, EXPECTED, 60, dry_run=False) | {"PATCHED_AT": "1999-01-01T00:00:00Z"}
-    op = step.operator(settings, env)
+    op = step.task(settings, env)
     rendered(op, "2025-01-31T12:00:00Z")
     pod = pod_of(op)
     names = [e.name for e in pod.spec.containers[0].env]
@@ -79,7 +79,7 @@ def test_extra_env_is_templated_but_the_script_is_not() -> None:
     assert "extra_env" in StepPodOperator.template_fields
     assert "cmds" not in StepPodOperator.template_fields
     assert "arguments" not in StepPodOperator.template_fields
-    op = step.operator(Settings(), step.env(Settings(), EXPECTED, 60, dry_run=False))
+    op = step.task(Settings(), step.env(Settings(), EXPECTED, 60, dry_run=False))
     before = list(op.arguments)
     rendered(op, "2025-01-31T12:00:00Z")
     assert op.arguments == before
@@ -89,5 +89,5 @@ def test_poll_seconds_at_least_one_and_deferrable_from_settings() -> None:
     settings = Settings(poll_seconds=1, deferrable=True)
     env = step.env(settings, EXPECTED, 60, dry_run=True)
     assert (env["POLL_SECONDS"], env["DRY_RUN"], env["TIMEOUT_SECONDS"]) == ("1", "true", "60")
-    assert step.operator(settings, env).deferrable is True
-    assert step.operator(settings, env, deferrable=False).deferrable is False
+    assert step.task(settings, env).deferrable is True
+    assert step.task(settings, env, deferrable=False).deferrable is False
