@@ -26,8 +26,37 @@ def env(settings: Settings, patch: list[dict[str, Any]], dry_run: bool) -> dict[
     )
 
 
+class PatchPodOperator(StepPodOperator):
+    """The patch pod's operator: a script that ran and failed is final, a lost try is retried.
+
+    The script's refusal (the guard caught a concurrent change, no rights...) would only repeat, so it
+    fails the task without a retry. The one retry serves a try that never finished: its process was
+    killed or its worker lost. That retry re-attaches to the pod of the lost try if it still exists
+    (KPO's reattach_on_restart), else runs the script again, which recognises its patch already applied.
+    """
+
+    def execute(self, context: Any) -> Any:
+        """Run the pod; a failure after the script ended is final (``AirflowFailException``)."""
+        try:
+            return super().execute(context)
+        except Exception as exc:
+            if not self._script_ended():
+                raise
+            from airflow.sdk.exceptions import AirflowFailException
+
+            raise AirflowFailException(f"{exc} (the patch step ran and failed: not retried)") from exc
+
+    def _script_ended(self) -> bool:
+        """True when the base container of the pod this try watched has terminated."""
+        for pod in self._known_pods():
+            for status in getattr(getattr(pod, "status", None), "container_statuses", None) or []:
+                if status.name == self.base_container_name and status.state and status.state.terminated:
+                    return True
+        return False
+
+
 def operator(settings: Settings, env_vars: XComArg) -> StepPodOperator:
-    """The patch pod: get/patch on ClusterPolicies and nothing else. Not retried: a failed guard is final."""
+    """The patch pod: get/patch on ClusterPolicies and nothing else. Retried only when a try was lost."""
     kwargs = step_kwargs(
         settings,
         task_id=TASK_ID,
@@ -35,6 +64,6 @@ def operator(settings: Settings, env_vars: XComArg) -> StepPodOperator:
         script_name="patch_cluster_policy.sh",
         image=settings.cli_image,
         api_access=True,
-        retries=0,
+        retries=1,
     )
-    return StepPodOperator(**{**kwargs, "env_vars": env_vars})
+    return PatchPodOperator(**{**kwargs, "env_vars": env_vars})
