@@ -31,6 +31,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -366,7 +367,8 @@ class AirflowStandalone:
 
         def pids() -> list[int]:
             row = self.ti_row(dag_id, run_id, task_id, map_index)
-            return self.task_pids(str(row["id"])) if row and row["state"] == "running" else []
+            # SQLite keeps the UUID as 32 hex digits; the task runner names itself with the dashed form.
+            return self.task_pids(str(uuid.UUID(str(row["id"])))) if row and row["state"] == "running" else []
 
         pid = wait_for(pids, timeout, f"the process running {task_id}", interval=0.2)[0]
         os.kill(pid, signal.SIGKILL)
