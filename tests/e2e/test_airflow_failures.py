@@ -302,10 +302,58 @@ def assert_deferred(airflow: AirflowStandalone, run_id: str, task_id: str, map_i
     assert DEFERRED in log, log[-2000:]
 
 
+def deferral_settled(airflow: AirflowStandalone, task_id: str, map_index: int = -1) -> bool:
+    """The scheduler has handled the executor's event for the try that deferred.
+
+    Airflow 3.3.2 race (apache/airflow#72716, #71580; fixes #72767, #71579 not released): when the
+    trigger fires before the scheduler drains the executor's "success" for the worker that deferred, the
+    stale event meets the resumed try RUNNING, is taken for an external kill and the try is failed
+    (retried if it may: a second build; verify_rollout, which has no retry, fails the run). Pods here
+    finish in a fraction of a second, so the tests hold them until this is logged; real builds and
+    rollouts take minutes.
+    """
+    log = airflow.home / "logs" / "scheduler.log"
+    wanted = f"task_id={task_id}, run_id="
+    return any(
+        "TaskInstance Finished:" in line
+        and wanted in line
+        and f"map_index={map_index}," in line
+        and "state=deferred" in line
+        for line in log.read_text(errors="replace").splitlines()
+    )
+
+
+def release_after_deferral(
+    airflow: AirflowStandalone, run_id: str, gate: Gate, task_id: str, *, mapped: bool, timeout: float = 180
+) -> None:
+    """Open ``gate`` once every try of ``task_id`` (each mapped item) has deferred and was settled."""
+
+    def items() -> list[int]:
+        found = [t["map_index"] for t in airflow.task_instances(DAG_ID, run_id) if t["task_id"] == task_id]
+        # A mapped task has one -1 row until it is expanded.
+        return [i for i in found if (i >= 0) == mapped]
+
+    for i in wait_for(items, timeout, f"{task_id} to start"):
+        wait_for(lambda i=i: deferral_settled(airflow, task_id, i), timeout, f"{task_id}[{i}] deferred")
+    gate.open()
+
+
+def hold_deferred_steps(world: World) -> tuple[Gate, Gate]:
+    """Gates before the build (simulated) and the verify script (real, on the host)."""
+    build, verify = Gate(), Gate()
+    scenarios = world.cluster.scenarios
+    scenarios.set("build_driver_image", Scenario(action=build.wrap(world.build), duration=0.2, pending=0.1))
+    scenarios.set("verify_rollout", Scenario(action=verify.wrap(world.on_host), duration=0.2, pending=0.05))
+    return build, verify
+
+
 def test_deferrable_run_goes_through_the_triggerer(world: World, history: ClusterHistory) -> None:
     """PRECOMPILED_DRIVERS_DEFERRABLE=true: the build and verify waits run in the triggerer; success."""
+    build, verify = hold_deferred_steps(world)
     with airflow_for(world, **DEFERRABLE) as airflow:
         run_id = airflow.trigger(DAG_ID, conf())
+        release_after_deferral(airflow, run_id, build, "build_driver_image", mapped=True)
+        release_after_deferral(airflow, run_id, verify, "verify_rollout", mapped=False)
         run = airflow.wait_run(DAG_ID, run_id, timeout=240)
         detail = (states(airflow, run_id), airflow.log_tail("triggerer"))
         assert run["state"] == "success", detail
@@ -329,16 +377,21 @@ def test_deferrable_verify_timeout_rolls_back_exactly(test_cluster: TestCluster,
     test_cluster.operator.version = "v25.10.0"
     test_cluster.operator.list_order = "reverse"
     original = world.policy_driver()
+    build, verify = hold_deferred_steps(world)
     with airflow_for(world, **DEFERRABLE) as airflow:
-        run_id = airflow.trigger(
-            DAG_ID, world.params(operator_version="v26.7.0", verify_timeout_minutes=0.25)
-        )
+        params = world.params(operator_version="v26.7.0", verify_timeout_minutes=0.25)
+        run_id = airflow.trigger(DAG_ID, params)
+        release_after_deferral(airflow, run_id, build, "build_driver_image", mapped=True)
+        release_after_deferral(airflow, run_id, verify, "verify_rollout", mapped=False)
         run = airflow.wait_run(DAG_ID, run_id, timeout=240)
         detail = (states(airflow, run_id), airflow.log_tail("triggerer"))
         assert run["state"] == "failed", detail
         assert ti(airflow, run_id, "patch_cluster_policy")["state"] == "success", detail
         assert ti(airflow, run_id, "verify_rollout")["state"] == "failed", detail
         assert_deferred(airflow, run_id, "verify_rollout")
+        assert "ERROR: rollout not verified within 15s" in airflow.task_log(
+            DAG_ID, run_id, "verify_rollout", 1
+        )
         assert ti(airflow, run_id, "rollback_cluster_policy")["state"] == "success", detail
         assert airflow.xcom(DAG_ID, run_id, "rollback_cluster_policy")["rolled_back"] is True
 
