@@ -126,9 +126,10 @@ def assert_rolled_out(world: World, history: ClusterHistory, run: dict[str, Any]
 
 
 def test_scheduler_killed_while_builds_run(world: World, history: ClusterHistory) -> None:
-    """kill -9 of the scheduler (with its executor and task supervisors, as when its pod dies) while both
-    build pods run; a new scheduler resets the orphaned tasks, their next try re-attaches to the running
-    pods: success, each image built by one pod, no pod left, the policy patched once."""
+    """kill -9 of the scheduler (with its executor workers, task supervisors and task runners, as when
+    its pod dies) while both build pods run; a new scheduler resets the orphaned tasks, their next try
+    re-attaches to the running pods: success, each image built by one pod, no pod left, the policy
+    patched once."""
     gate = Gate()
     world.cluster.scenarios.set(
         "build_driver_image", Scenario(action=gate.wrap(world.build), duration=0.2, pending=0.1)
@@ -163,6 +164,9 @@ def test_scheduler_killed_while_builds_run(world: World, history: ClusterHistory
         builds = history.of_task("build_driver_image")
         assert len(builds) == len(DRIVERS), [(p.name, p.env.get("IMAGE")) for p in builds]
         assert history.overlapping("build_driver_image") == []
+        for pod in builds:
+            retry = airflow.task_log(DAG_ID, run_id, "build_driver_image", 2, int(pod.labels["map_index"]))
+            assert f"Reconnecting to pod {NAMESPACE}/{pod.name}" in retry, retry
         assert len(world.builds) == len(DRIVERS), world.builds
         assert len(history.of_task("push_driver_image")) == len(DRIVERS)
         assert_rolled_out(world, history, run, detail)
@@ -216,7 +220,7 @@ def test_task_process_killed_during_push_and_patch(world: World, history: Cluste
         detail = (states(airflow, run_id), airflow.log_tail("scheduler"))
 
         # push: each image pushed once with the build's digest; push[1]'s second pod only checked it.
-        assert [p.labels["map_index"] for p in history.of_task("push_driver_image")] == ["0", "1", "1"]
+        assert sorted(p.labels["map_index"] for p in history.of_task("push_driver_image")) == ["0", "1", "1"]
         for i, result in built.items():
             repo, tag = result["image"].split("/", 1)[1].rsplit(":", 1)
             assert world.registry.manifest_digest(repo, tag) == result["digest"], result
