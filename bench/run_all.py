@@ -3,7 +3,8 @@
     PYTHONPATH=tests:plugins .venv/bin/python bench/run_all.py \\
         [--seconds 20] [--parse-runs 5] [--parse-parses 12]
 
-Each script runs in its own process (``parse_cost``, ``growth``, ``orchestration``, ``noop``); their
+Each script runs in its own process (``parse_cost``, ``growth``, ``orchestration``, ``noop``,
+``airflow_failures``); their
 output streams through, and the last lines are a Markdown table for ``bench/RESULTS.md``.
 """
 
@@ -86,6 +87,14 @@ def table(results: dict[str, dict]) -> list[str]:
             f"({noop['full_pods']} pods): {noop['ratio']:.2f}x | 0 pods | "
             f"{'yes' if noop['pods'] == 0 and noop['state'] == 'success' else 'no'} |"
         )
+    if kill := results.get("scheduler_kill"):
+        rows.append(
+            f"| Run after a scheduler kill -9 during the builds, {kill['builds']} builds, pod steps "
+            f"{kill['step_seconds']:g} s (health check {kill['health_check_threshold']} s, orphan check "
+            f"{kill['orphan_check_interval']} s) | {kill['disturbed']:.1f} s vs undisturbed "
+            f"{kill['undisturbed']:.1f} s: **{kill['ratio']:.2f}x**, {kill['build_pods']} build pods | "
+            f"success, no rebuild | {'yes' if kill['ok'] else 'no'} |"
+        )
     if growth := results.get("growth"):
         cells = ", ".join(
             f"{r['images']}: {r['seconds'] * 1000:.1f} ms / {r['task_instances']} TIs" for r in growth["rows"]
@@ -112,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         ("growth.py", []),
         ("orchestration.py", ["--seconds", args.seconds]),
         ("noop.py", []),
+        ("airflow_failures.py", ["--seconds", args.seconds]),
     ):
         for result in run(script, *script_args):
             found[result["bench"]] = result

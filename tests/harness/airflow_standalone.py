@@ -12,7 +12,9 @@ the calling process; the components reach it through the kubeconfig in their env
         tis = airflow.task_instances(DAG_ID, run_id)
 
 Every component runs in its own process group; ``stop()`` ends each group (TERM, then KILL), so no task
-supervisor or worker is left behind.
+supervisor or worker is left behind. Failure tests use ``kill(name)`` (SIGKILL to a component's whole
+group, as a container or pod dying does, or to its main process only), ``restart(name)``, and
+``kill_task(...)`` (SIGKILL to the process running one task instance).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -108,6 +111,8 @@ class AirflowStandalone:
         self.url = f"http://127.0.0.1:{self.port}"
         self.db_path = self.home / "airflow.db"
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        # Killed components whose process group may still hold children (stop() ends those too).
+        self._killed: list[subprocess.Popen[bytes]] = []
         self.env = {
             **os.environ,
             "AIRFLOW_HOME": str(self.home),
@@ -148,14 +153,8 @@ class AirflowStandalone:
             timeout=timeout,
         )
         try:
-            for name, args in COMPONENTS.items():
-                self.procs[name] = subprocess.Popen(
-                    [AIRFLOW, *args],
-                    env=self.env,
-                    stdout=self._log(name),
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,  # its own process group: stop() reaches task supervisors too
-                )
+            for name in COMPONENTS:
+                self._spawn(name)
             wait_for(self.healthy, timeout, "Airflow components to report healthy", interval=1)
             if dag_id:
                 wait_for(lambda: self.dag_exists(dag_id), timeout, f"DAG {dag_id} to be parsed", interval=1)
@@ -164,8 +163,49 @@ class AirflowStandalone:
             raise
         return self
 
+    def _spawn(self, name: str) -> subprocess.Popen[bytes]:
+        self.procs[name] = subprocess.Popen(
+            [AIRFLOW, *COMPONENTS[name]],
+            env=self.env,
+            stdout=self._log(name),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: stop() reaches task supervisors too
+        )
+        return self.procs[name]
+
+    def kill(self, name: str, *, group: bool = True) -> int:
+        """``kill -9`` one component; returns the pid killed.
+
+        ``group``: the component and every process under it (the scheduler's LocalExecutor workers,
+        their task supervisors and the task runners, which run in process groups of their own), as when
+        its container or pod dies; else the main process only (its children live on as orphans until
+        ``stop()``).
+        """
+        proc = self.procs.pop(name)
+        if group:
+            for pid in [proc.pid, *_descendants(proc.pid)]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            _signal_group(proc, signal.SIGKILL)
+        else:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        self._killed.append(proc)
+        return proc.pid
+
+    def restart(self, name: str, timeout: float = 120) -> None:
+        """Start a killed (or stopped) component again and wait until every component is healthy."""
+        if name in self.procs:
+            raise RuntimeError(f"airflow {name} is running; kill() it first")
+        self._spawn(name)
+        wait_for(self.healthy, timeout, f"Airflow components healthy after restarting {name}", interval=1)
+
     def stop(self, timeout: float = 30) -> None:
         """TERM every component's process group, then KILL what is left; idempotent."""
+        for proc in self._killed:
+            _signal_group(proc, signal.SIGKILL)  # orphans of a component killed alone
+        self._killed.clear()
         for proc in self.procs.values():
             _signal_group(proc, signal.SIGTERM)
         deadline = time.monotonic() + timeout
@@ -296,6 +336,58 @@ class AirflowStandalone:
             out.append(item)
         return out
 
+    def ti_row(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> dict[str, Any] | None:
+        """One task instance's DB row (id, state, try_number, ...), or None before it exists."""
+        rows = self._query(
+            "SELECT * FROM task_instance WHERE dag_id = ? AND run_id = ? AND task_id = ? AND map_index = ?",
+            (dag_id, run_id, task_id, map_index),
+        )
+        return dict(rows[0]) if rows else None
+
+    def task_pids(self, ti_id: str) -> list[int]:
+        """Pids of the process running task instance ``ti_id`` (the task runner the supervisor forked).
+
+        The task runner names itself ``airflow worker -- <ti id>`` (airflow.sdk task_runner.main,
+        setproctitle); its parent, the supervisor, is the LocalExecutor worker process.
+        """
+        title = f"airflow worker -- {ti_id}".encode()
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            with contextlib.suppress(OSError):
+                if (entry / "cmdline").read_bytes().replace(b"\0", b" ").strip() == title:
+                    found.append(int(entry.name))
+        return found
+
+    def kill_task(
+        self, dag_id: str, run_id: str, task_id: str, map_index: int = -1, timeout: float = 60
+    ) -> int:
+        """``kill -9`` the task runner of a running task instance (waits until it runs); returns its pid."""
+
+        def pids() -> list[int]:
+            row = self.ti_row(dag_id, run_id, task_id, map_index)
+            # SQLite keeps the UUID as 32 hex digits; the task runner names itself with the dashed form.
+            return self.task_pids(str(uuid.UUID(str(row["id"])))) if row and row["state"] == "running" else []
+
+        pid = wait_for(pids, timeout, f"the process running {task_id}", interval=0.2)[0]
+        os.kill(pid, signal.SIGKILL)
+        return int(pid)
+
+    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int, map_index: int = -1) -> str:
+        """The events a task instance's try logged (one JSON object a line in the file), as text lines."""
+        folder = self.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}"
+        if map_index >= 0:
+            folder /= f"map_index={map_index}"
+        path = folder / f"attempt={try_number}.log"
+        lines = []
+        for raw in path.read_text(errors="replace").splitlines() if path.exists() else []:
+            try:
+                lines.append(str(json.loads(raw).get("event", "")))
+            except ValueError:
+                lines.append(raw)
+        return "\n".join(lines)
+
     def xcom(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> Any:
         """A task's return value (decoded), or None."""
         rows = self._query(
@@ -318,6 +410,23 @@ def plain(value: Any) -> Any:
     if isinstance(value, list):
         return [plain(v) for v in value]
     return value
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process under ``pid`` (children, grandchildren...), from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                # /proc/PID/stat: "pid (comm) state ppid ..."; comm may hold spaces, so split after ")".
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
 
 
 def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:

@@ -350,7 +350,14 @@ case "$cmd" in
         exit 1 ;;
       *noname*) echo 'level=fatal msg="reading manifest: name unknown: repository not found"' >&2; exit 1 ;;
       *denied*) echo 'level=fatal msg="unauthorized: authentication required"' >&2; exit 1 ;;
-      *) echo "${FAKE_INSPECT_DIGEST:-$FAKE_DIGEST}" ;;
+      *)
+        # The push target: absent until copied (or FAKE_PUSHED: an earlier try pushed it), as a registry is.
+        if [[ -n "${FAKE_PUSHED:-}" ]] || grep -q '^copy ' "$FAKE_LOG"; then
+          echo "${FAKE_INSPECT_DIGEST:-$FAKE_DIGEST}"
+        else
+          echo 'level=fatal msg="reading manifest: manifest unknown"' >&2
+          exit 1
+        fi ;;
     esac ;;
   copy)
     if [[ "${FAKE_COPY:-ok}" != ok ]]; then
@@ -461,7 +468,8 @@ def test_push_driver_image(tmp_path: Path, bin_dir: Path, auth_file: Path) -> No
     proc, result = run("push_driver_image.sh", tmp_path, push_env(auth_file))
     assert proc.returncode == 0, proc.stderr
     assert result == {"image": TARGET, "digest": DIGEST, "staging_image": STAGING}
-    copy, inspect = calls(tmp_path)
+    before, copy, inspect = calls(tmp_path)
+    assert before == inspect  # is it already there (a retry of a killed try)? no: copied
     assert copy == (
         f"copy --retry-times 3 --preserve-digests --dest-authfile {auth_file} --src-tls-verify=true "
         f"--dest-tls-verify=true docker://{STAGING} docker://{TARGET}"
@@ -511,7 +519,38 @@ def test_push_refused_by_the_registry(tmp_path: Path, bin_dir: Path, auth_file: 
     assert proc.returncode == 1
     assert result is None
     assert "PRECOMPILED_DRIVERS_PUSH_SECRET" in proc.stderr
-    assert len(calls(tmp_path)) == 1  # no inspect after a failed copy
+    assert [c.split()[0] for c in calls(tmp_path)] == ["inspect", "copy"]  # no inspect after a failed copy
+
+
+def test_push_retry_finds_the_image_already_pushed(tmp_path: Path, bin_dir: Path, auth_file: Path) -> None:
+    # An earlier try copied the image and was killed before reporting: the retry does not copy again.
+    fake(bin_dir, "skopeo", FAKE_SKOPEO)
+    proc, result = run("push_driver_image.sh", tmp_path, push_env(auth_file, FAKE_PUSHED="1"))
+    assert proc.returncode == 0, proc.stderr
+    assert result == {"image": TARGET, "digest": DIGEST, "staging_image": STAGING}
+    assert [c.split()[0] for c in calls(tmp_path)] == ["inspect", "inspect"]
+    assert (
+        f"{TARGET} already has digest {DIGEST} (pushed by an earlier try): not copied again." in proc.stdout
+    )
+
+
+def test_push_overwrites_a_target_with_another_digest(tmp_path: Path, bin_dir: Path, auth_file: Path) -> None:
+    # The tag holds another build (a forced rebuild): copied, then the new digest is checked.
+    fake(bin_dir, "skopeo", FAKE_SKOPEO)
+    log = tmp_path / "calls.log"
+    skopeo = bin_dir / "skopeo"
+    # Before the copy the target answers with the old digest; after it, with the pushed one.
+    skopeo.write_text(
+        skopeo.read_text().replace(
+            "echo 'level=fatal msg=\"reading manifest: manifest unknown\"' >&2\n          exit 1",
+            f"echo {OTHER_DIGEST}",
+        )
+    )
+    assert OTHER_DIGEST in skopeo.read_text()
+    proc, result = run("push_driver_image.sh", tmp_path, push_env(auth_file))
+    assert proc.returncode == 0, proc.stderr
+    assert result["digest"] == DIGEST
+    assert [c.split()[0] for c in log.read_text().splitlines()] == ["inspect", "copy", "inspect"]
 
 
 # ----------------------------------------------------------------------------- inspect_cluster

@@ -51,8 +51,11 @@ fi
 printf 'Current spec.driver of clusterpolicy/%s (before patch):\n%s\n' "$POLICY_NAME" "$previous"
 printf 'JSON patch to apply:\n%s\n' "$PATCH_JSON"
 
-# spec.driver as the patch will leave it, computed locally (empty when the guard already fails here).
-wanted="$(kubectl patch --local -f "$policy_file" --type=json -p "$PATCH_JSON" -o jsonpath='{.spec.driver}' \
+# spec.driver as the patch leaves the policy the pipeline read, computed locally: the `test` guard (the
+# first op, holding spec.driver as read) becomes a `replace` with that value. So a try that finds its own
+# patch already applied (an earlier try was killed after applying it) can recognise it.
+as_read_patch="$(printf '%s' "$PATCH_JSON" | sed -E '0,/"op"[[:space:]]*:[[:space:]]*"test"/s//"op":"replace"/')"
+wanted="$(kubectl patch --local -f "$policy_file" --type=json -p "$as_read_patch" -o jsonpath='{.spec.driver}' \
   2>/dev/null || true)"
 
 if [[ "$DRY_RUN" == "true" ]]; then
@@ -66,9 +69,14 @@ fi
 patched_at="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 if ! kubectl_retry patch clusterpolicy "$POLICY_NAME" --type=json -p "$PATCH_JSON"; then
   current="$(kubectl_retry get clusterpolicy "$POLICY_NAME" -o jsonpath='{.spec.driver}' || true)"
-  if ((API_ATTEMPTS_USED > 1)) && [[ -n "$wanted" && "$current" == "$wanted" ]]; then
-    # An attempt reported as failed (5xx, lost connection) had been applied; the repeat's guard refused.
-    echo "An earlier attempt had already applied the patch: spec.driver is the wanted one."
+  if [[ -n "$wanted" && "$current" == "$wanted" ]]; then
+    # Already applied: by an attempt reported as failed (5xx, lost connection) whose repeat's guard
+    # refused, or by an earlier try of this step whose process was killed. Nothing to do.
+    if ((API_ATTEMPTS_USED > 1)); then
+      echo "An earlier attempt had already applied the patch: spec.driver is the wanted one."
+    else
+      echo "An earlier try had already applied the patch: spec.driver is the wanted one."
+    fi
   else
     echo "ERROR: the API server rejected the patch of clusterpolicy/$POLICY_NAME (see kubectl's message above)." >&2
     echo "If it reports a failed 'test' operation, the ClusterPolicy changed since the pipeline read it:" \

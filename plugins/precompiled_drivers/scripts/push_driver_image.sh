@@ -21,8 +21,15 @@ if token_authfile "${STAGING_IMAGE%%/*}" "$src_authfile"; then
   src_auth=(--src-authfile "$src_authfile")
 fi
 
-echo "Copying $STAGING_IMAGE -> $IMAGE"
-if ! skopeo copy --retry-times 3 --preserve-digests "${src_auth[@]}" --dest-authfile "$PUSH_AUTH_FILE" \
+# A retry after a try that was killed may find its image already pushed: with the digest, nothing to copy.
+existing="$(skopeo inspect --authfile "$PUSH_AUTH_FILE" --tls-verify="$TLS_VERIFY" --format '{{.Digest}}' \
+  "docker://$IMAGE" 2>/dev/null || true)"
+if [[ "$existing" == "$EXPECTED_DIGEST" ]]; then
+  echo "$IMAGE already has digest $EXPECTED_DIGEST (pushed by an earlier try): not copied again."
+else
+  echo "Copying $STAGING_IMAGE -> $IMAGE"
+fi
+if [[ "$existing" != "$EXPECTED_DIGEST" ]] && ! skopeo copy --retry-times 3 --preserve-digests "${src_auth[@]}" --dest-authfile "$PUSH_AUTH_FILE" \
   --src-tls-verify="$TLS_VERIFY" --dest-tls-verify="$TLS_VERIFY" \
   "docker://$STAGING_IMAGE" "docker://$IMAGE"; then
   echo "ERROR: could not push $IMAGE. If the registry refused the credentials, check the push secret" \

@@ -49,6 +49,10 @@ class StepPodOperator(KubernetesPodOperator):
     A failed try records why (``failures.record``): the script's last ERROR line from the container's
     termination message (its log tail, ``FallbackToLogsOnError``), else what the pod status says.
 
+    ``retry_only_lost_tries``: a failure after the step's script ended is final (``AirflowFailException``,
+    e.g. the patch's refused guard would only repeat); only a try that never finished (its process killed,
+    its worker lost) is retried.
+
     ``skip_without_env``: a step that runs whatever its planning task did (``record_readiness``) skips,
     starting no pod, when that task left it no environment (its XCom resolves to None: it never ran).
     """
@@ -59,11 +63,17 @@ class StepPodOperator(KubernetesPodOperator):
     )
 
     def __init__(
-        self, *, extra_env: Mapping[str, str] | None = None, skip_without_env: bool = False, **kwargs: Any
+        self,
+        *,
+        extra_env: Mapping[str, str] | None = None,
+        skip_without_env: bool = False,
+        retry_only_lost_tries: bool = False,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.extra_env = extra_env
         self.skip_without_env = skip_without_env
+        self.retry_only_lost_tries = retry_only_lost_tries
 
     def build_pod_request_obj(self, context: Any = None, *, dry_run: bool = False) -> k8s.V1Pod:
         """Build the pod, with ``extra_env`` overriding variables of the same name."""
@@ -81,7 +91,22 @@ class StepPodOperator(KubernetesPodOperator):
             from airflow.sdk.exceptions import AirflowSkipException
 
             raise AirflowSkipException(f"{self.task_id}: nothing to do, its planning step left no input")
-        return self._recording_failure(context, super().execute, context)
+        try:
+            return self._recording_failure(context, super().execute, context)
+        except Exception as exc:
+            if not (self.retry_only_lost_tries and self._script_ended()):
+                raise
+            from airflow.sdk.exceptions import AirflowFailException
+
+            raise AirflowFailException(f"{exc} (the step's script ran and failed: not retried)") from exc
+
+    def _script_ended(self) -> bool:
+        """True when the base container of the pod this try watched has terminated."""
+        for pod in self._known_pods():
+            for status in getattr(getattr(pod, "status", None), "container_statuses", None) or []:
+                if status.name == self.base_container_name and status.state and status.state.terminated:
+                    return True
+        return False
 
     def trigger_reentry(self, context: Any, event: dict[str, Any]) -> Any:
         """Where a deferrable pod's failure surfaces: recorded the same way."""

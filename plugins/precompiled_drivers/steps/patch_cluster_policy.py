@@ -13,7 +13,10 @@ STEP = procedure.step("patch_cluster_policy")
 
 
 def pod(settings: Settings) -> dict[str, Any]:
-    """The patch pod: get/patch on ClusterPolicies and nothing else. Not retried: a failed guard is final."""
+    """The patch pod: get/patch on ClusterPolicies and nothing else. A script that ran and failed (a
+    refused guard, no rights) is final; the one retry serves a try that never finished (its process was
+    killed, its worker lost): it re-attaches to that try's pod, or runs the script again, which
+    recognises its patch already applied."""
     return step_kwargs(
         settings,
         task_id=STEP.task_id,
@@ -21,7 +24,8 @@ def pod(settings: Settings) -> dict[str, Any]:
         script_name="patch_cluster_policy.sh",
         image=settings.cli_image,
         api_access=True,
-        retries=0,
+        retries=1,
+        retry_only_lost_tries=True,
     )
 
 

@@ -201,6 +201,47 @@ def test_guarded_patch_fails_on_concurrent_change(test_cluster: TestCluster, tmp
     assert current_policy(test_cluster)["spec"] == changed["spec"]
 
 
+@pytest.mark.parametrize("compact", [True, False])
+def test_patch_recognises_its_patch_applied_by_an_earlier_try(
+    test_cluster: TestCluster, tmp_path: Path, compact: bool
+) -> None:
+    # Try 1 applied the patch and was killed before reporting; try 2 runs the same patch document.
+    read = seed_policy(test_cluster)
+    ops = enable_ops(read)
+    patch = json.dumps(ops, separators=(",", ":")) if compact else json.dumps(ops)
+    env = {"POLICY_NAME": POLICY, "PATCH_JSON": patch, "DRY_RUN": "false"}
+    first, _ = run_script("patch_cluster_policy.sh", test_cluster, tmp_path, **env)
+    assert first.returncode == 0, first.stderr
+    applied = current_policy(test_cluster)
+    proc, result = run_script("patch_cluster_policy.sh", test_cluster, tmp_path, **env)
+    assert proc.returncode == 0, proc.stderr
+    assert "An earlier try had already applied the patch" in proc.stdout
+    assert "Invalid" in proc.stderr or "test" in proc.stderr  # the guard did refuse the repeat
+    assert current_policy(test_cluster) == applied  # not written again
+    assert result["patched"] is True
+    # Verification then checks the running driver pods (they run the new images or it times out).
+    assert result["patched_at"] == "1970-01-01T00:00:00Z"
+
+
+def test_patch_refuses_a_concurrent_change_to_other_values_on_retry(
+    test_cluster: TestCluster, tmp_path: Path
+) -> None:
+    # Try 1 applied the patch, then someone changed the driver section: not "already applied".
+    read = seed_policy(test_cluster)
+    ops = enable_ops(read)
+    env = {"POLICY_NAME": POLICY, "PATCH_JSON": json.dumps(ops), "DRY_RUN": "false"}
+    first, _ = run_script("patch_cluster_policy.sh", test_cluster, tmp_path, **env)
+    assert first.returncode == 0, first.stderr
+    changed = current_policy(test_cluster)
+    changed["spec"]["driver"]["version"] = "580.65.06"
+    test_cluster.store.put("ClusterPolicy", changed)
+    proc, result = run_script("patch_cluster_policy.sh", test_cluster, tmp_path, **env)
+    assert proc.returncode == 1
+    assert "changed since the pipeline read it" in proc.stderr
+    assert result["patched"] is False
+    assert current_policy(test_cluster)["spec"] == changed["spec"]
+
+
 def test_patch_reports_missing_policy(test_cluster: TestCluster, tmp_path: Path) -> None:
     proc, result = run_script(
         "patch_cluster_policy.sh", test_cluster, tmp_path, POLICY_NAME="no-such-policy", PATCH_JSON="[]",
