@@ -48,6 +48,8 @@ class RunConfig:
     dry_run: bool
     verify_timeout_seconds: int
     settings: dict[str, Any] = field(default_factory=dict)
+    # Ask a person before the patch (the form's field; a run without it, the installation's setting).
+    require_approval: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form for XCom."""
@@ -133,6 +135,9 @@ def run_config(
             params.get("verify_timeout_minutes", 30), "verify_timeout_minutes", 240
         ),
         settings=settings.to_dict(),
+        require_approval=v.boolean(
+            _or_default(params, "require_approval", settings.require_approval), "require_approval"
+        ),
     )
 
 

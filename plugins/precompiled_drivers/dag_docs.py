@@ -43,6 +43,12 @@ STEP_DOCS: dict[str, tuple[str, str]] = {
         "refuses nodes precompiled mode cannot serve; coverage gate: every GPU-node kernel has an image "
         "under every OS tag the cluster reports; the guarded patch",
     ),
+    "approve_rollout": (
+        "human in the loop",
+        "when approval is required: a person approves the patch (Required Actions) seeing the gate, the "
+        "ClusterPolicy diff and the kernel -> image table; reject or timeout: no patch, images stay "
+        "published; otherwise passes at once",
+    ),
     "patch_cluster_policy": (
         "pod (oc)",
         "switches the ClusterPolicy to `usePrecompiled` (*Dry run*: prints)",

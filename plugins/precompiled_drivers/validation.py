@@ -301,6 +301,16 @@ def https_url(value: object, field: str) -> str:
 # ----------------------------------------------------------------------------- scalars, lists
 
 
+# A domain label as DNS allows it in an address (any case; _DNS_LABEL is Kubernetes' lowercase one).
+_DNS_LABEL_ANY_CASE = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_EMAIL_RE = re.compile(rf"[A-Za-z0-9._%+-]{{1,64}}@{_DNS_LABEL_ANY_CASE}(?:\.{_DNS_LABEL_ANY_CASE})*")
+
+
+def email_address(value: object, field: str) -> str:
+    """An e-mail address like gpu-team@example.com (no display name, no spaces)."""
+    return _matching(value, field, _EMAIL_RE, "an e-mail address like gpu-team@example.com", NAME_MAX)
+
+
 def positive_int(value: object, field: str, maximum: int) -> int:
     """An integer 1..maximum (an int, or a string of digits from a form)."""
     expected = f"a whole number from 1 to {maximum}"

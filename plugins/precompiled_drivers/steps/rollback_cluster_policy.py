@@ -28,8 +28,11 @@ def env(
     )
 
 
-def operator(settings: Settings, env_vars: XComArg) -> StepPodOperator:
-    """The rollback pod: get/patch on ClusterPolicies; runs only when patch or verify failed."""
+def operator(settings: Settings, env_vars: XComArg, **callbacks: Any) -> StepPodOperator:
+    """The rollback pod: get/patch on ClusterPolicies; runs only when patch or verify failed.
+
+    ``callbacks`` (``on_success_callback``...) tell people a rollback happened.
+    """
     kwargs = step_kwargs(
         settings,
         task_id=TASK_ID,
@@ -39,4 +42,4 @@ def operator(settings: Settings, env_vars: XComArg) -> StepPodOperator:
         api_access=True,
         retries=3,
     )
-    return StepPodOperator(**{**kwargs, "env_vars": env_vars})
+    return StepPodOperator(**{**kwargs, "env_vars": env_vars, **callbacks})
