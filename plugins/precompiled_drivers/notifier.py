@@ -137,4 +137,3 @@ def _approval_link(context: Mapping[str, Any]) -> str | None:
         return str(context["task"].generate_link_to_ui_from_context(context=context))  # type: ignore[arg-type]
     except (ValueError, KeyError, AttributeError):
         return None
-

@@ -53,10 +53,24 @@ class RolloutApproval(ApprovalOperator):
     def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
         """The answer (or the timeout): approve -> go on, reject -> skip the patch, timeout -> fail."""
         from airflow.providers.standard.exceptions import HITLTimeoutError
-        from airflow.sdk.exceptions import AirflowFailException
+        from airflow.sdk.exceptions import AirflowFailException, DownstreamTasksSkipped
 
+        decision = None
+        if "error" not in event:
+            responded_at = event.get("responded_at")
+            decision = approval.result(
+                list(event.get("chosen_options") or []),
+                event.get("responded_by_user"),
+                responded_at.isoformat() if hasattr(responded_at, "isoformat") else responded_at,
+            )
+            log.info("rollout %s by %s", decision["decision"], decision["by"])
+            # Pushed before the operator acts on it: a Reject ends the try by raising
+            # DownstreamTasksSkipped (how the SkipMixin skips the patch), so no return value follows.
+            context["ti"].xcom_push(key="return_value", value=decision)
         try:
-            answer = super().execute_complete(context=context, event=event)
+            super().execute_complete(context=context, event=event)
+        except DownstreamTasksSkipped:
+            raise  # the rejection, carried out: a success that skips the patch
         except HITLTimeoutError:
             timeout = int(self.response_timeout.total_seconds()) if self.response_timeout else 0
             reason = approval.timed_out(timeout)
@@ -66,14 +80,7 @@ class RolloutApproval(ApprovalOperator):
         except Exception as exc:
             failures.record(context["ti"], failures.reason_from_exception(exc))
             raise
-        responded_at = answer.get("responded_at")
-        result = approval.result(
-            list(answer["chosen_options"]),
-            answer.get("responded_by_user"),
-            responded_at.isoformat() if hasattr(responded_at, "isoformat") else responded_at,
-        )
-        log.info("rollout %s by %s", result["decision"], result["by"])
-        return result
+        return decision
 
 
 def operator(settings: Settings, notifiers: Sequence[BaseNotifier] = ()) -> RolloutApproval:
