@@ -48,7 +48,12 @@ class RolloutApproval(ApprovalOperator):
         self.subject = approval.request_subject(config, plan)
         self.body = approval.request_body(config, plan, timeout)
         log.info("asking for approval (Required Actions; no answer within %ss: no rollout)", timeout)
-        return super().execute(context)
+        try:
+            # Posts the request, then raises TaskAwaitingInput (a BaseException: not caught here).
+            return super().execute(context)
+        except Exception as exc:  # e.g. the Execution API refused the request: the report says why
+            failures.record(ti, failures.reason_from_exception(exc))
+            raise
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
         """The answer (or the timeout): approve -> go on, reject -> skip the patch, timeout -> fail."""
