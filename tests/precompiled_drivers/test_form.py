@@ -169,3 +169,10 @@ def test_every_field_says_what_it_expects() -> None:
     for name, param in PARAMS.items():
         assert param.schema.get("title"), name
         assert len(form.help_text(param)) > 20 and param.description is None, name
+
+
+def test_require_approval_defaults_to_the_installation_setting() -> None:
+    assert form.form_params(Settings())["require_approval"].value is False
+    param = form.form_params(Settings(require_approval=True))["require_approval"]
+    assert param.value is True and param.schema["type"] == "boolean"
+    assert "PRECOMPILED_DRIVERS_REQUIRE_APPROVAL" in form.help_text(param)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import html
 from collections.abc import Iterator
-from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -106,17 +105,3 @@ def test_a_send_that_fails_is_logged_not_raised(monkeypatch: pytest.MonkeyPatch,
     out, err = capfd.readouterr()
     assert "could not send the failure notification" in out + err
     assert "Connection refused" in out + err
-
-
-def test_the_approval_step_waits_only_when_the_run_requires_it() -> None:
-    task = approve_rollout.operator(Settings(approval_timeout_seconds=60))
-    assert task.response_timeout == timedelta(seconds=60)
-    assert task.retries == 0 and task.defaults is None and task.options == ["Approve", "Reject"]
-    ti = FakeTI({("validate_inputs", "return_value"): {"require_approval": False}})
-    # Not required: passes at once, without posting a request (no execution API is reachable here).
-    assert task.execute({"ti": ti}) == {"decision": "not required", "by": None, "at": None}
-
-
-def test_a_bad_timeout_setting_does_not_break_the_parse() -> None:
-    task = approve_rollout.operator(Settings(approval_timeout_seconds="soon"))  # type: ignore[arg-type]
-    assert task.response_timeout == timedelta(seconds=86_400)
