@@ -5,6 +5,10 @@
 operator's ``notifiers`` (called when the request is posted). It gathers what the event needs from the
 callback's context, has ``messages`` word it, and sends it with the provider's ``SmtpNotifier``.
 
+The failed-run notification hangs on the report task, not on the DAG: the report is the run's only leaf
+and fails exactly when the run fails, and a task callback runs in the task's own process with the report
+in hand, where a DAG callback would run in the dag-processor without it.
+
 Off when ``PRECOMPILED_DRIVERS_NOTIFY_EMAIL`` is empty: the DAG then attaches nothing. Another channel
 (Slack, a webhook) is another ``BaseNotifier`` added in ``callbacks``.
 

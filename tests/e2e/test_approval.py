@@ -51,9 +51,11 @@ class Approval:
             states.setdefault(ti["task_id"], str(ti["state"]))
         return states
 
-    def wait_awaiting_input(self) -> dict[str, Any]:
-        """Wait until the approval task asks; return its request (REST ``hitlDetails``)."""
-        wait_for(lambda: self.states().get(TASK) == "awaiting_input", 300, f"{TASK} to await input", 1)
+    def wait_awaiting_input(self, or_states: tuple[str, ...] = ()) -> dict[str, Any]:
+        """Wait until the approval task asks (or reaches one of ``or_states``: a short timeout may end
+        the wait between two polls); return its request (REST ``hitlDetails``)."""
+        wanted = ("awaiting_input", *or_states)
+        wait_for(lambda: self.states().get(TASK) in wanted, 300, f"{TASK} to await input", 1)
         return dict(self.airflow.api("GET", self.hitl_path()))
 
     def hitl_path(self) -> str:
@@ -193,11 +195,19 @@ def test_unanswered_approval_times_out_without_a_patch_and_fails_the_run(
     airflow = start(demo_world, mails, timeout_seconds=10)
     try:
         flow = Approval(demo_world, airflow, mails)
-        flow.wait_awaiting_input()
+        request = flow.wait_awaiting_input(or_states=("failed",))
+        assert request["responded_by_user"] is None, request
         run, states, report = flow.finish()  # nobody answers
         flow.pushed_images_are_published()
+        # The failure notification, from the real deployment's task process, names the timeout.
+        failure = mails.wait_for(lambda m: "Run FAILED" in m["Subject"], 60, "the failure mail")
     finally:
         airflow.stop()
+
+    assert failure["Subject"].startswith(
+        f"[{DAG_ID}] {flow.run_id}: Run FAILED at {TASK}: approval timed out after 10s"
+    ), failure["Subject"]
+    assert report in html.unescape(failure["text"])
 
     assert run["state"] == "failed", (states, report)
     assert states[TASK] == "failed"
