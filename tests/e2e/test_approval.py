@@ -207,7 +207,7 @@ def test_unanswered_approval_times_out_without_a_patch_and_fails_the_run(
     assert failure["Subject"].startswith(
         f"[{DAG_ID}] {flow.run_id}: Run FAILED at {TASK}: approval timed out after 10s"
     ), failure["Subject"]
-    assert report in html.unescape(failure["text"])
+    assert report.rstrip() in html.unescape(failure["text"])
 
     assert run["state"] == "failed", (states, report)
     assert states[TASK] == "failed"

@@ -55,7 +55,7 @@ def test_failed_run_is_mailed_with_the_failed_step_and_its_reason(
     text = text_of(mail)
     assert f"Run {dag_run.run_id} of {DAG_ID} failed." in text
     report = xcom(dag_run, "report")
-    assert report in text, "the mail carries the whole report"
+    assert report.rstrip() in text, "the mail carries the whole report"
     assert f"  inspect_cluster: {reason}" in text, "the Failures section names the step and its reason"
 
 
