@@ -20,15 +20,18 @@ from datetime import datetime
 # forks a parser for the file ([dag_processor] parsing_pre_import_modules). Naming the pod operator's and
 # @task's modules here keeps their imports (seconds for the Kubernetes clients) out of every re-parse.
 import airflow.providers.cncf.kubernetes.operators.pod
+import airflow.providers.standard.operators.hitl
 import airflow.sdk.definitions.decorators  # noqa: F401
 from airflow.sdk import DAG, task
 
 from precompiled_drivers import failures, procedure, tasks
 from precompiled_drivers.dag_docs import dag_doc_md
 from precompiled_drivers.form import form_params
+from precompiled_drivers.notifier import callbacks
 from precompiled_drivers.releases.schedule import release_asset_ref, release_schedule
 from precompiled_drivers.settings import installation
 from precompiled_drivers.steps import (
+    approve_rollout,
     build_driver_image,
     check_published_images,
     inspect_cluster,
@@ -45,6 +48,7 @@ from precompiled_drivers.steps.base import retry_delay
 
 # The one settings object: these operators and the Python steps' pod environments both read it.
 settings = installation()
+notify = callbacks(settings)  # e-mail on failure, rollback, pending approval (none without recipients)
 
 with DAG(
     dag_id="nvidia_precompiled_driver",
@@ -95,16 +99,28 @@ with DAG(
     )
     # Which planned releases the cluster can move to: a ConfigMap, written even when the gate refuses.
     readiness = record_readiness.task(settings, rollout["readiness_env"])
+    # Passes at once unless the run requires approval; reject skips the patch.
+    approved = approve_rollout.operator(settings, notifiers=notify.approval)
     patched = patch_cluster_policy.task(settings, rollout["patch_env"])
     verified = verify_rollout.task(settings, rollout["verify_env"])
     # Decides after patch and verify whatever their outcome; skips only the rollback (never the report).
     rollback_needed = task.short_circuit(
         step(tasks.needs_rollback), trigger_rule="all_done", retries=0, ignore_downstream_trigger_rules=False
     )()
-    rolled_back = rollback_cluster_policy.task(settings, rollout["rollback_env"])
-    # The only leaf: it always runs, and fails the run when any step failed or could not run.
-    summary = task(tasks.report_run, task_id="report", trigger_rule="all_done", retries=0)()
+    rolled_back = rollback_cluster_policy.task(
+        settings, rollout["rollback_env"], on_success_callback=notify.rollback
+    )
+    # The only leaf: it always runs, and fails the run when any step failed or could not run; so its
+    # failure is the run's, and the failure notification hangs on it (with the report in hand).
+    summary = task(
+        tasks.report_run,
+        task_id="report",
+        trigger_rule="all_done",
+        retries=0,
+        on_failure_callback=notify.failure,
+    )()
 
+    rollout >> approved >> patched
     patched >> verified >> rollback_needed >> rolled_back
     patched >> rollback_needed
     [rolled_back, verified, tagged, toolkits, readiness] >> summary

@@ -54,6 +54,8 @@ class RunConfig:
     force_rebuild: bool
     dry_run: bool
     verify_timeout_seconds: int
+    # Ask a person before the patch (the form's field; a run without it, the installation's setting).
+    require_approval: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form for XCom."""
@@ -136,6 +138,9 @@ def run_config(
         force_rebuild=v.boolean(params.get("force_rebuild", False), "force_rebuild"),
         dry_run=v.boolean(params.get("dry_run", False), "dry_run"),
         verify_timeout_seconds=_minutes(params.get("verify_timeout_minutes", 30), "verify_timeout_minutes"),
+        require_approval=v.boolean(
+            _or_default(params, "require_approval", settings.require_approval), "require_approval"
+        ),
     )
 
 

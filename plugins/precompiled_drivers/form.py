@@ -150,6 +150,13 @@ def form_params(settings: Settings) -> dict[str, Param]:
             title="Verify timeout (minutes)",
             description_md="How long to wait for the new driver pods to become Ready before rolling back.",
         ),
+        "require_approval": Param(
+            settings.require_approval,
+            type="boolean",
+            title="Require approval",
+            description_md="Ask a person (Required Actions) to approve the ClusterPolicy patch, once the "
+            "images are pushed. Default: the installation's PRECOMPILED_DRIVERS_REQUIRE_APPROVAL.",
+        ),
     }
     for param in params.values():
         param.schema = {"$schema": SCHEMA_DIALECT, **param.schema}

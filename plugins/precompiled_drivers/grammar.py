@@ -195,6 +195,15 @@ FILE_PATH = Grammar(
     1024,
 )
 
+# An e-mail address for notifications: no display name, no spaces; the domain's labels in any case.
+_MAIL_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+EMAIL = Grammar(
+    rf"[A-Za-z0-9._%+-]{{1,64}}@{_MAIL_LABEL}(?:\.{_MAIL_LABEL})*",
+    "an e-mail address like gpu-team@example.com",
+    "gpu-team@example.com",
+    NAME_MAX,
+)
+
 # ----------------------------------------------------------------------------- words
 
 # The words an environment variable or an Airflow Variable may use for a boolean (any case).

@@ -17,7 +17,7 @@ class Step:
     """One task of the DAG: its id, how it runs, what it does, and how it is mapped."""
 
     task_id: str
-    kind: Literal["python", "pod"]
+    kind: Literal["python", "pod", "approval"]  # approval: a person answers (Airflow human-in-the-loop)
     doc: str
     per: Literal["release", "image"] | None = None  # mapped: one pod per release / per image
     tool: str = ""  # the main tool of a pod step's script, for the docs ("oc", "skopeo", "podman")
@@ -27,6 +27,8 @@ class Step:
         """How the step runs, as the docs' step table says it (``pod per image (podman)``)."""
         if self.kind == "python":
             return "Python"
+        if self.kind == "approval":
+            return "human in the loop"
         per = f" per {self.per}" if self.per else ""
         return f"pod{per}" + (f" ({self.tool})" if self.tool else "")
 
@@ -77,6 +79,13 @@ STEPS: tuple[Step, ...] = (
         "per planned release, whether every image it needs is published: the report and a ConfigMap "
         "(`precompiled-drivers-readiness`), also when the gate refuses",
         tool="oc",
+    ),
+    Step(
+        "approve_rollout",
+        "approval",
+        "when approval is required: a person approves the patch (Required Actions) seeing the gate, the "
+        "ClusterPolicy diff and the kernel -> image table; reject or timeout: no patch, images stay "
+        "published; otherwise passes at once",
     ),
     Step(
         "patch_cluster_policy",

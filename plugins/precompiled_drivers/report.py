@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from precompiled_drivers import naming, procedure, readiness
+from precompiled_drivers import approval, naming, procedure, readiness
 
 # Every step the report accounts for, in procedure order: all but the report itself.
 STEPS: tuple[str, ...] = tuple(t for t in procedure.TASK_IDS if t != "report")
@@ -87,6 +87,8 @@ def headline(
         if states.get(step) == "upstream_failed":
             return f"Run FAILED: {step} could not run because an earlier task failed (see the task states)"
         return f"Run FAILED at {_describe(step, records)}: {_reason(records)}"
+    if approval.was_rejected(results.get(approval.TASK_ID)):
+        return approval.rejected_line(results[approval.TASK_ID])
     rejected = rejected_releases(results)
     if rejected:
         first = rejected[0]
@@ -122,6 +124,8 @@ def patch_outcome(results: Mapping[str, Any], states: Mapping[str, str]) -> str:
         return "FAILED: see the step's reason"
     if state == "success":
         return "NOT applied: dry run"
+    if approval.was_rejected(results.get(approval.TASK_ID)):
+        return "NOT applied: the rollout was not approved"
     return "NOT applied: the step did not run"
 
 
@@ -214,6 +218,11 @@ def render_report(
             ]
         out += _table(("image", "kernel modules", "outcome", "digest"), rows)
     plan = (results.get("plan_rollout") or {}).get("plan") or {}
+    approval_state = states.get(approval.TASK_ID)
+    why_not = _reason(failure_records(failures, approval.TASK_ID)) if approval_state == "failed" else None
+    approved = approval.outcome(results.get(approval.TASK_ID), approval_state, why_not)
+    if approved:
+        out += ["", approved]
     if plan:
         out += ["", f"ClusterPolicy patch ({patch_outcome(results, states)}):", plan.get("summary", "")]
     rollback = rollback_outcome(results, states)

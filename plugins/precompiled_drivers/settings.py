@@ -57,6 +57,16 @@ class Settings:
     build_64k: bool = False
     # Where people read the README (your fork's page, an internal wiki); the DAG's docs in the UI link it.
     docs_url: str = ""
+    # Ask a person (the UI's Required Actions, or the REST API) before the ClusterPolicy is patched; the
+    # form's "Require approval" overrides it per run. Production clusters with scheduled runs want it.
+    require_approval: bool = False
+    # No answer within this time: the rollout is not approved (no patch, the images stay published).
+    approval_timeout_seconds: int = 86_400
+    # E-mail on a failed run, a rollback and a pending approval: comma-separated addresses ("" = off),
+    # sent through this Airflow SMTP connection, from this address ("" = the connection's from_email).
+    notify_email: str = ""
+    notify_from: str = ""
+    smtp_conn_id: str = "smtp_default"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -102,7 +112,21 @@ class Settings:
         v.positive_int(self.startup_timeout_seconds, name("startup_timeout_seconds"), 86_400)
         v.positive_int(self.poll_seconds, name("poll_seconds"), 600)
         v.positive_int(self.retry_delay_seconds, name("retry_delay_seconds"), 3_600)
+        v.boolean(self.require_approval, name("require_approval"))
+        v.positive_int(self.approval_timeout_seconds, name("approval_timeout_seconds"), 7 * 86_400)
+        self.notify_recipients()
+        if self.notify_from:
+            v.email_address(self.notify_from, name("notify_from"))
+        v.k8s_name(self.smtp_conn_id.replace("_", "-"), name("smtp_conn_id"))
         return self
+
+    def notify_recipients(self) -> list[str]:
+        """The notification addresses, each checked ([] = notifications off)."""
+        return [
+            v.email_address(address.strip(), f"{PREFIX}NOTIFY_EMAIL[{i}]")
+            for i, address in enumerate(self.notify_email.split(","))
+            if address.strip()  # "a@x.org, " is one address, not an error
+        ]
 
     def to_dict(self) -> dict[str, object]:
         """Plain dict for XCom and reports (holds names of Secrets, never their contents)."""

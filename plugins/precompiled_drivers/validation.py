@@ -209,6 +209,11 @@ def https_url(value: object, field: str) -> str:
 # ----------------------------------------------------------------------------- scalars, lists
 
 
+def email_address(value: object, field: str) -> str:
+    """An e-mail address like gpu-team@example.com (no display name, no spaces)."""
+    return _matching(value, field, g.EMAIL)
+
+
 def positive_int(value: object, field: str, maximum: int) -> int:
     """An integer 1..maximum (an int, or a string of digits from a form)."""
     expected = f"a whole number from 1 to {maximum}"

@@ -98,8 +98,10 @@ def test_dag_metadata(parsed: dict) -> None:
     assert dag["doc"]
     assert dag["max_active_runs"] == 1
     pod_steps = [t for t in dag["tasks"] if t not in ("report", "needs_rollback", "patch_cluster_policy")]
-    pod_steps = [t for t in pod_steps if t not in ("verify_rollout",)]
+    pod_steps = [t for t in pod_steps if t not in ("verify_rollout", "approve_rollout")]
     assert all(dag["retries"][t] >= 1 for t in pod_steps), dag["retries"]
+    # A retried approval would post a second request; a timeout is an answer of its own.
+    assert dag["retries"]["approve_rollout"] == 0
 
 
 def test_dag_reads_like_the_procedure(parsed: dict) -> None:
@@ -122,6 +124,7 @@ def test_dag_reads_like_the_procedure(parsed: dict) -> None:
         "publish_os_tags",
         "plan_rollout",
         "record_readiness",
+        "approve_rollout",
         "patch_cluster_policy",
         "verify_rollout",
         "needs_rollback",
@@ -138,7 +141,8 @@ def test_the_registry_matches_the_step_modules_and_the_graph(parsed: dict) -> No
     steps_dir = ROOT / "plugins" / "precompiled_drivers" / "steps"
     scripts_dir = ROOT / "plugins" / "precompiled_drivers" / "scripts"
     pods = {s.task_id for s in procedure.pod_steps()}
-    assert pods == {p.stem for p in steps_dir.glob("*.py")} - {"__init__", "base"}
+    approvals = {s.task_id for s in procedure.STEPS if s.kind == "approval"}  # its operator's module
+    assert pods | approvals == {p.stem for p in steps_dir.glob("*.py")} - {"__init__", "base"}
     assert pods == {p.stem for p in scripts_dir.glob("*.sh")} - {"lib"}
     assert {t for t, node in graph.items() if node["mapped"]} == {s.task_id for s in procedure.STEPS if s.per}
     assert {t for t, node in graph.items() if node["pod"]} == pods
@@ -167,7 +171,9 @@ def test_no_task_can_skip_the_report(parsed: dict) -> None:
     assert graph["report"]["trigger_rule"] == "all_done"
     assert set(graph["report"]["all_upstream"]) == set(graph) - {"report"}, "every step is reported"
     skippers = {t: node for t, node in graph.items() if node["skips_others"]}
-    assert set(skippers) == {"validate_inputs", "needs_rollback"}, "a new skipping task needs a look"
+    assert set(skippers) == {"validate_inputs", "needs_rollback", "approve_rollout"}, (
+        "a new skipping task needs a look"
+    )
     for task_id, node in skippers.items():
         can_skip = node["all_downstream"] if node["skips_all_downstream"] else node["downstream"]
         assert "report" not in can_skip, f"{task_id} can skip the report"
@@ -180,6 +186,18 @@ def test_rollback_is_decided_after_patch_and_verify_whatever_they_did(parsed: di
     assert decide["trigger_rule"] == "all_done"
     assert {"patch_cluster_policy", "verify_rollout"} <= set(decide["all_upstream"])
     assert decide["downstream"] == ["rollback_cluster_policy"], "it may skip the rollback, nothing else"
+
+
+def test_the_patch_waits_for_the_approval_which_may_skip_only_the_patch(parsed: dict) -> None:
+    graph = parsed["dags"]["nvidia_precompiled_driver"]["graph"]
+    approve = graph["approve_rollout"]
+    # After the images are pushed and the plan is known; before the patch.
+    assert {"plan_rollout", "push_driver_image", "publish_os_tags"} <= set(approve["all_upstream"])
+    assert "approve_rollout" in graph["patch_cluster_policy"]["all_upstream"]
+    # A reject skips its direct downstream (the patch); verification follows by its trigger rule, the
+    # rollback decision and the report still run (all_done).
+    assert approve["downstream"] == ["patch_cluster_policy"]
+    assert approve["skips_all_downstream"] is False
 
 
 def test_one_failed_build_does_not_hold_back_the_others(parsed: dict) -> None:

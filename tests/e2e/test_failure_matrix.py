@@ -57,6 +57,17 @@ def failing_python(monkeypatch: pytest.MonkeyPatch, step: str) -> None:
     monkeypatch.setattr(tasks, step, broken)
 
 
+def failing_approval_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The approval request cannot be written: the call the standard provider's HITLOperator.execute makes
+    to post it (airflow/providers/standard/operators/hitl.py ``upsert_hitl_detail``) raises."""
+    from airflow.providers.standard.operators import hitl
+
+    def refused(**kwargs: Any) -> None:
+        raise RuntimeError("injected failure of approve_rollout")
+
+    monkeypatch.setattr(hitl, "upsert_hitl_detail", refused)
+
+
 def policy_json(world: World) -> str:
     """spec.driver as a client reads it back (the API server serialises with sorted keys)."""
     return json.dumps(world.policy_driver(), sort_keys=True)
@@ -90,6 +101,8 @@ CASES = [
     ("publish_os_tags", "script", "ERROR: injected failure of publish_os_tags"),
     ("plan_rollout", "python", "injected failure of plan_rollout"),
     ("record_readiness", "script", "ERROR: injected failure of record_readiness"),
+    # The run requires approval and the request cannot be posted (the Execution API refuses it).
+    ("approve_rollout", "approval_request", "injected failure of approve_rollout"),
     ("patch_cluster_policy", "api_forbidden", "ERROR: the API server rejected the patch"),
     ("verify_rollout", "script", "ERROR: injected failure of verify_rollout"),
     ("needs_rollback", "python", "injected failure of needs_rollback"),
@@ -124,6 +137,8 @@ def test_a_failed_step_fails_the_run_and_the_report_names_it(
     elif how == "exec_format":
         # runc reports it on the container's stderr; the script never starts (exit 255, no ERROR line).
         scenarios.set(step, Scenario(exit_code=255, logs=["exec /usr/bin/bash: exec format error"]))
+    elif how == "approval_request":
+        failing_approval_request(monkeypatch)
     elif how == "api_forbidden":
         # The ServiceAccount may not patch: refused at once, nothing changed.
         world.cluster.faults.fail_next(POLICY_PATH, n=1, status=403, method="PATCH")
@@ -131,7 +146,7 @@ def test_a_failed_step_fails_the_run_and_the_report_names_it(
         scenarios.set("verify_rollout", failing_script("verify_rollout"))
     before = policy_json(world)
 
-    dag_run = run_dag(driver_versions=ONE_DRIVER)
+    dag_run = run_dag(driver_versions=ONE_DRIVER, require_approval=how == "approval_request")
     states = task_states(dag_run)
     assert dag_run.state == "failed", states
     assert states["report"] == "failed", "the report ran (and failed the run)"

@@ -205,3 +205,22 @@ def test_bad_settings_are_rejected_first() -> None:
     with pytest.raises(ValidationError) as err:
         run_config(params(), Settings(namespace="Bad_NS"))
     assert err.value.field == "PRECOMPILED_DRIVERS_NAMESPACE"
+
+
+def test_approval_follows_the_installation_unless_the_run_says_otherwise() -> None:
+    assert run_config(params(), Settings()).require_approval is False
+    assert run_config(params(), Settings(require_approval=True)).require_approval is True
+    # The form's field wins; null (emptied) or missing (a release event's run) means the setting.
+    assert (
+        run_config(params(require_approval=False), Settings(require_approval=True)).require_approval is False
+    )
+    assert run_config(params(require_approval=True), Settings()).require_approval is True
+    assert run_config(params(require_approval=None), Settings(require_approval=True)).require_approval is True
+    cfg = run_config(params(require_approval=True), Settings())
+    assert RunConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_a_non_boolean_approval_is_refused_naming_the_field() -> None:
+    with pytest.raises(ValidationError) as err:
+        run_config(params(require_approval="maybe"), Settings())
+    assert err.value.field == "require_approval"

@@ -233,3 +233,10 @@ def test_the_form_limits_are_run_configs() -> None:
     assert schema_refuses("driver_versions", too_many)
     with pytest.raises(validation.ValidationError, match="driver_versions"):
         run_config({**valid_params(), "driver_versions": too_many, "rollout_driver_version": None}, SETTINGS)
+
+
+def test_require_approval_defaults_to_the_installation_setting() -> None:
+    assert form.form_params(Settings())["require_approval"].value is False
+    param = form.form_params(Settings(require_approval=True))["require_approval"]
+    assert param.value is True and param.schema["type"] == "boolean"
+    assert "PRECOMPILED_DRIVERS_REQUIRE_APPROVAL" in form.help_text(param)

@@ -116,6 +116,13 @@ def test_bad_int_is_refused_naming_the_variable(raw: str) -> None:
         ("push_secret", "push/secret"),
         ("startup_timeout_seconds", "86401"),
         ("deferrable", "sometimes"),
+        ("require_approval", "maybe"),
+        ("approval_timeout_seconds", "0"),
+        ("approval_timeout_seconds", str(7 * 86_400 + 1)),
+        ("approval_timeout_seconds", "1h"),
+        ("notify_from", "airflow at example.org"),
+        ("notify_from", "root"),
+        ("smtp_conn_id", "smtp default"),
     ],
 )
 def test_bad_value_names_the_variable(field: str, raw: str) -> None:
@@ -153,3 +160,45 @@ def test_the_dag_and_the_steps_share_one_settings_object(monkeypatch: pytest.Mon
     # Another environment is another installation: a new object, never a stale one.
     monkeypatch.setenv("PRECOMPILED_DRIVERS_NAMESPACE", "gpu-other")
     assert installation().namespace == "gpu-other"
+
+
+def test_approval_and_notification_defaults_are_off() -> None:
+    settings = Settings()
+    assert settings.require_approval is False
+    assert settings.approval_timeout_seconds == 86_400
+    assert settings.notify_recipients() == []
+    assert settings.smtp_conn_id == "smtp_default"
+
+
+def test_approval_and_notification_variables() -> None:
+    env = {
+        "PRECOMPILED_DRIVERS_REQUIRE_APPROVAL": "yes",
+        "PRECOMPILED_DRIVERS_APPROVAL_TIMEOUT_SECONDS": "3600",
+        "PRECOMPILED_DRIVERS_NOTIFY_EMAIL": "gpu-team@example.org, Oncall+GPU@Example.ORG,",
+        "PRECOMPILED_DRIVERS_NOTIFY_FROM": "airflow@example.org",
+        "PRECOMPILED_DRIVERS_SMTP_CONN_ID": "smtp_relay",
+    }
+    settings = Settings.from_env(env).validate()
+    assert settings.require_approval is True
+    assert settings.approval_timeout_seconds == 3600
+    # Spaces and a trailing comma are tolerated; each address is checked.
+    assert settings.notify_recipients() == ["gpu-team@example.org", "Oncall+GPU@Example.ORG"]
+    assert settings.notify_from == "airflow@example.org"
+    assert settings.smtp_conn_id == "smtp_relay"
+
+
+@pytest.mark.parametrize(
+    ("raw", "index", "why"),
+    [
+        ("gpu-team@example.org, nobody", 1, "expected an e-mail address like gpu-team@example.com"),
+        ("a@example.org;rm -rf /", 0, "contains shell metacharacter ';'"),
+        ("Ops <ops@example.org>", 0, "contains whitespace"),
+        ("ops@example..org", 0, "contains '..'"),
+    ],
+)
+def test_a_bad_notification_address_is_named_with_its_position(raw: str, index: int, why: str) -> None:
+    settings = Settings.from_env({"PRECOMPILED_DRIVERS_NOTIFY_EMAIL": raw})
+    with pytest.raises(ValidationError) as err:
+        settings.validate()
+    assert err.value.field == f"PRECOMPILED_DRIVERS_NOTIFY_EMAIL[{index}]"
+    assert why in str(err.value)
