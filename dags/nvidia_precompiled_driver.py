@@ -50,7 +50,6 @@ with DAG(
     start_date=datetime(2025, 1, 1),
     catchup=False,
     max_active_runs=1,  # two runs must never patch the ClusterPolicy at the same time
-    params=form_params(settings),
     tags=["nvidia", "gpu", "openshift", "precompiled-drivers"],
     default_args={
         "owner": "platform-gpu",
@@ -58,7 +57,7 @@ with DAG(
         "retry_delay": retry_delay(settings),
         "retry_exponential_backoff": True,
     },
-):
+) as dag:
     # Every Python step records why it failed, as the pod steps do, for the report's first line.
     step = failures.recorded
 
@@ -108,3 +107,10 @@ with DAG(
     patched >> verified >> rollback_needed >> rolled_back
     patched >> rollback_needed
     [rolled_back, verified, tagged, toolkits] >> summary
+
+# The trigger form is attached once every task exists. Airflow copies a DAG's params into each task made
+# inside it, and the dag-processor validates every copied field twice per task each time it serializes the
+# DAG (13 fields x 16 tasks x 2, every re-parse). A task needs no copy: a run's tasks get the DAG's params
+# merged with the run's conf (`process_params`). Assigning runs the DAG's own converter and validator, as
+# the constructor would. tests/dags/test_params_attachment.py pins all three behaviours.
+dag.params = form_params(settings)
