@@ -18,6 +18,7 @@ from precompiled_drivers.config import RunConfig
 from precompiled_drivers.plan import BuildSpec
 from precompiled_drivers.settings import Settings
 from precompiled_drivers.steps.base import (
+    MODEL_CONFIG,
     pull_secret,
     resources,
     rhsm_secret,
@@ -32,8 +33,16 @@ TASK_ID = "build_driver_image"
 # NVIDIA's recipe cannot cross-compile: each image is built on a node of its arch (nodeSelector).
 PER_ITEM = ("env_vars", "node_selector")
 # podman keeps layers here; the driver build needs several GiB.
-STORAGE_VOLUME = k8s.V1Volume(name="containers", empty_dir=k8s.V1EmptyDirVolumeSource(size_limit="30Gi"))
-STORAGE_MOUNT = k8s.V1VolumeMount(name="containers", mount_path="/var/tmp/containers")  # noqa: S108 - in the pod
+STORAGE_VOLUME = k8s.V1Volume(
+    name="containers",
+    empty_dir=k8s.V1EmptyDirVolumeSource(size_limit="30Gi", local_vars_configuration=MODEL_CONFIG),
+    local_vars_configuration=MODEL_CONFIG,
+)
+STORAGE_MOUNT = k8s.V1VolumeMount(
+    name="containers",
+    mount_path="/var/tmp/containers",  # noqa: S108 - a path in the pod
+    local_vars_configuration=MODEL_CONFIG,
+)
 
 
 def build_security() -> k8s.V1SecurityContext:
@@ -43,8 +52,11 @@ def build_security() -> k8s.V1SecurityContext:
         run_as_non_root=True,
         allow_privilege_escalation=True,  # newuidmap/newgidmap are setuid binaries
         # SETFCAP: mapping uid 0 into podman's user namespace needs it on RHEL 9 kernels.
-        capabilities=k8s.V1Capabilities(drop=["ALL"], add=["SETUID", "SETGID", "SETFCAP"]),
-        seccomp_profile=k8s.V1SeccompProfile(type="Unconfined"),
+        capabilities=k8s.V1Capabilities(
+            drop=["ALL"], add=["SETUID", "SETGID", "SETFCAP"], local_vars_configuration=MODEL_CONFIG
+        ),
+        seccomp_profile=k8s.V1SeccompProfile(type="Unconfined", local_vars_configuration=MODEL_CONFIG),
+        local_vars_configuration=MODEL_CONFIG,
     )
 
 
