@@ -16,9 +16,11 @@ from __future__ import annotations
 from datetime import datetime
 
 # The dag-processor imports the airflow.* modules a DAG file names, once, in its own process before it
-# forks a parser for the file ([dag_processor] parsing_pre_import_modules). Naming the pod operator's and
-# @task's modules here keeps their imports (seconds for the Kubernetes clients) out of every re-parse.
+# forks a parser for the file ([dag_processor] parsing_pre_import_modules). Naming the pod operator's,
+# @task's and task.short_circuit's modules here keeps their imports (seconds for the Kubernetes clients)
+# out of every re-parse.
 import airflow.providers.cncf.kubernetes.operators.pod
+import airflow.providers.standard.decorators.short_circuit
 import airflow.sdk.definitions.decorators  # noqa: F401
 from airflow.sdk import DAG, task
 
