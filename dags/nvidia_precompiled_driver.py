@@ -114,5 +114,5 @@ with DAG(
 # inside it, and the dag-processor validates every copied field twice per task each time it serializes the
 # DAG (13 fields x 16 tasks x 2, every re-parse). A task needs no copy: a run's tasks get the DAG's params
 # merged with the run's conf (`process_params`). Assigning runs the DAG's own converter and validator, as
-# the constructor would. tests/dags/test_params_attachment.py pins all three behaviours.
+# the constructor would. tests/dags/test_params_attachment.py pins these Airflow behaviours.
 dag.params = form_params(settings)

@@ -28,14 +28,15 @@ from precompiled_drivers.settings import Settings
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 
+SECRETS_ROOT = "/etc/precompiled-drivers"
+SA_PREFIX = "precompiled-drivers-"
+
 # A Kubernetes client model built without a configuration copies the client's default one
 # (kubernetes/client/models/*.py ``__init__``: ``Configuration.get_default_copy()``), and building a
 # Configuration sets two loggers' levels, which clears the cache of every logger in the process: ~70
 # copies per DAG parse. A model only reads it for ``client_side_validation``, so the ones built here
 # share this copy (MODEL_CONFIG, passed as ``local_vars_configuration``).
 MODEL_CONFIG = Configuration.get_default_copy()
-SECRETS_ROOT = "/etc/precompiled-drivers"
-SA_PREFIX = "precompiled-drivers-"
 
 
 class StepPodOperator(KubernetesPodOperator):
