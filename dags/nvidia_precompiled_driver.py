@@ -17,9 +17,11 @@ from __future__ import annotations
 from datetime import datetime
 
 # The dag-processor imports the airflow.* modules a DAG file names, once, in its own process before it
-# forks a parser for the file ([dag_processor] parsing_pre_import_modules). Naming the pod operator's and
-# @task's modules here keeps their imports (seconds for the Kubernetes clients) out of every re-parse.
+# forks a parser for the file ([dag_processor] parsing_pre_import_modules). Naming the pod operator's,
+# @task's and task.short_circuit's modules here keeps their imports (seconds for the Kubernetes clients)
+# out of every re-parse.
 import airflow.providers.cncf.kubernetes.operators.pod
+import airflow.providers.standard.decorators.short_circuit
 import airflow.providers.standard.operators.hitl
 import airflow.sdk.definitions.decorators  # noqa: F401
 from airflow.sdk import DAG, task
@@ -58,7 +60,6 @@ with DAG(
     start_date=datetime(2025, 1, 1),
     catchup=False,
     max_active_runs=1,  # two runs must never patch the ClusterPolicy at the same time
-    params=form_params(settings),
     tags=["nvidia", "gpu", "openshift", "precompiled-drivers"],
     default_args={
         "owner": "platform-gpu",
@@ -128,3 +129,10 @@ with DAG(
 # One task per registered step, in procedure order (a step added here but not to procedure.STEPS, or the
 # other way round, is an import error naming it).
 procedure.check_order(dag.task_ids)
+
+# The trigger form is attached once every task exists. Airflow copies a DAG's params into each task made
+# inside it, and the dag-processor validates every copied field twice per task each time it serializes the
+# DAG (13 fields x 16 tasks x 2, every re-parse). A task needs no copy: a run's tasks get the DAG's params
+# merged with the run's conf (`process_params`). Assigning runs the DAG's own converter and validator, as
+# the constructor would. tests/dags/test_params_attachment.py pins these Airflow behaviours.
+dag.params = form_params(settings)

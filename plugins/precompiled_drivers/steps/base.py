@@ -26,6 +26,7 @@ from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperato
 from airflow.providers.cncf.kubernetes.secret import Secret
 from airflow.providers.cncf.kubernetes.utils.container import get_container_termination_message
 from airflow.sdk.definitions.mappedoperator import OperatorPartial
+from kubernetes.client import Configuration
 from kubernetes.client import models as k8s
 
 from precompiled_drivers import failures
@@ -33,8 +34,16 @@ from precompiled_drivers.procedure import Step
 from precompiled_drivers.settings import Settings
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+
 SECRETS_ROOT = "/etc/precompiled-drivers"
 SA_PREFIX = "precompiled-drivers-"
+
+# A Kubernetes client model built without a configuration copies the client's default one
+# (kubernetes/client/models/*.py ``__init__``: ``Configuration.get_default_copy()``), and building a
+# Configuration sets two loggers' levels, which clears the cache of every logger in the process: ~70
+# copies per DAG parse. A model only reads it for ``client_side_validation``, so the ones built here
+# share this copy (MODEL_CONFIG, passed as ``local_vars_configuration``).
+MODEL_CONFIG = Configuration.get_default_copy()
 
 
 class StepPodOperator(KubernetesPodOperator):
@@ -211,8 +220,9 @@ def restricted_security() -> k8s.V1SecurityContext:
         run_as_non_root=True,
         read_only_root_filesystem=True,
         allow_privilege_escalation=False,
-        capabilities=k8s.V1Capabilities(drop=["ALL"]),
-        seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),
+        capabilities=k8s.V1Capabilities(drop=["ALL"], local_vars_configuration=MODEL_CONFIG),
+        seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault", local_vars_configuration=MODEL_CONFIG),
+        local_vars_configuration=MODEL_CONFIG,
     )
 
 
@@ -226,13 +236,23 @@ def sidecar_security() -> k8s.V1SecurityContext:
 def resources(cpu: str, memory: str, cpu_limit: str, memory_limit: str) -> k8s.V1ResourceRequirements:
     """Requests and limits, so a step never starves the node it lands on."""
     return k8s.V1ResourceRequirements(
-        requests={"cpu": cpu, "memory": memory}, limits={"cpu": cpu_limit, "memory": memory_limit}
+        requests={"cpu": cpu, "memory": memory},
+        limits={"cpu": cpu_limit, "memory": memory_limit},
+        local_vars_configuration=MODEL_CONFIG,
     )
 
 
 # Tools write caches under $HOME and temp files under /tmp; with a read-only root both are emptyDirs.
-SCRATCH_VOLUME = k8s.V1Volume(name="scratch", empty_dir=k8s.V1EmptyDirVolumeSource())
-SCRATCH_MOUNT = k8s.V1VolumeMount(name="scratch", mount_path="/tmp")  # noqa: S108 - a path in the pod
+SCRATCH_VOLUME = k8s.V1Volume(
+    name="scratch",
+    empty_dir=k8s.V1EmptyDirVolumeSource(local_vars_configuration=MODEL_CONFIG),
+    local_vars_configuration=MODEL_CONFIG,
+)
+SCRATCH_MOUNT = k8s.V1VolumeMount(
+    name="scratch",
+    mount_path="/tmp",  # noqa: S108 - a path in the pod
+    local_vars_configuration=MODEL_CONFIG,
+)
 
 
 def step_env(task_id: str, secrets: tuple[SecretFile, ...], env: Mapping[str, str]) -> dict[str, str]:

@@ -17,6 +17,7 @@ from precompiled_drivers.config import RunConfig
 from precompiled_drivers.plan import BuildSpec
 from precompiled_drivers.settings import Settings
 from precompiled_drivers.steps.base import (
+    MODEL_CONFIG,
     pod_task,
     pull_secret,
     resources,
@@ -31,8 +32,16 @@ STEP = procedure.step("build_driver_image")
 # NVIDIA's recipe cannot cross-compile: each image is built on a node of its arch (nodeSelector).
 PER_ITEM = ("env_vars", "node_selector")
 # podman keeps layers here; the driver build needs several GiB.
-STORAGE_VOLUME = k8s.V1Volume(name="containers", empty_dir=k8s.V1EmptyDirVolumeSource(size_limit="30Gi"))
-STORAGE_MOUNT = k8s.V1VolumeMount(name="containers", mount_path="/var/tmp/containers")  # noqa: S108 - in the pod
+STORAGE_VOLUME = k8s.V1Volume(
+    name="containers",
+    empty_dir=k8s.V1EmptyDirVolumeSource(size_limit="30Gi", local_vars_configuration=MODEL_CONFIG),
+    local_vars_configuration=MODEL_CONFIG,
+)
+STORAGE_MOUNT = k8s.V1VolumeMount(
+    name="containers",
+    mount_path="/var/tmp/containers",  # noqa: S108 - a path in the pod
+    local_vars_configuration=MODEL_CONFIG,
+)
 
 
 def build_security() -> k8s.V1SecurityContext:
@@ -42,8 +51,11 @@ def build_security() -> k8s.V1SecurityContext:
         run_as_non_root=True,
         allow_privilege_escalation=True,  # newuidmap/newgidmap are setuid binaries
         # SETFCAP: mapping uid 0 into podman's user namespace needs it on RHEL 9 kernels.
-        capabilities=k8s.V1Capabilities(drop=["ALL"], add=["SETUID", "SETGID", "SETFCAP"]),
-        seccomp_profile=k8s.V1SeccompProfile(type="Unconfined"),
+        capabilities=k8s.V1Capabilities(
+            drop=["ALL"], add=["SETUID", "SETGID", "SETFCAP"], local_vars_configuration=MODEL_CONFIG
+        ),
+        seccomp_profile=k8s.V1SeccompProfile(type="Unconfined", local_vars_configuration=MODEL_CONFIG),
+        local_vars_configuration=MODEL_CONFIG,
     )
 
 

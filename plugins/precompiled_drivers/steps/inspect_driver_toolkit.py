@@ -18,6 +18,7 @@ from precompiled_drivers import procedure
 from precompiled_drivers import validation as v
 from precompiled_drivers.settings import Settings
 from precompiled_drivers.steps.base import (
+    MODEL_CONFIG,
     SCRATCH_MOUNT,
     SCRATCH_VOLUME,
     pod_task,
@@ -56,7 +57,9 @@ def pod(settings: Settings) -> dict[str, Any]:
         script_name="inspect_driver_toolkit.sh",
         image="",  # left out of the partial: each item gives its release's DTK image
         # The DTK lives in Red Hat's registry: the kubelet pulls it with the OpenShift pull secret.
-        image_pull_secrets=[k8s.V1LocalObjectReference(name=settings.pull_secret)],
+        image_pull_secrets=[
+            k8s.V1LocalObjectReference(name=settings.pull_secret, local_vars_configuration=MODEL_CONFIG)
+        ],
     )
 
 

@@ -447,3 +447,35 @@ def test_a_deferrable_pod_failure_is_recorded_on_reentry(monkeypatch: pytest.Mon
         "item": "q.io/a/driver:2",
         "map_index": 1,
     }
+
+
+def test_pod_spec_models_share_one_client_configuration_and_keep_client_side_validation() -> None:
+    """Built at parse time, the models share ``MODEL_CONFIG`` instead of copying the client's default each.
+
+    Pins the kubernetes client behaviour this relies on (kubernetes/client/models/*.py ``__init__``): a model
+    built without ``local_vars_configuration`` copies a new Configuration, one built with it keeps it and
+    still validates its fields with it (``client_side_validation``).
+    """
+    from kubernetes.client import models as k8s
+
+    from precompiled_drivers.steps.base import MODEL_CONFIG, resources, restricted_security, sidecar_security
+
+    assert k8s.V1Capabilities(drop=["ALL"]).local_vars_configuration is not MODEL_CONFIG
+    context = restricted_security()
+    models = [
+        context,
+        context.capabilities,
+        context.seccomp_profile,
+        sidecar_security(),
+        resources("1", "1Gi", "2", "2Gi"),
+        build_driver_image.build_security(),
+        build_driver_image.STORAGE_VOLUME,
+        build_driver_image.STORAGE_VOLUME.empty_dir,
+    ]
+    assert all(m.local_vars_configuration is MODEL_CONFIG for m in models)
+    assert MODEL_CONFIG.client_side_validation is True
+    with pytest.raises(ValueError, match="`type`, must not be `None`"):
+        k8s.V1SeccompProfile(type=None, local_vars_configuration=MODEL_CONFIG)
+    # Separate objects per call all the same: a step may change its own without touching another's.
+    assert sidecar_security() is not sidecar_security()
+    assert sidecar_security().run_as_user == 65534 and restricted_security().run_as_user is None
