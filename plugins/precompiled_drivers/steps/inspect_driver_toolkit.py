@@ -14,7 +14,7 @@ from typing import Any
 
 from kubernetes.client import models as k8s
 
-from precompiled_drivers import procedure
+from precompiled_drivers import grammar, procedure
 from precompiled_drivers import validation as v
 from precompiled_drivers.settings import Settings
 from precompiled_drivers.steps.base import (
@@ -30,8 +30,6 @@ from precompiled_drivers.steps.base import (
 
 STEP = procedure.step("inspect_driver_toolkit")
 ARCH_LABEL = "kubernetes.io/arch"
-# Pipeline arch -> the node's kubernetes.io/arch (Go's GOARCH names).
-NODE_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
 RELEASE_FILE = "/etc/driver-toolkit-release.json"
 # Where the init container leaves driver-toolkit-10's release file (the scratch emptyDir).
 TOOLKIT_10_MOUNT = "/toolkits"
@@ -45,7 +43,8 @@ def arch_node_selector(arch: str) -> dict[str, str]:
     A 64k-page build runs on any arm64 node: the DTK holds kernel-64k-devel, the page size of the
     builder's own kernel does not matter.
     """
-    return {ARCH_LABEL: NODE_ARCH[arch.split("+", 1)[0]]}
+    # The node's kubernetes.io/arch is Go's GOARCH name (grammar.GO_ARCH owns the aliases).
+    return {ARCH_LABEL: grammar.GO_ARCH[arch.split("+", 1)[0]]}
 
 
 def pod(settings: Settings) -> dict[str, Any]:
