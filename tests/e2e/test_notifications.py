@@ -3,7 +3,7 @@ server on 127.0.0.1; the mail names the run, the failed step and its reason.
 
 The real DAG runs with ``dag.test()``; the notification settings and the SMTP connection come from
 the environment, as in a deployment. The pending-approval mail needs a run that waits for a person:
-it is asserted in test_approval.py's approve test (real scheduler and api-server).
+it is asserted in test_rollout_approval.py's approve test (real scheduler and api-server).
 """
 
 from __future__ import annotations
