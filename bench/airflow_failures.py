@@ -30,6 +30,7 @@ from common import (
     airflow_env,
     bench_world,
     emit,
+    rebuild_conf,
     reset_policy,
     run_once,
     step_table,
@@ -42,16 +43,6 @@ RECOVERY = {
     "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_THRESHOLD": "15",
     "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "5",
 }
-
-
-def conf(drivers: tuple[str, ...]) -> dict:
-    """Form values: the cluster's release only, ``drivers``, rebuild even if a tag exists."""
-    return {
-        "ocp_versions": [],
-        "driver_versions": list(drivers),
-        "force_rebuild": True,
-        "verify_timeout_minutes": 2,
-    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         with airflow:
             world.fixed_seconds = 1.0
             world.set_scenarios()
-            warm = run_once(airflow, world, conf(drivers[:1]))
+            warm = run_once(airflow, world, rebuild_conf(drivers[:1]))
             print(
                 f"warm-up run (pod steps 1 s, not measured): {warm['state']} in {warm['seconds']:.1f}s",
                 flush=True,
@@ -77,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             world.set_scenarios()
 
             reset_policy(world)
-            calm = run_once(airflow, world, conf(drivers))
+            calm = run_once(airflow, world, rebuild_conf(drivers))
             print(
                 f"undisturbed: {calm['state']} in {calm['seconds']:.1f}s, {len(calm['pods'])} pods",
                 flush=True,
@@ -87,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
 
             reset_policy(world)
             builds_before = sum(1 for _, step, _ in world.pods if step == "build_driver_image")
-            run_id = airflow.trigger(DAG_ID, conf(drivers))
+            run_id = airflow.trigger(DAG_ID, rebuild_conf(drivers))
             wait_for(
                 lambda: (
                     sum(1 for _, step, _ in world.pods if step == "build_driver_image")

@@ -12,7 +12,7 @@ import json
 import os
 import platform
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +130,16 @@ def critical_path(graph: Mapping[str, Mapping[str, Any]], ran: set[str], pod_sec
         return memo[task]
 
     return max(longest(t) for t in graph)
+
+
+def rebuild_conf(drivers: Sequence[str]) -> dict[str, Any]:
+    """Form values of a timed run: the cluster's release only, ``drivers``, rebuild even if a tag exists."""
+    return {
+        "ocp_versions": [],
+        "driver_versions": list(drivers),
+        "force_rebuild": True,
+        "verify_timeout_minutes": 2,
+    }
 
 
 def run_once(

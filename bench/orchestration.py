@@ -28,21 +28,12 @@ from common import (
     bench_world,
     critical_path,
     emit,
+    rebuild_conf,
     reset_policy,
     run_once,
     step_table,
     tasks_graph,
 )
-
-
-def conf(drivers: tuple[str, ...]) -> dict:
-    """Form values: the cluster's release only, ``drivers``, rebuild even if a tag exists."""
-    return {
-        "ocp_versions": [],
-        "driver_versions": list(drivers),
-        "force_rebuild": True,
-        "verify_timeout_minutes": 2,
-    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
             # spawned, imports, DAG parse) that are not per-run orchestration; printed for the record.
             world.fixed_seconds = 1.0
             world.set_scenarios()
-            warm = run_once(airflow, world, conf(DRIVERS[:1]))
+            warm = run_once(airflow, world, rebuild_conf(DRIVERS[:1]))
             print(
                 f"warm-up run (pod steps 1 s, not measured): {warm['state']} in {warm['seconds']:.1f}s",
                 flush=True,
@@ -78,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
                 (f"{args.fan_out} builds", DRIVERS[: args.fan_out]),
             ):
                 reset_policy(world)
-                run = run_once(airflow, world, conf(drivers))
+                run = run_once(airflow, world, rebuild_conf(drivers))
                 path = critical_path(graph, run["ran"], args.seconds)
                 builds = sum(1 for p in run["pods"] if p == "build_driver_image")
                 print(
