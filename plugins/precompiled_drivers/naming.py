@@ -24,6 +24,7 @@ __all__ = [
     "image_reference",
     "kernel_arch",
     "kernel_variant",
+    "machine_arch",
     "make_kernel_version",
     "nfd_kernel_label",
     "operator_image",
@@ -274,6 +275,12 @@ def build_arch(arch: str, kernel: str) -> str:
         raise ValueError(f"kernel {kernel!r} is {match['arch']}, not {arch}")
     # NVIDIA/gpu-driver-container rhel9/precompiled/Makefile: BUILD_ARCH x86_64|aarch64|aarch64+64k.
     return "aarch64+64k" if match["variant"] == "64k" else arch
+
+
+def machine_arch(build_arch: str) -> str:
+    """The node architecture a BUILD_ARCH runs on: ``aarch64+64k`` -> ``aarch64`` (the page size is the
+    kernel's, not the machine's)."""
+    return build_arch.split("+", 1)[0]
 
 
 # build_tag/tag_mismatch take a parameter named build_arch (the API asks for it), which hides

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from precompiled_drivers import ocp_version
+from precompiled_drivers import naming, ocp_version
 from precompiled_drivers.plan import BuildSpec
 
 CONFIGMAP_NAME = "precompiled-drivers-readiness"
@@ -71,7 +71,7 @@ def release_readiness(
     wanted = set(requested)
     per_release: dict[tuple[str, str], list[str]] = {}
     for build in builds:
-        arch = build.build_arch.split("+", 1)[0]  # aarch64+64k runs on aarch64 nodes
+        arch = naming.machine_arch(build.build_arch)
         for release in build.releases:
             per_release.setdefault((release, arch), []).extend((build.image, *build.aliases))
     out = []

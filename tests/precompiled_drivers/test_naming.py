@@ -280,3 +280,9 @@ def test_mismatch_is_detected_and_explained(kernel: str, build_arch: str, says: 
     assert message is not None
     assert says in message
     assert naming.nfd_kernel_label(kernel) in message
+
+
+def test_machine_arch_drops_the_page_size() -> None:
+    from precompiled_drivers.naming import machine_arch
+
+    assert [machine_arch(a) for a in ("x86_64", "aarch64", "aarch64+64k")] == ["x86_64", "aarch64", "aarch64"]

@@ -14,7 +14,7 @@ from typing import Any
 
 from kubernetes.client import models as k8s
 
-from precompiled_drivers import grammar, procedure
+from precompiled_drivers import grammar, naming, procedure
 from precompiled_drivers import validation as v
 from precompiled_drivers.settings import Settings
 from precompiled_drivers.steps.base import (
@@ -44,7 +44,7 @@ def arch_node_selector(arch: str) -> dict[str, str]:
     builder's own kernel does not matter.
     """
     # The node's kubernetes.io/arch is Go's GOARCH name (grammar.GO_ARCH owns the aliases).
-    return {ARCH_LABEL: grammar.GO_ARCH[arch.split("+", 1)[0]]}
+    return {ARCH_LABEL: grammar.GO_ARCH[naming.machine_arch(arch)]}
 
 
 def pod(settings: Settings) -> dict[str, Any]:
