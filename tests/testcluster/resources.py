@@ -16,6 +16,11 @@ class ResourceType:
     namespaced: bool
     subresources: tuple[str, ...] = ()
     short_names: tuple[str, ...] = ()
+    # Whether a PUT without metadata.resourceVersion is accepted (the kind's strategy's
+    # AllowUnconditionalUpdate): true for the built-in kinds here (e.g. pkg/registry/core/configmap
+    # strategy.go), false for custom resources (apiextensions-apiserver pkg/registry/customresource
+    # strategy.go), which ClusterPolicy and OpenShift's ClusterVersion are.
+    unconditional_update: bool = True
 
     @property
     def group_version(self) -> str:
@@ -43,8 +48,18 @@ RESOURCES: tuple[ResourceType, ...] = (
     ResourceType("", "v1", "Namespace", "namespaces", False, ("status",), ("ns",)),
     ResourceType("apps", "v1", "DaemonSet", "daemonsets", True, ("status",), ("ds",)),
     ResourceType("apps", "v1", "Deployment", "deployments", True, ("status",), ("deploy",)),
-    ResourceType("nvidia.com", "v1", "ClusterPolicy", "clusterpolicies", False, ("status",)),
-    ResourceType("config.openshift.io", "v1", "ClusterVersion", "clusterversions", False, ("status",)),
+    ResourceType(
+        "nvidia.com", "v1", "ClusterPolicy", "clusterpolicies", False, ("status",), unconditional_update=False
+    ),
+    ResourceType(
+        "config.openshift.io",
+        "v1",
+        "ClusterVersion",
+        "clusterversions",
+        False,
+        ("status",),
+        unconditional_update=False,
+    ),
 )
 
 # Verbs advertised in discovery; the server does not enforce RBAC, so every kind gets all of them.

@@ -163,7 +163,17 @@ class ApiServer:
                 return _json(discovery.table(res, [obj], obj["metadata"]["resourceVersion"]))
             return _json(obj)
         if method == "PUT":
-            return _json(self.store.replace(res, namespace, name, await request.json(), sub))
+            body = await request.json()
+            if not res.unconditional_update and not (body.get("metadata") or {}).get("resourceVersion"):
+                # k8s.io/apiserver pkg/registry/generic/registry/store.go Update: resourceVersion 0 on a
+                # kind whose strategy refuses unconditional updates.
+                group = f".{res.group}" if res.group else ""
+                raise ApiError(
+                    422,
+                    f'{res.kind}{group} "{name}" is invalid: metadata.resourceVersion: Invalid value: 0x0: '
+                    "must be specified for an update",
+                )
+            return _json(self.store.replace(res, namespace, name, body, sub))
         if method == "PATCH":
             content_type = request.headers.get("Content-Type", "")
             return _json(self.store.patch(res, namespace, name, content_type, await request.json(), sub))

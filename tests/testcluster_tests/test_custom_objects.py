@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from helpers import custom_api
+from helpers import core_api, custom_api
 from kubernetes.client.exceptions import ApiException
 
 from testcluster import TestCluster
@@ -67,3 +67,24 @@ def test_update_with_stale_resource_version_is_409(api) -> None:
         ]
         == "3"
     )
+
+
+def test_a_put_without_resource_version_is_refused_for_a_custom_resource_only(
+    api, test_cluster: TestCluster
+) -> None:
+    """Custom resources refuse unconditional updates (apiextensions-apiserver customresource strategy.go
+    AllowUnconditionalUpdate: false); a ConfigMap takes one (core configmap strategy.go: true)."""
+    body = api.get_cluster_custom_object(*ARGS)
+    del body["metadata"]["resourceVersion"]
+    body["spec"]["driver"]["usePrecompiled"] = True
+    with pytest.raises(ApiException) as err:
+        api.replace_cluster_custom_object(*ARGS, body)
+    assert err.value.status == 422
+    assert "metadata.resourceVersion: Invalid value: 0x0: must be specified for an update" in err.value.body
+    assert api.get_cluster_custom_object(*ARGS)["spec"]["driver"]["usePrecompiled"] is False
+
+    core = core_api(test_cluster)
+    cm = {"metadata": {"name": "cm", "namespace": "default"}, "data": {"a": "1"}}
+    core.create_namespaced_config_map("default", cm)
+    core.replace_namespaced_config_map("cm", "default", {**cm, "data": {"a": "2"}})
+    assert core.read_namespaced_config_map("cm", "default").data == {"a": "2"}
