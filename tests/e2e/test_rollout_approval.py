@@ -156,7 +156,7 @@ def test_approved_rollout_is_patched_and_the_request_showed_the_plan_and_was_mai
     finally:
         airflow.stop()
 
-    assert run["state"] == "success", (states, report)
+    assert run["state"] == "success", f"{airflow.failures(DAG_ID, flow.run_id)}\n{report}"
     assert states[TASK] == "success"
     assert states["patch_cluster_policy"] == "success" and states["verify_rollout"] == "success"
     assert demo_world.policy_driver()["usePrecompiled"] is True
@@ -179,7 +179,7 @@ def test_rejected_rollout_is_not_patched_the_images_stay_and_the_report_says_who
         airflow.stop()
 
     # A decision, not a failure: the run ends green, the patch and its verification are skipped.
-    assert run["state"] == "success", (states, report)
+    assert run["state"] == "success", f"{airflow.failures(DAG_ID, flow.run_id)}\n{report}"
     assert states[TASK] == "success"
     assert states["patch_cluster_policy"] == "skipped"
     assert states["verify_rollout"] == "skipped"
@@ -209,7 +209,7 @@ def test_unanswered_approval_times_out_without_a_patch_and_fails_the_run(
     ), failure["Subject"]
     assert report.rstrip() in html.unescape(failure["text"])
 
-    assert run["state"] == "failed", (states, report)
+    assert run["state"] == "failed", f"{states}\n{report}"
     assert states[TASK] == "failed"
     assert states["patch_cluster_policy"] == "upstream_failed"
     assert states["rollback_cluster_policy"] == "skipped"

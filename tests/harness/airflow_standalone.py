@@ -388,6 +388,20 @@ class AirflowStandalone:
                 lines.append(raw)
         return "\n".join(lines)
 
+    def failures(self, dag_id: str, run_id: str, log_lines: int = 60) -> str:
+        """Every task instance that did not succeed or skip, with the tail of its last try's log: the
+        message an end-to-end assertion shows, so a failure on CI names the task and its cause."""
+        parts = []
+        for ti in self.task_instances(dag_id, run_id):
+            if ti["state"] in ("success", "skipped"):
+                continue
+            where = ti["task_id"] + (f"[{ti['map_index']}]" if ti["map_index"] >= 0 else "")
+            parts.append(f"--- {where}: {ti['state']} (try {ti['try_number']})")
+            if ti["try_number"]:
+                log = self.task_log(dag_id, run_id, ti["task_id"], ti["try_number"], ti["map_index"])
+                parts.append("\n".join(log.splitlines()[-log_lines:]))
+        return "\n".join(parts) or "every task succeeded or was skipped"
+
     def xcom(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> Any:
         """A task's return value (decoded), or None."""
         rows = self._query(
