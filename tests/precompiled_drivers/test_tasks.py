@@ -261,7 +261,10 @@ NO_BUILDS = {"candidates": [], "rejected": []}
 
 def test_plan_rollout_envs() -> None:
     out = tasks.plan_rollout(config(), CLUSTER, NO_BUILDS, {IMAGE: DIGEST}, None, None)
-    assert out["verify_env"]["EXPECTED"] == f"5.14.0-427.50.1.el9.4 {IMAGE} {DIGEST}"
+    assert out["verify_env"]["EXPECTED"] == (
+        "5.14.0-427.50.1.el9_4.x86_64 nvidia-driver-daemonset-5.14.0-427.50.1.el9.4-rhcos4.18 "
+        f"{IMAGE} {DIGEST}"
+    )
     assert out["patch_env"]["DRY_RUN"] == "false"
     assert '"op":"test"' in out["patch_env"]["PATCH_JSON"]
     assert out["rollback_env"]["PREVIOUS_DRIVER_JSON"] == '{"enabled":true}'
