@@ -612,9 +612,11 @@ def test_verify_ignores_pods_older_than_the_patch(
 ) -> None:
     digest_a = registry.push_test_image(f"nvidia/{IMAGE}", TAG_A)
     digest_b = registry.push_test_image(f"nvidia/{IMAGE}", TAG_B)
-    rollout(gpu_cluster, registry, tmp_path)
+    # The patch's own time, as the pipeline passes it: pods the operator made since then are new (a
+    # clock read after the patch could be seconds later under load, and make them old).
+    patched_at = rollout(gpu_cluster, registry, tmp_path)
     expected = expected_lines(registry, {K_A: digest_a, K_B: digest_b})
-    ok, _ = verify(gpu_cluster, tmp_path, utc_now(), expected)
+    ok, _ = verify(gpu_cluster, tmp_path, patched_at, expected)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     # The same Ready pods, judged against a later patch, are the old generation: they do not count.
     later = (datetime.now(UTC) + timedelta(seconds=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
