@@ -162,8 +162,9 @@ def waves(fleet: Iterable[Cluster]) -> tuple[Wave, ...]:
 
 
 def channels_to_poll(fleet: Sequence[Cluster], variable_channels: Sequence[str]) -> tuple[str, ...]:
-    """Each distinct channel once: the discovery Variable's, then the fleet's own, in order of appearance."""
-    return tuple(dict.fromkeys([*variable_channels, *(c.channel for c in fleet if c.channel)]))
+    """Each distinct channel the fleet follows, once: a cluster's own, or the Variable's for a cluster
+    without one (the default cluster: so a single-cluster installation polls exactly the Variable's)."""
+    return tuple(dict.fromkeys(ch for c in fleet for ch in ([c.channel] if c.channel else variable_channels)))
 
 
 def followers(fleet: Sequence[Cluster], variable_channels: Sequence[str]) -> dict[str, tuple[str, ...]]:
@@ -173,6 +174,15 @@ def followers(fleet: Sequence[Cluster], variable_channels: Sequence[str]) -> dic
         for channel in [cluster.channel] if cluster.channel else variable_channels:
             out[channel].add(cluster.name)
     return {channel: tuple(sorted(names)) for channel, names in out.items()}
+
+
+def poll_plan(
+    fleet: Sequence[Cluster], variable_channels: Sequence[str]
+) -> tuple[tuple[str, ...], dict[str, tuple[str, ...]] | None]:
+    """The channels the release trigger polls, and who follows each (None for the default cluster:
+    its events carry no cluster names, exactly as before fleets)."""
+    channels = channels_to_poll(fleet, variable_channels)
+    return channels, None if is_default(fleet) else followers(fleet, variable_channels)
 
 
 def repository_of(cluster: Cluster, run_repository: str) -> str:

@@ -134,19 +134,34 @@ def test_a_bad_default_connection_is_named_by_its_own_variable() -> None:
 
 def test_followers_per_channel_each_channel_polled_once() -> None:
     clusters = settings_with([*THREE, {"name": "lab", "conn_id": "k8s_lab", "wave": 1}]).fleet()
-    # The Variable's channels first, then the fleet's own; stable-4.18 (two clusters + Variable) once.
+    # dev, lab, prod-a, prod-b: lab has no channel, so it follows the Variable's; stable-4.18 once.
     assert fleet.channels_to_poll(clusters, ["stable-4.18", "eus-4.16"]) == (
+        "fast-4.18",
         "stable-4.18",
         "eus-4.16",
-        "fast-4.18",
     )
-    assert fleet.followers(clusters, ["stable-4.18", "eus-4.16"]) == {
-        "stable-4.18": ("lab", "prod-a", "prod-b"),  # lab has no channel: it follows the Variable's
-        "eus-4.16": ("lab",),
+    channels, followers = fleet.poll_plan(clusters, ["stable-4.18", "eus-4.16"])
+    assert channels == ("fast-4.18", "stable-4.18", "eus-4.16")
+    assert followers == {
         "fast-4.18": ("dev",),
+        "stable-4.18": ("lab", "prod-a", "prod-b"),
+        "eus-4.16": ("lab",),
     }
-    default = Settings().fleet()
-    assert fleet.followers(default, ["stable-4.18"]) == {"stable-4.18": ("default",)}
+
+
+def test_a_fleet_whose_clusters_name_their_channels_polls_only_those() -> None:
+    clusters = settings_with(THREE).fleet()
+    assert fleet.poll_plan(clusters, ["eus-4.16"]) == (
+        ("fast-4.18", "stable-4.18"),
+        {"fast-4.18": ("dev",), "stable-4.18": ("prod-a", "prod-b")},
+    )
+
+
+def test_the_default_cluster_polls_the_variables_channels_and_names_no_cluster() -> None:
+    assert fleet.poll_plan(Settings().fleet(), ["stable-4.18", "fast-4.19"]) == (
+        ("stable-4.18", "fast-4.19"),
+        None,
+    )
 
 
 def test_repository_of_a_cluster() -> None:
