@@ -3,7 +3,7 @@
     PYTHONPATH=tests:plugins .venv/bin/python bench/run_all.py \\
         [--seconds 20] [--parse-runs 5] [--parse-parses 12]
 
-Each script runs in its own process (``parse_cost``, ``growth``, ``orchestration``, ``noop``,
+Each script runs in its own process (``parse_cost``, ``growth``, ``fleet``, ``orchestration``, ``noop``,
 ``airflow_failures``); their
 output streams through, and the last lines are a Markdown table for ``bench/RESULTS.md``.
 """
@@ -104,6 +104,15 @@ def table(results: dict[str, dict]) -> list[str]:
             f"| Growth, planning time / task instances per run | {cells}; per-image time spread "
             f"{growth['linearity']:.2f}x | linear, 1000 < 1 s | {'yes' if ok else 'no'} |"
         )
+    if fleet := results.get("fleet"):
+        rows.append(
+            f"| Fleet planning, {fleet['clusters']} clusters x {fleet['releases']} releases, "
+            f"{fleet['drivers']} driver | plan {fleet['seconds'] * 1000:.1f} ms; {fleet['builds']} builds "
+            f"(vs {fleet['separate_builds']} in one run per cluster); {fleet['task_instances']} task "
+            f"instances (vs {fleet['separate_task_instances']}), widest mapped step "
+            f"{fleet['widest_mapped_step']} | each image built once, < max_map_length | "
+            f"{'yes' if fleet['builds'] == fleet['releases'] * fleet['drivers'] else 'no'} |"
+        )
     return rows
 
 
@@ -119,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     for script, script_args in (
         ("parse_cost.py", ["--runs", args.parse_runs, "--parses", args.parse_parses]),
         ("growth.py", []),
+        ("fleet.py", []),
         ("orchestration.py", ["--seconds", args.seconds]),
         ("noop.py", []),
         ("airflow_failures.py", ["--seconds", args.seconds]),

@@ -182,6 +182,14 @@ GIT_REF = Grammar(
     "main",
     GIT_REF_MAX,
 )
+# An Airflow connection id as airflow/utils/helpers.py KEY_REGEX ``^[\w.-]+$`` takes it, ASCII only, and
+# starting with a letter or digit (AIRFLOW_CONN_<ID> environment variables want no leading '-' or '.').
+CONN_ID = Grammar(
+    r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    "an Airflow connection id like kubernetes_default (letters, digits, '_', '-', '.')",
+    "kubernetes_default",
+    250,
+)
 HTTPS_URL = Grammar(
     rf"https?://{HOST}(?:/[A-Za-z0-9._%-]*)*",
     "an https:// URL like https://api.openshift.com (http:// only for 127.0.0.1/localhost)",

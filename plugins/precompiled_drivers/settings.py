@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
 
+from precompiled_drivers import fleet as fleet_config
 from precompiled_drivers import grammar as g
 from precompiled_drivers import validation as v
 
@@ -67,6 +68,8 @@ class Settings:
     notify_email: str = ""
     notify_from: str = ""
     smtp_conn_id: str = "smtp_default"
+    # The fleet: a JSON list of clusters (fleet.py); "" = one cluster, on kubernetes_conn_id.
+    clusters: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -118,7 +121,12 @@ class Settings:
         if self.notify_from:
             v.email_address(self.notify_from, name("notify_from"))
         v.k8s_name(self.smtp_conn_id.replace("_", "-"), name("smtp_conn_id"))
+        self.fleet()
         return self
+
+    def fleet(self) -> tuple[fleet_config.Cluster, ...]:
+        """The clusters this installation covers, wave by wave (one, ``default``, unless CLUSTERS is set)."""
+        return fleet_config.parse_fleet(self.clusters, self.kubernetes_conn_id)
 
     def notify_recipients(self) -> list[str]:
         """The notification addresses, each checked ([] = notifications off)."""

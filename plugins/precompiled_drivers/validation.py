@@ -18,6 +18,7 @@ __all__ = [
     "ValidationError",
     "arch",
     "boolean",
+    "conn_id",
     "cuda_version",
     "digest",
     "dns_label",
@@ -174,6 +175,11 @@ def k8s_name(value: object, field: str) -> str:
 def dns_label(value: object, field: str) -> str:
     """A DNS-1123 label (namespace names), at most 63 chars."""
     return _matching(value, field, g.DNS_LABEL)
+
+
+def conn_id(value: object, field: str) -> str:
+    """An Airflow connection id (letters, digits, ``_``, ``-``, ``.``), at most 250 chars."""
+    return _matching(value, field, g.CONN_ID)
 
 
 def kernel(value: object, field: str) -> str:

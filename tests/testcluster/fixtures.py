@@ -1,4 +1,5 @@
-"""pytest fixtures: ``test_cluster`` (a fresh cluster per test) and ``registry`` (a real OCI registry)."""
+"""pytest fixtures: ``test_cluster`` (a fresh cluster per test), ``test_clusters`` (three of them, a
+fleet's separate API servers) and ``registry`` (a real OCI registry)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,23 @@ def test_cluster(tmp_path: Path) -> Iterator[TestCluster]:
         yield cluster
     finally:
         cluster.stop()
+
+
+FLEET_NAMES = ("dev", "prod-a", "prod-b")
+
+
+@pytest.fixture
+def test_clusters(tmp_path: Path) -> Iterator[dict[str, TestCluster]]:
+    """Three started TestClusters, ``dev``, ``prod-a`` and ``prod-b``: separate API servers (own port,
+    store, token, kubeconfig), as a fleet's clusters are; stopped afterwards."""
+    clusters: dict[str, TestCluster] = {}
+    try:
+        for name in FLEET_NAMES:
+            clusters[name] = TestCluster(workdir=tmp_path / f"testcluster-{name}").start()
+        yield clusters
+    finally:
+        for cluster in clusters.values():
+            cluster.stop()
 
 
 @pytest.fixture

@@ -14,9 +14,20 @@ CPU_NODES = (("worker-0", "5.14.0-427.50.1.el9_4.x86_64", "rhcos", "4.18"),)
 
 def seed_demo(cluster: TestCluster, openshift_version: str = "4.18.12") -> None:
     """Nodes, ``gpu-cluster-policy`` (compiled drivers, as after a default install), ClusterVersion."""
-    for name, kernel, os_id, os_version in DEMO_NODES:
+    seed_member(cluster, openshift_version, DEMO_NODES, CPU_NODES)
+
+
+def seed_member(
+    cluster: TestCluster,
+    openshift_version: str,
+    gpu_nodes: tuple[tuple[str, str, str, str], ...],
+    cpu_nodes: tuple[tuple[str, str, str, str], ...] = (),
+) -> None:
+    """One cluster of a fleet: its GPU and CPU nodes ``(name, kernel, os_id, os_version)``, the
+    ClusterPolicy and the ClusterVersion of ``openshift_version`` (channel ``stable-<minor>``)."""
+    for name, kernel, os_id, os_version in gpu_nodes:
         cluster.store.add_node(name, kernel, os_id, os_version, gpu=True)
-    for name, kernel, os_id, os_version in CPU_NODES:
+    for name, kernel, os_id, os_version in cpu_nodes:
         cluster.store.add_node(name, kernel, os_id, os_version, gpu=False)
     cluster.store.put(
         "ClusterPolicy",

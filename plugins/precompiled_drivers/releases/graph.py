@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from precompiled_drivers import grammar as g
 from precompiled_drivers import ocp_version
@@ -35,6 +36,8 @@ class Release:
     arch: str
     channel: str = ""
     payload: str = ""
+    # The fleet's clusters that follow a channel listing this release (empty: no fleet configured).
+    clusters: tuple[str, ...] = ()
 
     @property
     def digest(self) -> str:
@@ -42,9 +45,15 @@ class Release:
         _, sep, digest = self.payload.rpartition("@")
         return digest if sep and g.DIGEST.matches(digest) else ""
 
-    def to_dict(self) -> dict[str, str]:
-        """JSON-ready form (the trigger event payload): version, arch, channel, payload, digest."""
-        return {**asdict(self), "digest": self.digest}
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (the trigger event payload): version, arch, channel, payload, digest, and
+        ``clusters`` when a fleet is configured (a single-cluster payload is as it always was)."""
+        data: dict[str, Any] = {**asdict(self), "digest": self.digest}
+        if self.clusters:
+            data["clusters"] = list(self.clusters)
+        else:
+            del data["clusters"]
+        return data
 
     @classmethod
     def from_dict(cls, data: object) -> Release:
@@ -57,7 +66,10 @@ class Release:
         channel, payload = data.get("channel") or "", data.get("payload") or ""
         if not isinstance(channel, str) or not isinstance(payload, str):
             raise ValueError(f"release 'channel' and 'payload' must be strings, got {data!r}")
-        return cls(version=version, arch=arch, channel=channel, payload=payload)
+        clusters = data.get("clusters") or []
+        if not isinstance(clusters, list) or not all(isinstance(c, str) for c in clusters):
+            raise ValueError(f"release 'clusters' must be a list of cluster names, got {data!r}")
+        return cls(version=version, arch=arch, channel=channel, payload=payload, clusters=tuple(clusters))
 
 
 @dataclass(frozen=True)

@@ -4,19 +4,21 @@ cron fallback's poll and the look-ahead. Safe at parse time: no network, no Vari
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from airflow.sdk import Asset, AssetOrTimeSchedule, AssetWatcher, CronTriggerTimetable
 
-from precompiled_drivers import ocp_version
+from precompiled_drivers import fleet, ocp_version
 from precompiled_drivers.releases import variables
 from precompiled_drivers.releases.client import GraphClient
 from precompiled_drivers.releases.graph import GraphError, Release, upgrade_targets
 from precompiled_drivers.releases.seen import SeenReleases, poll_new_releases
 from precompiled_drivers.releases.trigger import NewReleaseTrigger
 from precompiled_drivers.releases.variables import ASSET_NAME, STATE_KEY, WATCHER_NAME, DiscoverySettings
+from precompiled_drivers.settings import installation
 
 log = logging.getLogger(__name__)
 
@@ -55,18 +57,23 @@ def poll_from_task(
     *,
     state_key: str = STATE_KEY,
     client: GraphClient | None = None,
+    clusters: Sequence[fleet.Cluster] | None = None,
 ) -> tuple[list[Release], list[GraphError]]:
     """Do the trigger's poll from a task (cron fallback runs); returns new releases and graph errors.
 
     ``store`` is the task's accessor for the releases asset, ``context["asset_state_store"][asset]``
     (declare the asset as the task's inlet). It shares the trigger's state, so a release reported by one
     is not reported again by the other. The state is saved before returning: the caller is the consumer.
+    It polls the fleet's channels as the trigger does (``clusters``: the installation's fleet by default).
     """
     settings = settings or variables.load_settings()
+    channels, followers = fleet.poll_plan(
+        installation().fleet() if clusters is None else clusters, settings.channels
+    )
     state = SeenReleases.from_json(store.get(state_key))
     client = client or settings.client()
     new, errors = poll_new_releases(
-        client, settings.channels, settings.arches, state, first_sight=settings.first_sight
+        client, channels, settings.arches, state, first_sight=settings.first_sight, followers=followers
     )
     store.set(state_key, state.to_json())
     return new, errors
@@ -90,7 +97,8 @@ def targets_from_events(events: Mapping[Any, Sequence[object]]) -> list[Release]
     """Turn ``context["triggering_asset_events"]`` into release targets (deduplicated, sorted).
 
     Events without a release payload (e.g. an asset event posted by hand with no extra) are skipped with
-    a warning. Two events for the same version/arch keep the first (channels differ, images do not).
+    a warning. Two events for the same version/arch keep the first (channels differ, images do not), with
+    the clusters both name.
     """
     found: dict[tuple[str, str], Release] = {}
     for key in events:
@@ -99,7 +107,10 @@ def targets_from_events(events: Mapping[Any, Sequence[object]]) -> list[Release]
             if rel is None:
                 log.warning("asset event %r carries no release payload; ignored", event)
                 continue
-            found.setdefault((rel.version, rel.arch), rel)
+            first = found.setdefault((rel.version, rel.arch), rel)
+            if rel.clusters and first is not rel:
+                merged = tuple(sorted({*first.clusters, *rel.clusters}))
+                found[(rel.version, rel.arch)] = dataclasses.replace(first, clusters=merged)
     # A version outside the grammar sorts last; run_config then refuses it naming the event.
     return sorted(
         found.values(),
@@ -109,6 +120,12 @@ def targets_from_events(events: Mapping[Any, Sequence[object]]) -> list[Release]
             r.arch,
         ),
     )
+
+
+def event_clusters(releases: Sequence[Release]) -> dict[tuple[str, str], tuple[str, ...]]:
+    """(version, arch) -> the clusters an event named, for ``fleet_plan.fleet_releases`` (events that name
+    none, as a single-cluster installation's, are left out: they are for every cluster)."""
+    return {(r.version, r.arch): r.clusters for r in releases if r.clusters}
 
 
 def lookahead_releases(

@@ -5,7 +5,8 @@ Pure but for the client it is given: the state is plain JSON, kept by the caller
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -87,14 +88,18 @@ def poll_new_releases(
     state: SeenReleases,
     *,
     first_sight: str,
+    followers: Mapping[str, Sequence[str]] | None = None,
 ) -> tuple[list[Release], list[GraphError]]:
     """One poll of every channel/arch: the releases to report (``state`` is updated) and the graph errors.
 
-    A channel/arch whose graph fails is skipped and its state left alone, so it is simply retried by the
-    next poll; the others still count.
+    Each channel's graph is fetched once per arch. A channel/arch whose graph fails is skipped and its
+    state left alone, so it is simply retried by the next poll; the others still count. With
+    ``followers`` (channel -> the fleet's clusters following it), each new release names the clusters of
+    every channel that lists it in this poll: one event per release, for all of them.
     """
     new: list[Release] = []
     errors: list[GraphError] = []
+    listed_in: dict[tuple[str, str], set[str]] = {}
     for channel in channels:
         for arch in arches:
             try:
@@ -103,5 +108,13 @@ def poll_new_releases(
                 errors.append(exc)
                 continue
             found = channel_releases(graph, channel)
+            for release in found:
+                listed_in.setdefault((release.version, arch), set()).add(channel)
             new.extend(state.observe(channel, arch, found, first_sight=first_sight))
-    return new, errors
+    if followers is None:
+        return new, errors
+    named = []
+    for release in new:
+        clusters = {c for ch in listed_in[(release.version, release.arch)] for c in followers.get(ch, ())}
+        named.append(dataclasses.replace(release, clusters=tuple(sorted(clusters))))
+    return named, errors

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
+from precompiled_drivers import fleet
 from precompiled_drivers.releases.client import GraphClient
 from precompiled_drivers.releases.graph import Release
 from precompiled_drivers.releases.seen import SeenReleases, poll_new_releases
@@ -40,6 +41,7 @@ from precompiled_drivers.releases.variables import (
     load_settings,
     settings_from_values,
 )
+from precompiled_drivers.settings import installation
 
 # plugins/ is on the triggerer's sys.path, so this imports there as it does in the DAG.
 CLASSPATH = "precompiled_drivers.releases.trigger.NewReleaseTrigger"
@@ -71,6 +73,7 @@ class NewReleaseTrigger(BaseEventTrigger):
         timeout: float = 30.0,
         retries: int = 3,
         backoff: float = 2.0,
+        clusters: list[dict[str, Any]] | None = None,
     ) -> None:
         super().__init__()
         self.graph_url = graph_url
@@ -85,16 +88,24 @@ class NewReleaseTrigger(BaseEventTrigger):
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
+        # The fleet (fleet.Cluster dicts); None: the installation's, read from PRECOMPILED_DRIVERS_* in the
+        # triggerer's environment at every poll, as the Variables are.
+        self.clusters = [dict(c) for c in clusters] if clusters is not None else None
         # Hooks for tests: how to wait, and where state lives when no asset state store is injected.
         self._sleep = asyncio.sleep
         self._memory_state: Any = None
         self._unsaved: dict[str, Any] | None = None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        """Classpath importable in the triggerer (``plugins/`` is on its ``sys.path``) and plain kwargs."""
+        """Classpath importable in the triggerer (``plugins/`` is on its ``sys.path``) and plain kwargs.
+
+        ``clusters`` only when pinned, so an installation without a pinned fleet keeps its trigger identity.
+        """
+        pinned = {} if self.clusters is None else {"clusters": self.clusters}
         return (
             CLASSPATH,
             {
+                **pinned,
                 "graph_url": self.graph_url,
                 "channels": self.channels,
                 "arches": self.arches,
@@ -117,15 +128,16 @@ class NewReleaseTrigger(BaseEventTrigger):
             try:
                 settings = await self._settings()
                 interval = settings.poll_interval
+                channels, followers = fleet.poll_plan(self._fleet(), settings.channels)
             except Exception as exc:
                 self.log.error("release discovery settings are invalid, retrying later: %s", exc)
                 settings = None
             if settings is not None:
                 state = await self._load_state()
-                new = None if state is None else await self._poll(settings, state)
+                new = None if state is None else await self._poll(settings, state, channels, followers)
                 if state is not None and new is not None:
                     for release in new:
-                        self.log.info("new OpenShift release %s (%s) in %s", *_describe(release))
+                        self.log.info("new OpenShift release %s (%s) in %s%s", *_describe(release))
                         yield TriggerEvent(release.to_dict())
                     if new and self.commit_delay > 0:
                         await self._sleep(self.commit_delay)
@@ -157,7 +169,19 @@ class NewReleaseTrigger(BaseEventTrigger):
         merged.update({k: v for k, v in explicit.items() if v is not None})
         return settings_from_values(merged)
 
-    async def _poll(self, settings: DiscoverySettings, state: SeenReleases) -> list[Release] | None:
+    def _fleet(self) -> tuple[fleet.Cluster, ...]:
+        """The pinned fleet, else the installation's (ValidationError names the bad entry)."""
+        if self.clusters is None:
+            return installation().fleet()
+        return fleet.parse_fleet(json.dumps(self.clusters), installation().kubernetes_conn_id)
+
+    async def _poll(
+        self,
+        settings: DiscoverySettings,
+        state: SeenReleases,
+        channels: Sequence[str],
+        followers: Mapping[str, Sequence[str]] | None,
+    ) -> list[Release] | None:
         """New releases (``state`` updated), or None when the poll broke off and ``state`` must be dropped."""
         client = GraphClient(
             settings.graph_url,
@@ -171,10 +195,11 @@ class NewReleaseTrigger(BaseEventTrigger):
             new, errors = await asyncio.to_thread(
                 poll_new_releases,
                 client,
-                settings.channels,
+                channels,
                 settings.arches,
                 state,
                 first_sight=settings.first_sight,
+                followers=followers,
             )
         except Exception:
             self.log.exception("unexpected error while polling the update graph; will retry")
@@ -235,8 +260,9 @@ class NewReleaseTrigger(BaseEventTrigger):
             self._unsaved = doc
 
 
-def _describe(release: Release) -> tuple[str, str, str]:
-    return release.version, release.arch, release.channel or "?"
+def _describe(release: Release) -> tuple[str, str, str, str]:
+    clusters = f" for {', '.join(release.clusters)}" if release.clusters else ""
+    return release.version, release.arch, release.channel or "?", clusters
 
 
 def _as_json(value: list[str] | None) -> str | None:
