@@ -1,4 +1,4 @@
-"""What the inspect_cluster step saw: GPU nodes, the installed GPU Operator, the ClusterPolicy.
+"""What the inspect_cluster step saw: GPU nodes, the installed GPU Operator, the ClusterPolicy, NVIDIADrivers.
 
 Pure parsing of the step's XCom; no Kubernetes calls here.
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from precompiled_drivers import validation as v
@@ -32,6 +32,8 @@ class GpuNode:
     kernel: str
     os_id: str
     os_version_id: str
+    # Every label of the node: NVIDIADriver node selectors match on any of them.
+    labels: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,8 @@ class ClusterState:
     operator_version: str
     policy: dict[str, Any] | None
     cluster_version: str
+    nvidia_drivers: tuple[dict[str, Any], ...] = ()  # NVIDIADriver CRs (nvidia.com/v1alpha1), by name
+    gpu_clusters: tuple[str, ...] = ()  # names of GPUCluster CRs (the v26.7 DRA stack)
 
     @property
     def kernels(self) -> tuple[str, ...]:
@@ -70,6 +74,7 @@ def parse_nodes(items: list[Any]) -> tuple[GpuNode, ...]:
                 kernel=v.kernel(labels[KERNEL_LABEL], f"node {item['name']} {KERNEL_LABEL}"),
                 os_id=labels[OS_ID_LABEL],
                 os_version_id=labels[OS_VERSION_LABEL],
+                labels=dict(labels),
             )
         )
     return tuple(sorted(nodes, key=lambda n: n.name))
@@ -111,4 +116,18 @@ def parse_cluster(xcom: Mapping[str, Any], operator_override: str = "") -> Clust
         operator_version=operator_version,
         policy=xcom.get("policy") or None,
         cluster_version=v.ocp_version(cluster_version, "cluster_version") if cluster_version else "",
+        nvidia_drivers=_items(xcom.get("nvidia_drivers"), "nvidia_drivers"),
+        gpu_clusters=tuple(i["metadata"]["name"] for i in _items(xcom.get("gpu_clusters"), "gpu_clusters")),
     )
+
+
+def _items(listing: Any, what: str) -> tuple[dict[str, Any], ...]:
+    """The items of a ``kubectl get -o json`` List (None: the CRD is not installed), sorted by name."""
+    if listing is None:
+        return ()
+    items = listing.get("items") if isinstance(listing, Mapping) else None
+    if not isinstance(items, list) or not all(
+        isinstance(i, Mapping) and (i.get("metadata") or {}).get("name") for i in items
+    ):
+        raise ClusterError(f"inspect_cluster returned {what} that is not a Kubernetes list: {listing!r:.200}")
+    return tuple(sorted((dict(i) for i in items), key=lambda i: i["metadata"]["name"]))

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from precompiled_drivers import cluster_policy, naming, os_tag
+from precompiled_drivers import cluster_policy, naming, nvidia_driver, os_tag
 from precompiled_drivers.cluster import ClusterState, GpuNode
 
 
@@ -166,6 +166,25 @@ def wanted_images(cluster: ClusterState, repository: str, image: str, version: s
     )
 
 
+def nvidia_driver_refusal(cluster: ClusterState, repository: str, image: str, version: str) -> str:
+    """Why nothing is patched in NVIDIADriver mode, with each NVIDIADriver's pools as the operator runs."""
+    try:
+        lines = nvidia_driver.describe_plans(nvidia_driver.plan_drivers(cluster), repository, image, version)
+        unowned = nvidia_driver.unowned_nodes(cluster)
+    except nvidia_driver.DriverConflict as exc:
+        lines, unowned = [str(exc)], ()
+    if unowned:
+        lines.append(f"GPU node(s) {', '.join(unowned)}: no NVIDIADriver selects them, so they get no driver")
+    return (
+        f"not patching the ClusterPolicy: {nvidia_driver.describe_mode(cluster)}; "
+        "its spec.driver is not read.\n"
+        + "\n".join(f"  - {line}" for line in lines)
+        + "\nThis pipeline does not roll out NVIDIADriver resources yet: the images are published, "
+        "point your NVIDIADriver resources at them (repository, image, version); "
+        "nothing on the cluster was changed."
+    )
+
+
 def plan_rollout(
     cluster: ClusterState,
     *,
@@ -180,6 +199,8 @@ def plan_rollout(
     OS tags, or already there. Raises ``RolloutBlocked`` naming every refusal, or every uncovered
     (kernel, OS tag) pair.
     """
+    if nvidia_driver.driver_mode(cluster) == nvidia_driver.NVIDIA_DRIVER:
+        raise RolloutBlocked(nvidia_driver_refusal(cluster, repository, image, version))
     if cluster.policy is None:
         raise RolloutBlocked(
             "no ClusterPolicy was found: install the GPU Operator and create its ClusterPolicy first"

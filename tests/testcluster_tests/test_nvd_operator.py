@@ -6,6 +6,8 @@ import pytest
 from helpers import custom_api, wait_for
 from kubernetes.client.exceptions import ApiException
 
+from precompiled_drivers import nvidia_driver as nvd
+from precompiled_drivers.cluster import parse_cluster
 from testcluster import TestCluster
 from testcluster.nvd_operator import OWNER_LABEL, Pool, app_name, image_path, os_tag, sanitized_kernel
 from testcluster.registry import Registry
@@ -277,3 +279,42 @@ def test_precompiled_with_digest_fails_reconcile(test_cluster: TestCluster, regi
     assert reason == "ReconcileFailed"
     assert message.endswith("specifying image digest is not supported when precompiled is enabled")
     assert not test_cluster.store.list_objects("DaemonSet", NS)
+
+
+def test_product_plan_predicts_the_daemonsets(test_cluster: TestCluster, registry: Registry) -> None:
+    """The product's plan and the stand-in are written independently; both follow upstream."""
+    store = test_cluster.store
+    store.add_node("gpu-a1", K_A, "rhcos", "4.18", extra_labels={POOL_LABEL: "a"})
+    store.add_node("gpu-b1", K_B, "rhel", "9.6", extra_labels={POOL_LABEL: "b"})
+    store.add_node("gpu-b2", K_A, "rhcos", "4.18", extra_labels={POOL_LABEL: "b"})
+    store.put("GPUCluster", {"metadata": {"name": "gpu-cluster"}, "spec": {}})
+    for name, pool in (("pool-a", "a"), ("pool-b", "b")):
+        store.create(by_kind("NVIDIADriver"), None, _driver(name, pool, registry))
+    test_cluster.enable_operator("v26.7.0", registry=registry.host)
+    wait_for(lambda: len(store.list_objects("DaemonSet", "nvidia-gpu-operator")) == 3)
+    xcom = {
+        "nodes": [
+            {"name": n["metadata"]["name"], "labels": n["metadata"]["labels"]}
+            for n in store.list_objects("Node")
+        ],
+        "operator": store.get_object("Deployment", "gpu-operator", "nvidia-gpu-operator"),
+        "policy": None,
+        "cluster_version": "",
+        "nvidia_drivers": {"items": store.list_objects("NVIDIADriver")},
+        "gpu_clusters": {"items": store.list_objects("GPUCluster")},
+    }
+    cluster = parse_cluster(xcom)
+    assert nvd.driver_mode(cluster) == nvd.NVIDIA_DRIVER
+    predicted = {(p.daemonset, p.image, p.nodes) for d in nvd.plan_drivers(cluster) for p in d.pools}
+    actual = set()
+    for ds in store.list_objects("DaemonSet", "nvidia-gpu-operator"):
+        pods = store.list_objects("Pod", "nvidia-gpu-operator")
+        nodes = tuple(
+            sorted(
+                p["spec"]["nodeName"]
+                for p in pods
+                if p["metadata"]["labels"]["app"] == ds["metadata"]["name"]
+            )
+        )
+        actual.add((ds["metadata"]["name"], ds["spec"]["template"]["spec"]["containers"][0]["image"], nodes))
+    assert predicted == actual
