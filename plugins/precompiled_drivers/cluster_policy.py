@@ -201,3 +201,37 @@ def describe_patch(ops: list[dict[str, Any]]) -> str:
         else "guard: none (spec.driver was absent; JSON patch cannot test for absence)"
     )
     return "\n".join(lines)
+
+
+def upgrade_policy_note(policy: Mapping[str, Any]) -> str:
+    """How fast GPU nodes switch to a new driver: ``spec.driver.upgradePolicy`` as the operator reads it.
+
+    Defaults are the CRD's (nvidia.com_clusterpolicies.yaml): autoUpgrade false, maxParallelUpgrades 1
+    (0 = no limit), maxUnavailable 25%, drain off, drain and pod deletion timeouts 300 s. The driver
+    DaemonSet is OnDelete (assets/state-driver/0500_daemonset.yaml) and without autoUpgrade the upgrade
+    controller does nothing (controllers/upgrade_controller.go reconcileClusterPolicyDriverUpgrades).
+    """
+    upgrade = driver_spec(policy).get("upgradePolicy") or {}
+    if upgrade.get("autoUpgrade") is not True:
+        return (
+            "spec.driver.upgradePolicy.autoUpgrade is off: the GPU Operator restarts no driver pod; a driver "
+            "DaemonSet whose image changes (OnDelete) keeps its running pods until each is deleted by hand "
+            "or its node reboots, and verification waits for that"
+        )
+    parallel = upgrade.get("maxParallelUpgrades", 1)
+    drain = upgrade.get("drain") or {}
+    pod_deletion = upgrade.get("podDeletion") or {}
+    if drain.get("enable") is True:
+        drained = (
+            f"nodes are drained first (timeout {drain.get('timeoutSeconds', 300)} s"
+            + (", force" if drain.get("force") is True else "")
+            + ")"
+        )
+    else:
+        drained = "nodes are not drained (GPU pods are deleted, timeout "
+        drained += f"{pod_deletion.get('timeoutSeconds', 300)} s)"
+    return (
+        "spec.driver.upgradePolicy: autoUpgrade on, "
+        + (f"{parallel} node(s) at a time" if parallel else "every node at once (maxParallelUpgrades 0)")
+        + f", at most {upgrade.get('maxUnavailable', '25%')} unavailable; {drained}"
+    )

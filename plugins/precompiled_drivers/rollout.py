@@ -41,6 +41,7 @@ class RolloutPlan:
     patch: list[dict[str, Any]]
     rollback: list[dict[str, Any]]
     summary: str
+    upgrade_note: str = ""  # spec.driver.upgradePolicy in effect: how fast nodes switch
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form for XCom."""
@@ -244,4 +245,5 @@ def plan_rollout(
         patch=patch,
         rollback=cluster_policy.rollback_patch(previous, applied),
         summary=cluster_policy.describe_patch(patch),
+        upgrade_note=cluster_policy.upgrade_policy_note(cluster.policy),
     )
