@@ -232,6 +232,7 @@ class GpuOperator:
     async def _reconcile(self) -> None:
         policies = self.store.list(POLICY)[0]
         if not policies:
+            self._collect_policy_dependents()
             await self._reconcile_drivers()
             return
         policy = policies[0]
@@ -292,6 +293,17 @@ class GpuOperator:
         self._collect(now)
         self._report(policy, want)
         self.drivers.report()
+
+    def _collect_policy_dependents(self) -> None:
+        # The ClusterPolicy is gone: garbage collection deletes what it owned (object_controls.go sets it as
+        # controller of every operand object), here its driver DaemonSets and their pods.
+        now = time.monotonic()
+        for ds in self.store.list(DAEMONSETS, self.namespace)[0]:
+            if (ds["metadata"].get("labels") or {}).get("app") == APP:
+                self._doom(DAEMONSETS, ds["metadata"]["name"], now)
+        for pod in self.store.list(PODS, self.namespace)[0]:
+            if (pod["metadata"].get("labels") or {}).get("app") == APP:
+                self._doom(PODS, pod["metadata"]["name"], now)
 
     async def _reconcile_drivers(self) -> None:
         # The NVIDIADriver controller alone (no ClusterPolicy: the GPUCluster stack, or CRs before a policy).

@@ -318,3 +318,21 @@ def test_product_plan_predicts_the_daemonsets(test_cluster: TestCluster, registr
         )
         actual.add((ds["metadata"]["name"], ds["spec"]["template"]["spec"]["containers"][0]["image"], nodes))
     assert predicted == actual
+
+
+def test_deleting_the_clusterpolicy_collects_its_driver_daemonsets(
+    test_cluster: TestCluster, registry: Registry
+) -> None:
+    store = test_cluster.store
+    store.add_node("gpu-a1", K_A, "rhcos", "4.18")
+    store.put(
+        "ClusterPolicy",
+        {
+            "metadata": {"name": "gpu-cluster-policy"},
+            "spec": {"driver": {"repository": "nvcr.io/nvidia", "image": "driver", "version": "550.90.07"}},
+        },
+    )
+    test_cluster.enable_operator("v26.7.0", registry=registry.host)
+    wait_for(lambda: store.list_objects("Pod", NS))
+    store.delete(by_kind("ClusterPolicy"), None, "gpu-cluster-policy")
+    wait_for(lambda: not store.list_objects("DaemonSet", NS) and not store.list_objects("Pod", NS))
