@@ -73,8 +73,8 @@ def check_driver_values(*, repository: str, image: str, version: str) -> None:
             raise PolicyError(f"{field}: {value!r} is not valid; expected {grammar.expected}")
 
 
-def _guard(value: Mapping[str, Any]) -> dict[str, Any]:
-    return {"op": "test", "path": DRIVER_PATH, "value": copy.deepcopy(dict(value))}
+def _guard(value: Mapping[str, Any], path: str = DRIVER_PATH) -> dict[str, Any]:
+    return {"op": "test", "path": path, "value": copy.deepcopy(dict(value))}
 
 
 def enable_patch(
@@ -130,19 +130,20 @@ def disable_patch(current_driver: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def rollback_patch(
-    previous_driver: Mapping[str, Any] | None, applied_driver: Mapping[str, Any]
+    previous_driver: Mapping[str, Any] | None, applied_driver: Mapping[str, Any], path: str = DRIVER_PATH
 ) -> list[dict[str, Any]]:
     """JSON patch that undoes our enable patch.
 
     ``applied_driver`` is ``spec.driver`` as our patch left it: the test op makes the rollback fail rather
     than clobber an edit someone made after us. With the previous section known, it is put back whole (every
-    field, in its original order); when it is unknown (None), fall back to ``disable_patch``.
+    field, in its original order); when it is unknown (None), fall back to ``disable_patch``. ``path`` is
+    where the section lives (``/spec`` for an NVIDIADriver, whose whole spec is the driver).
     """
     if previous_driver is None:
         return disable_patch(applied_driver)
     return [
-        _guard(applied_driver),
-        {"op": "replace", "path": DRIVER_PATH, "value": copy.deepcopy(dict(previous_driver))},
+        _guard(applied_driver, path),
+        {"op": "replace", "path": path, "value": copy.deepcopy(dict(previous_driver))},
     ]
 
 

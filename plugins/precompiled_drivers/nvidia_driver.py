@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from precompiled_drivers import naming
+from precompiled_drivers import cluster_policy, naming
 from precompiled_drivers.cluster import GPU_LABEL, KERNEL_LABEL, ClusterState, GpuNode
 
 CLUSTER_POLICY = "ClusterPolicy"
@@ -267,7 +267,7 @@ def unowned_nodes(cluster: ClusterState) -> tuple[str, ...]:
 def stage_order(plans: Sequence[DriverPlan], canary: str = "") -> tuple[DriverPlan, ...]:
     """Roll-out order: the canary CR first (named, or the one with the fewest GPU nodes; ties by name),
     then the rest by name. CRs owning no node are left out. Raises ValueError for an unknown canary."""
-    serving = [p for p in plans if p.nodes]
+    serving = [p for p in plans if p.nodes or p.skipped]
     if canary:
         first = next((p for p in serving if p.name == canary), None)
         if first is None:
@@ -279,7 +279,7 @@ def stage_order(plans: Sequence[DriverPlan], canary: str = "") -> tuple[DriverPl
     else:
         if not serving:
             return ()
-        first = min(serving, key=lambda p: (len(p.nodes), p.name))
+        first = min(serving, key=lambda p: (len(p.nodes) + len(p.skipped), p.name))
     return (first, *sorted((p for p in serving if p is not first), key=lambda p: p.name))
 
 
@@ -313,3 +313,160 @@ def describe_plans(plans: Sequence[DriverPlan], repository: str, image: str, ver
                 )
             lines.append(line)
     return lines
+
+
+# --------------------------------------------------------------------------- the per-CR rollout (planning)
+
+SPEC_PATH = "/spec"
+_DRIVER_FIELDS = ("repository", "image", "version")
+# What a recreated NVIDIADriver carries over from the original: the API server assigns the rest (uid,
+# resourceVersion, generation, creationTimestamp, managedFields) and the operator writes status.
+_KEPT_METADATA = ("name", "labels", "annotations")
+
+
+class StageRefused(ValueError):
+    """A stage cannot be rolled out as asked; the message names the NVIDIADriver, the reason and the fix."""
+
+
+@dataclass(frozen=True)
+class PoolTarget:
+    """What verification must see on one pool after its stage: Ready driver pods on this image's digest."""
+
+    os_tag: str
+    kernel: str
+    nodes: tuple[str, ...]
+    image: str
+    digest: str
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One NVIDIADriver's rollout: a guarded patch (precompiled CR) or a replacement (compiled CR)."""
+
+    driver: str
+    action: str  # "patch" or "replace"
+    nodes: tuple[str, ...]
+    targets: tuple[PoolTarget, ...]
+    patch: list[dict[str, Any]]  # "patch": the guarded JSON patch of /spec; "replace": []
+    undo: list[dict[str, Any]]  # "patch": restores /spec exactly, guarded by the applied spec
+    replacement: dict[str, Any]  # "replace": the new NVIDIADriver (every other field kept); else {}
+    original: dict[str, Any]  # "replace": the original, as recreated on undo; else {}
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form for XCom."""
+        return asdict(self)
+
+
+def _kept(cr: Mapping[str, Any], spec: Mapping[str, Any]) -> dict[str, Any]:
+    meta = cr.get("metadata") or {}
+    return {
+        "apiVersion": "nvidia.com/v1alpha1",
+        "kind": "NVIDIADriver",
+        "metadata": {k: meta[k] for k in _KEPT_METADATA if k in meta},
+        "spec": dict(spec),
+    }
+
+
+def driver_patch(cr: Mapping[str, Any], *, repository: str, image: str, version: str) -> list[dict[str, Any]]:
+    """Guarded JSON patch of a precompiled NVIDIADriver: ``test`` the whole /spec as read, then set
+    repository, image and version (``add`` where absent), as ``cluster_policy.enable_patch`` does."""
+    spec = dict(cr.get("spec") or {})
+    wanted = {"repository": repository, "image": image, "version": version}
+    ops: list[dict[str, Any]] = [{"op": "test", "path": SPEC_PATH, "value": spec}]
+    for field in _DRIVER_FIELDS:
+        op = "replace" if field in spec else "add"
+        ops.append({"op": op, "path": f"{SPEC_PATH}/{field}", "value": wanted[field]})
+    return ops
+
+
+def replacement(cr: Mapping[str, Any], *, repository: str, image: str, version: str) -> dict[str, Any]:
+    """The NVIDIADriver that replaces a compiled one: every field kept, precompiled with this run's image."""
+    spec = dict(cr.get("spec") or {})
+    if any((spec.get(k) or {}).get("enabled") is True for k in ("gds", "gdrcopy")):
+        raise StageRefused(
+            f"NVIDIADriver {cr['metadata']['name']}: spec.gds or spec.gdrcopy is enabled, which the operator "
+            "refuses with precompiled drivers; disable them on that NVIDIADriver or keep it compiled"
+        )
+    spec.update(usePrecompiled=True, repository=repository, image=image, version=version)
+    return _kept(cr, spec)
+
+
+def original(cr: Mapping[str, Any]) -> dict[str, Any]:
+    """The NVIDIADriver the undo of a replacement recreates: spec, name, labels, annotations as read."""
+    return _kept(cr, cr.get("spec") or {})
+
+
+def _targets(
+    plan: DriverPlan,
+    nodes: Sequence[GpuNode],
+    operator_version: str,
+    repository: str,
+    image: str,
+    version: str,
+) -> list[tuple[str, str, tuple[str, ...], str]]:
+    # After the stage the CR is precompiled: its nodes pool by OS tag and kernel whatever they were before.
+    groups: dict[tuple[str, str], list[str]] = {}
+    for node in nodes:
+        if node.name in plan.nodes or node.name in plan.skipped:
+            tag = naming.os_tag(node.os_id, node.os_version_id, operator_version)
+            groups.setdefault((tag, node.labels.get(KERNEL_LABEL, node.kernel)), []).append(node.name)
+    return [
+        (tag, kernel, tuple(sorted(names)), naming.operator_image(repository, image, version, kernel, tag))
+        for (tag, kernel), names in sorted(groups.items())
+    ]
+
+
+def plan_stages(
+    cluster: ClusterState,
+    *,
+    repository: str,
+    image: str,
+    version: str,
+    available: Mapping[str, str],
+    allow_driver_restart: bool = False,
+    canary: str = "",
+) -> tuple[Stage, ...]:
+    """Every NVIDIADriver that owns GPU nodes, as one stage each, canary first (``stage_order``).
+
+    Refuses (StageRefused, every problem listed) a compiled NVIDIADriver unless ``allow_driver_restart``
+    (usePrecompiled is immutable: switching means delete + create, which restarts its driver pods), and
+    any pool whose image is not in ``available`` (image -> digest): the coverage gate, per pool.
+    """
+    by_name = {d["metadata"]["name"]: d for d in cluster.nvidia_drivers}
+    stages, problems = [], []
+    for plan in stage_order(plan_drivers(cluster), canary):
+        cr = by_name[plan.name]
+        targets = _targets(plan, cluster.nodes, cluster.operator_version, repository, image, version)
+        missing = [f"{ref} (nodes {', '.join(n)})" for _, _, n, ref in targets if not available.get(ref)]
+        if missing:
+            problems.append(f"NVIDIADriver {plan.name}: no published image {'; '.join(missing)}")
+        if not plan.precompiled and not allow_driver_restart:
+            problems.append(
+                f"NVIDIADriver {plan.name} has usePrecompiled: false, which the CRD makes immutable: "
+                "switching it means deleting and recreating it, which restarts the driver on "
+                f"{', '.join(sorted({*plan.nodes, *plan.skipped}))}. "
+                "Allow that in the form (allow_driver_restart), or create a precompiled NVIDIADriver for "
+                "those nodes yourself"
+            )
+        if problems:
+            continue
+        pools = tuple(
+            PoolTarget(tag, kernel, names, ref, available[ref]) for tag, kernel, names, ref in targets
+        )
+        nodes = tuple(sorted({*plan.nodes, *plan.skipped}))
+        if plan.precompiled:
+            patch = driver_patch(cr, repository=repository, image=image, version=version)
+            applied = dict(cr.get("spec") or {})
+            applied.update(repository=repository, image=image, version=version)
+            undo = cluster_policy.rollback_patch(dict(cr.get("spec") or {}), applied, SPEC_PATH)
+            stages.append(Stage(plan.name, "patch", nodes, pools, patch, undo, {}, {}))
+        else:
+            new = replacement(cr, repository=repository, image=image, version=version)
+            stages.append(Stage(plan.name, "replace", nodes, pools, [], [], new, original(cr)))
+    if problems:
+        raise StageRefused(
+            "not rolling out the NVIDIADriver resources:\n"
+            + "\n".join(f"  - {p}" for p in problems)
+            + "\nNothing on the cluster was changed."
+        )
+    return tuple(stages)

@@ -173,3 +173,108 @@ def test_rollout_refuses_nvidiadriver_mode_with_the_per_pool_plan() -> None:
             version="570.2",
             available={},
         )
+
+
+# --------------------------------------------------------------------------- staged per-CR rollout planning
+
+REPO = "quay.io/acme"
+
+
+def published(*kernel_tags: tuple[str, str], version: str = "570.2") -> dict[str, str]:
+    return {
+        f"{REPO}/driver:{version}-{k}-{t}": "sha256:" + str(i) * 64 for i, (k, t) in enumerate(kernel_tags, 1)
+    }
+
+
+ALL_IMAGES = published((K418, "rhcos4.18"), (K419, "rhel9"))
+
+
+def test_precompiled_stages_patch_with_a_guard_and_undo_exactly() -> None:
+    from precompiled_drivers.cluster_policy import PolicyError, apply_patch
+
+    pool_a = cr("pool-a", "a", labels_kept="x")
+    cluster = state(pool_a, cr("pool-b", "b"))
+    stages = nvd.plan_stages(cluster, repository=REPO, image="driver", version="570.2", available=ALL_IMAGES)
+    assert [(s.driver, s.action) for s in stages] == [
+        ("pool-a", "patch"),
+        ("pool-b", "patch"),
+    ]  # canary: smallest
+    first = stages[0]
+    assert first.nodes == ("a1", "a2")
+    assert [(t.os_tag, t.image) for t in first.targets] == [
+        ("rhcos4.18", f"{REPO}/driver:570.2-{K418}-rhcos4.18")
+    ]
+    assert first.targets[0].digest == ALL_IMAGES[first.targets[0].image]
+    assert first.patch[0] == {"op": "test", "path": "/spec", "value": pool_a["spec"]}
+    patched = apply_patch(pool_a, first.patch)
+    assert patched["spec"] == {**pool_a["spec"], "version": "570.2"}
+    assert apply_patch(patched, first.undo) == pool_a  # exact undo
+    with pytest.raises(PolicyError, match="guard failed"):  # someone changed the CR after the read
+        apply_patch({**pool_a, "spec": {**pool_a["spec"], "version": "999"}}, first.patch)
+    with pytest.raises(PolicyError, match="guard failed"):  # ...or after our patch: the undo refuses
+        apply_patch({**patched, "spec": {**patched["spec"], "image": "other"}}, first.undo)
+    # Pool b spans two OS releases: one target per pool, each with its own tag.
+    assert [t.os_tag for t in stages[1].targets] == ["rhcos4.18", "rhel9"]
+    named = nvd.plan_stages(
+        cluster, repository=REPO, image="driver", version="570.2", available=ALL_IMAGES, canary="pool-b"
+    )
+    assert [s.driver for s in named] == ["pool-b", "pool-a"]
+
+
+def test_compiled_stage_needs_permission_and_replaces_keeping_every_field() -> None:
+    compiled = cr("pool-b", "b", precompiled=False, kernelModuleType="open", manager={"env": [{"name": "X"}]})
+    compiled["metadata"].update(labels={"team": "ml"}, resourceVersion="42", generation=3)
+    compiled["status"] = {"state": "ready"}
+    plain = ClusterState(NODES, "v26.7.0", None, "", (cr("pool-a", "a"), compiled), ("g",))
+    with pytest.raises(nvd.StageRefused) as err:
+        nvd.plan_stages(plain, repository=REPO, image="driver", version="570.2", available=ALL_IMAGES)
+    assert "NVIDIADriver pool-b has usePrecompiled: false" in str(err.value)
+    assert "allow_driver_restart" in str(err.value) and "Nothing on the cluster was changed" in str(err.value)
+    stages = nvd.plan_stages(
+        plain,
+        repository=REPO,
+        image="driver",
+        version="570.2",
+        available=ALL_IMAGES,
+        allow_driver_restart=True,
+    )
+    replace = next(s for s in stages if s.driver == "pool-b")
+    assert replace.action == "replace" and replace.patch == [] and replace.undo == []
+    assert replace.replacement["spec"] == {
+        **compiled["spec"],
+        "usePrecompiled": True,
+        "repository": REPO,
+        "image": "driver",
+        "version": "570.2",
+    }
+    assert replace.replacement["metadata"] == {"name": "pool-b", "labels": {"team": "ml"}}
+    assert replace.original == {
+        "apiVersion": "nvidia.com/v1alpha1",
+        "kind": "NVIDIADriver",
+        "metadata": {"name": "pool-b", "labels": {"team": "ml"}},
+        "spec": compiled["spec"],
+    }
+    # After the replacement the pool is precompiled: one target per OS tag and kernel.
+    assert [(t.os_tag, t.kernel, t.nodes) for t in replace.targets] == [
+        ("rhcos4.18", K418, ("b2",)),
+        ("rhel9", K419, ("b1", "b3")),
+    ]
+
+
+def test_stage_refused_without_every_pool_image() -> None:
+    only_418 = published((K418, "rhcos4.18"))
+    with pytest.raises(nvd.StageRefused) as err:
+        nvd.plan_stages(
+            state(cr("pool-a", "a"), cr("pool-b", "b")),
+            repository=REPO,
+            image="driver",
+            version="570.2",
+            available=only_418,
+        )
+    assert f"NVIDIADriver pool-b: no published image {REPO}/driver:570.2-{K419}-rhel9 (nodes b1, b3)" in str(
+        err.value
+    )
+    assert "pool-a" not in str(err.value)
+    gds = cr("pool-b", "b", precompiled=False, gds={"enabled": True})
+    with pytest.raises(nvd.StageRefused, match=r"spec\.gds or spec\.gdrcopy"):
+        nvd.replacement(gds, repository=REPO, image="driver", version="570.2")
