@@ -470,3 +470,50 @@ def plan_stages(
             + "\nNothing on the cluster was changed."
         )
     return tuple(stages)
+
+
+def describe_stages(stages: Sequence[Stage]) -> list[str]:
+    """Per stage, in order: what changes, what verification must see, the undo (``stage_commands``: JSON)."""
+    lines = []
+    for number, stage in enumerate(stages, 1):
+        role = "canary" if number == 1 else f"stage {number}"
+        wait = "; ".join(f"{', '.join(t.nodes)} Ready on {t.image}@{t.digest}" for t in stage.targets)
+        if stage.action == "patch":
+            before = stage.patch[0]["value"]
+            changes = ", ".join(
+                f"{op['path'].rsplit('/', 1)[1]} {before.get(op['path'].rsplit('/', 1)[1], '<unset>')} -> "
+                f"{op['value']}"
+                for op in stage.patch[1:]
+                if before.get(op["path"].rsplit("/", 1)[1]) != op["value"]
+            )
+            lines.append(
+                f"{role}: patch NVIDIADriver {stage.driver} ({changes or 'no change'}; guarded by a test of "
+                f"its spec as read), wait for {wait}; undo: restore its spec exactly"
+            )
+        else:
+            lines.append(
+                f"{role}: replace NVIDIADriver {stage.driver} by a precompiled one keeping every other field "
+                f"(its driver pods restart), wait for {wait}; undo: delete it and recreate the original"
+            )
+    return lines
+
+
+def stage_commands(stages: Sequence[Stage]) -> list[str]:
+    """The exact changes and undos of each stage as kubectl would apply them (JSON, for logs)."""
+    import json
+
+    def compact(value: Any) -> str:
+        return json.dumps(value, separators=(",", ":"))
+
+    lines = []
+    for stage in stages:
+        if stage.action == "patch":
+            lines.append(f"kubectl patch nvidiadriver {stage.driver} --type=json -p '{compact(stage.patch)}'")
+            lines.append(
+                f"  undo: kubectl patch nvidiadriver {stage.driver} --type=json -p '{compact(stage.undo)}'"
+            )
+        else:
+            recreate = f"kubectl delete nvidiadriver {stage.driver}; kubectl create -f - <<<"
+            lines.append(f"{recreate} '{compact(stage.replacement)}'")
+            lines.append(f"  undo: {recreate} '{compact(stage.original)}'")
+    return lines

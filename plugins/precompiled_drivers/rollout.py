@@ -167,16 +167,30 @@ def wanted_images(cluster: ClusterState, repository: str, image: str, version: s
     )
 
 
-def nvidia_driver_refusal(cluster: ClusterState, repository: str, image: str, version: str) -> str:
-    """Why nothing is patched in NVIDIADriver mode, with each NVIDIADriver's pools as the operator runs."""
+def nvidia_driver_refusal(
+    cluster: ClusterState, repository: str, image: str, version: str, available: Mapping[str, str]
+) -> str:
+    """Why nothing is patched in NVIDIADriver mode: each NVIDIADriver's pools as the operator runs them,
+    and the staged rollout to do by hand (canary = smallest pool), or why it cannot be done yet."""
+    commands: list[str] = []
     try:
         lines = nvidia_driver.describe_plans(nvidia_driver.plan_drivers(cluster), repository, image, version)
         unowned = nvidia_driver.unowned_nodes(cluster)
+        stages = nvidia_driver.plan_stages(
+            cluster, repository=repository, image=image, version=version, available=available
+        )
     except nvidia_driver.DriverConflict as exc:
         lines, unowned = [str(exc)], ()
+    except nvidia_driver.StageRefused as exc:  # its lines between the heading and the closing line
+        lines += [line.strip(" -") for line in str(exc).splitlines()[1:-1]]
+    except ValueError as exc:  # a driver version the operator cannot use in a precompiled tag
+        lines.append(str(exc))
+    else:
+        lines += [f"by hand, {line}" for line in nvidia_driver.describe_stages(stages)]
+        commands = nvidia_driver.stage_commands(stages)
     if unowned:
         lines.append(f"GPU node(s) {', '.join(unowned)}: no NVIDIADriver selects them, so they get no driver")
-    return (
+    text = (
         f"not patching the ClusterPolicy: {nvidia_driver.describe_mode(cluster)}; "
         "its spec.driver is not read.\n"
         + "\n".join(f"  - {line}" for line in lines)
@@ -184,6 +198,9 @@ def nvidia_driver_refusal(cluster: ClusterState, repository: str, image: str, ve
         "point your NVIDIADriver resources at them (repository, image, version); "
         "nothing on the cluster was changed."
     )
+    if commands:  # last: the report keeps the beginning of a long reason, the task log all of it
+        text += "\nThe stages as commands (guarded patches, exact undos):\n" + "\n".join(commands)
+    return text
 
 
 def plan_rollout(
@@ -201,7 +218,7 @@ def plan_rollout(
     (kernel, OS tag) pair.
     """
     if nvidia_driver.driver_mode(cluster) == nvidia_driver.NVIDIA_DRIVER:
-        raise RolloutBlocked(nvidia_driver_refusal(cluster, repository, image, version))
+        raise RolloutBlocked(nvidia_driver_refusal(cluster, repository, image, version, available))
     if cluster.policy is None:
         raise RolloutBlocked(
             "no ClusterPolicy was found: install the GPU Operator and create its ClusterPolicy first"

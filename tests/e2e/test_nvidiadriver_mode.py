@@ -79,4 +79,7 @@ def test_gpucluster_is_detected_planned_per_pool_and_nothing_is_patched(world, r
         f"this run's driver: {world.repository}/driver:570.158.01-5.14.0-570.12.1.el9_6.x86_64-rhel9"
         in report
     )
+    # The staged rollout to do by hand: the smallest pool (b, one node) is the canary.
+    assert "by hand, canary: patch NVIDIADriver pool-b (version 550.90.07 -> 570.158.01" in report
+    assert "by hand, stage 2: patch NVIDIADriver pool-a (version 550.90.07 -> 570.158.01" in report
     assert {d["metadata"]["name"]: d["spec"] for d in store.list_objects("NVIDIADriver")} == specs

@@ -278,3 +278,23 @@ def test_stage_refused_without_every_pool_image() -> None:
     gds = cr("pool-b", "b", precompiled=False, gds={"enabled": True})
     with pytest.raises(nvd.StageRefused, match=r"spec\.gds or spec\.gdrcopy"):
         nvd.replacement(gds, repository=REPO, image="driver", version="570.2")
+
+
+def test_the_refusal_shows_the_staged_rollout_to_do_by_hand() -> None:
+    from precompiled_drivers.rollout import RolloutBlocked, plan_rollout
+
+    cluster = state(cr("pool-a", "a"), cr("pool-b", "b"), gpu_clusters=("g",))
+    with pytest.raises(RolloutBlocked) as err:
+        plan_rollout(cluster, repository=REPO, image="driver", version="570.2", available=ALL_IMAGES)
+    text = str(err.value)
+    assert "by hand, canary: patch NVIDIADriver pool-a (version 570.1 -> 570.2; guarded by a test" in text
+    assert "by hand, stage 2: patch NVIDIADriver pool-b" in text
+    assert "wait for a1, a2 Ready on " + f"{REPO}/driver:570.2-{K418}-rhcos4.18@sha256:" in text
+    commands = text.split("The stages as commands (guarded patches, exact undos):\n", 1)[1].splitlines()
+    assert commands[0].startswith('kubectl patch nvidiadriver pool-a --type=json -p \'[{"op":"test"')
+    assert commands[1].startswith("  undo: kubectl patch nvidiadriver pool-a --type=json")
+    compiled = state(cr("pool-a", "a"), cr("pool-b", "b", precompiled=False), gpu_clusters=("g",))
+    with pytest.raises(RolloutBlocked) as err:
+        plan_rollout(compiled, repository=REPO, image="driver", version="570.2", available=ALL_IMAGES)
+    assert "  - NVIDIADriver pool-b has usePrecompiled: false" in str(err.value)
+    assert "by hand" not in str(err.value)
