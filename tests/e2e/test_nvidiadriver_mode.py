@@ -83,3 +83,36 @@ def test_gpucluster_is_detected_planned_per_pool_and_nothing_is_patched(world, r
     assert "by hand, canary: patch NVIDIADriver pool-b (version 550.90.07 -> 570.158.01" in report
     assert "by hand, stage 2: patch NVIDIADriver pool-a (version 550.90.07 -> 570.158.01" in report
     assert {d["metadata"]["name"]: d["spec"] for d in store.list_objects("NVIDIADriver")} == specs
+
+
+def test_demo_scenario_nvidiadriver(tmp_path) -> None:
+    """``make demo SCENARIO=nvidiadriver`` as a user runs it: the plan per pool and the staged rollout."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{root / 'tests'}:{root / 'plugins'}",
+        "DEMO_HOME": str(tmp_path / "d"),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "harness.demo", "--scenario", "nvidiadriver"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    out = done.stdout
+    assert done.returncode == 0, out[-4000:] + done.stderr[-4000:]
+    report = out.split("=== Report (from the report task) ===", 1)[1]
+    assert "NVIDIADriver mode (spec.driver.useNvidiaDriverCRD is true in the ClusterPolicy)" in report
+    assert (
+        "NVIDIADriver gpu-driver-rhel (precompiled), pool rhel9 kernel 5.14.0-570.12.1.el9_6.x86_64" in report
+    )
+    assert "by hand, canary: patch NVIDIADriver gpu-driver-rhel" in report  # one node: the smallest pool
+    assert "by hand, stage 2: patch NVIDIADriver gpu-driver-rhcos" in report
+    assert "images published, the staged rollout is listed above (not applied yet)" in out
