@@ -113,7 +113,9 @@ def _matches(node: GpuNode, selector: Mapping[str, str]) -> bool:
 def node_owners(drivers: Sequence[Mapping[str, Any]], nodes: Iterable[GpuNode]) -> dict[str, str]:
     """GPU node -> the NVIDIADriver that owns it (AssignOwners); nodes no CR selects are left out.
 
-    Raises DriverConflict with the operator's own message where it refuses to reconcile.
+    Raises DriverConflict with the operator's own message where it refuses to reconcile. inspect_cluster
+    lists GPU nodes only: the operator's validator also refuses selectors that overlap on other nodes,
+    which this cannot see (the CRs' status then says ConflictingNodeSelector).
     """
     defaults = sorted(d["metadata"]["name"] for d in drivers if (d.get("spec") or {}).get("default") is True)
     if len(defaults) > 1:
