@@ -17,9 +17,11 @@ $(STAMP): requirements.lock
 	$(VENV)/bin/uv pip sync -q --python $(VENV)/bin/python requirements.lock
 	@touch $@
 
-## demo: run the real DAG end to end on the local test cluster and print a report (V=1: with Airflow's logs)
+## demo: run the real DAG end to end on the local test cluster and print a report (V=1: with Airflow's logs;
+## SCENARIO=nvidiadriver: drivers from NVIDIADriver resources, one per node pool)
 demo: $(STAMP) tools
-	PYTHONPATH=tests:plugins $(VENV)/bin/python -m harness.demo $(if $(V),--verbose)
+	PYTHONPATH=tests:plugins $(VENV)/bin/python -m harness.demo $(if $(V),--verbose) \
+	  $(if $(SCENARIO),--scenario $(SCENARIO))
 
 ## demo-ui: airflow standalone wired to the local test cluster (Ctrl-C stops everything)
 demo-ui: $(STAMP) tools

@@ -1,4 +1,4 @@
-"""What the inspect_cluster step saw: GPU nodes, the installed GPU Operator, the ClusterPolicy.
+"""What the inspect_cluster step saw: GPU nodes, the installed GPU Operator, the ClusterPolicy, NVIDIADrivers.
 
 Pure parsing of the step's XCom; no Kubernetes calls here. The raw XCom is parsed and validated once per run,
 by plan_releases, which hands the later planning steps the ``ClusterState`` (``to_dict``/``from_dict``).
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from precompiled_drivers import validation as v
@@ -33,6 +33,8 @@ class GpuNode:
     kernel: str
     os_id: str
     os_version_id: str
+    # Every label of the node: NVIDIADriver node selectors match on any of them.
+    labels: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,8 @@ class ClusterState:
     operator_version: str
     policy: dict[str, Any] | None
     cluster_version: str
+    nvidia_drivers: tuple[dict[str, Any], ...] = ()  # NVIDIADriver CRs (nvidia.com/v1alpha1), by name
+    gpu_clusters: tuple[str, ...] = ()  # names of GPUCluster CRs (the v26.7 DRA stack)
 
     @property
     def kernels(self) -> tuple[str, ...]:
@@ -56,7 +60,14 @@ class ClusterState:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ClusterState:
         """The state ``to_dict`` wrote, rebuilt without reading or validating the cluster again."""
-        return cls(**{**data, "nodes": tuple(GpuNode(**node) for node in data["nodes"])})
+        return cls(
+            **{
+                **data,
+                "nodes": tuple(GpuNode(**node) for node in data["nodes"]),
+                "nvidia_drivers": tuple(data.get("nvidia_drivers") or ()),
+                "gpu_clusters": tuple(data.get("gpu_clusters") or ()),
+            }
+        )
 
 
 def parse_nodes(items: list[Any]) -> tuple[GpuNode, ...]:
@@ -80,6 +91,7 @@ def parse_nodes(items: list[Any]) -> tuple[GpuNode, ...]:
                 kernel=v.kernel(labels[KERNEL_LABEL], f"node {item['name']} {KERNEL_LABEL}"),
                 os_id=labels[OS_ID_LABEL],
                 os_version_id=labels[OS_VERSION_LABEL],
+                labels=dict(labels),
             )
         )
     return tuple(sorted(nodes, key=lambda n: n.name))
@@ -121,4 +133,18 @@ def parse_cluster(xcom: Mapping[str, Any], operator_override: str = "") -> Clust
         operator_version=operator_version,
         policy=xcom.get("policy") or None,
         cluster_version=v.ocp_version(cluster_version, "cluster_version") if cluster_version else "",
+        nvidia_drivers=_items(xcom.get("nvidia_drivers"), "nvidia_drivers"),
+        gpu_clusters=tuple(i["metadata"]["name"] for i in _items(xcom.get("gpu_clusters"), "gpu_clusters")),
     )
+
+
+def _items(listing: Any, what: str) -> tuple[dict[str, Any], ...]:
+    """The items of a ``kubectl get -o json`` List (None: the CRD is not installed), sorted by name."""
+    if listing is None:
+        return ()
+    items = listing.get("items") if isinstance(listing, Mapping) else None
+    if not isinstance(items, list) or not all(
+        isinstance(i, Mapping) and (i.get("metadata") or {}).get("name") for i in items
+    ):
+        raise ClusterError(f"inspect_cluster returned {what} that is not a Kubernetes list: {listing!r:.200}")
+    return tuple(sorted((dict(i) for i in items), key=lambda i: i["metadata"]["name"]))

@@ -73,8 +73,8 @@ def check_driver_values(*, repository: str, image: str, version: str) -> None:
             raise PolicyError(f"{field}: {value!r} is not valid; expected {grammar.expected}")
 
 
-def _guard(value: Mapping[str, Any]) -> dict[str, Any]:
-    return {"op": "test", "path": DRIVER_PATH, "value": copy.deepcopy(dict(value))}
+def _guard(value: Mapping[str, Any], path: str = DRIVER_PATH) -> dict[str, Any]:
+    return {"op": "test", "path": path, "value": copy.deepcopy(dict(value))}
 
 
 def enable_patch(
@@ -130,19 +130,20 @@ def disable_patch(current_driver: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def rollback_patch(
-    previous_driver: Mapping[str, Any] | None, applied_driver: Mapping[str, Any]
+    previous_driver: Mapping[str, Any] | None, applied_driver: Mapping[str, Any], path: str = DRIVER_PATH
 ) -> list[dict[str, Any]]:
     """JSON patch that undoes our enable patch.
 
     ``applied_driver`` is ``spec.driver`` as our patch left it: the test op makes the rollback fail rather
     than clobber an edit someone made after us. With the previous section known, it is put back whole (every
-    field, in its original order); when it is unknown (None), fall back to ``disable_patch``.
+    field, in its original order); when it is unknown (None), fall back to ``disable_patch``. ``path`` is
+    where the section lives (``/spec`` for an NVIDIADriver, whose whole spec is the driver).
     """
     if previous_driver is None:
         return disable_patch(applied_driver)
     return [
-        _guard(applied_driver),
-        {"op": "replace", "path": DRIVER_PATH, "value": copy.deepcopy(dict(previous_driver))},
+        _guard(applied_driver, path),
+        {"op": "replace", "path": path, "value": copy.deepcopy(dict(previous_driver))},
     ]
 
 
@@ -201,3 +202,37 @@ def describe_patch(ops: list[dict[str, Any]]) -> str:
         else "guard: none (spec.driver was absent; JSON patch cannot test for absence)"
     )
     return "\n".join(lines)
+
+
+def upgrade_policy_note(policy: Mapping[str, Any]) -> str:
+    """How fast GPU nodes switch to a new driver: ``spec.driver.upgradePolicy`` as the operator reads it.
+
+    Defaults are the CRD's (nvidia.com_clusterpolicies.yaml): autoUpgrade false, maxParallelUpgrades 1
+    (0 = no limit), maxUnavailable 25%, drain off, drain and pod deletion timeouts 300 s. The driver
+    DaemonSet is OnDelete (assets/state-driver/0500_daemonset.yaml) and without autoUpgrade the upgrade
+    controller does nothing (controllers/upgrade_controller.go reconcileClusterPolicyDriverUpgrades).
+    """
+    upgrade = driver_spec(policy).get("upgradePolicy") or {}
+    if upgrade.get("autoUpgrade") is not True:
+        return (
+            "spec.driver.upgradePolicy.autoUpgrade is off: the GPU Operator restarts no driver pod; a driver "
+            "DaemonSet whose image changes (OnDelete) keeps its running pods until each is deleted by hand "
+            "or its node reboots, and verification waits for that"
+        )
+    parallel = upgrade.get("maxParallelUpgrades", 1)
+    drain = upgrade.get("drain") or {}
+    pod_deletion = upgrade.get("podDeletion") or {}
+    if drain.get("enable") is True:
+        drained = (
+            f"nodes are drained first (timeout {drain.get('timeoutSeconds', 300)} s"
+            + (", force" if drain.get("force") is True else "")
+            + ")"
+        )
+    else:
+        drained = "nodes are not drained (GPU pods are deleted, timeout "
+        drained += f"{pod_deletion.get('timeoutSeconds', 300)} s)"
+    return (
+        "spec.driver.upgradePolicy: autoUpgrade on, "
+        + (f"{parallel} node(s) at a time" if parallel else "every node at once (maxParallelUpgrades 0)")
+        + f", at most {upgrade.get('maxUnavailable', '25%')} unavailable; {drained}"
+    )

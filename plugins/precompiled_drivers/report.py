@@ -230,6 +230,8 @@ def render_report(
         out += ["", rollback]
     if plan.get("os_tag_note"):
         out += ["", plan["os_tag_note"] + "."]
+    if plan.get("upgrade_note"):
+        out += ["", plan["upgrade_note"] + "."]
     rows = kernel_rows(results)
     if rows:
         header = ("kernel", "OS tag in use", "OS tags published", "digest", "driver pods Ready")

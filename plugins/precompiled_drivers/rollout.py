@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from precompiled_drivers import cluster_policy, naming, os_tag
+from precompiled_drivers import cluster_policy, naming, nvidia_driver, os_tag
 from precompiled_drivers.cluster import ClusterState, GpuNode
 
 
@@ -41,6 +41,7 @@ class RolloutPlan:
     patch: list[dict[str, Any]]
     rollback: list[dict[str, Any]]
     summary: str
+    upgrade_note: str = ""  # spec.driver.upgradePolicy in effect: how fast nodes switch
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form for XCom."""
@@ -167,6 +168,42 @@ def wanted_images(cluster: ClusterState, repository: str, image: str, version: s
     )
 
 
+def nvidia_driver_refusal(
+    cluster: ClusterState, repository: str, image: str, version: str, available: Mapping[str, str]
+) -> str:
+    """Why nothing is patched in NVIDIADriver mode: each NVIDIADriver's pools as the operator runs them,
+    and the staged rollout to do by hand (canary = smallest pool), or why it cannot be done yet."""
+    commands: list[str] = []
+    try:
+        lines = nvidia_driver.describe_plans(nvidia_driver.plan_drivers(cluster), repository, image, version)
+        unowned = nvidia_driver.unowned_nodes(cluster)
+        stages = nvidia_driver.plan_stages(
+            cluster, repository=repository, image=image, version=version, available=available
+        )
+    except nvidia_driver.DriverConflict as exc:
+        lines, unowned = [str(exc)], ()
+    except nvidia_driver.StageRefused as exc:  # its lines between the heading and the closing line
+        lines += [line.strip(" -") for line in str(exc).splitlines()[1:-1]]
+    except ValueError as exc:  # a driver version the operator cannot use in a precompiled tag
+        lines.append(str(exc))
+    else:
+        lines += [f"by hand, {line}" for line in nvidia_driver.describe_stages(stages)]
+        commands = nvidia_driver.stage_commands(stages)
+    if unowned:
+        lines.append(f"GPU node(s) {', '.join(unowned)}: no NVIDIADriver selects them, so they get no driver")
+    text = (
+        f"not patching the ClusterPolicy: {nvidia_driver.describe_mode(cluster)}; "
+        "its spec.driver is not read.\n"
+        + "\n".join(f"  - {line}" for line in lines)
+        + "\nThis pipeline does not roll out NVIDIADriver resources yet: the images are published, "
+        "point your NVIDIADriver resources at them (repository, image, version); "
+        "nothing on the cluster was changed."
+    )
+    if commands:  # last: the report keeps the beginning of a long reason, the task log all of it
+        text += "\nThe stages as commands (guarded patches, exact undos):\n" + "\n".join(commands)
+    return text
+
+
 def plan_rollout(
     cluster: ClusterState,
     *,
@@ -181,6 +218,8 @@ def plan_rollout(
     OS tags, or already there. Raises ``RolloutBlocked`` naming every refusal, or every uncovered
     (kernel, OS tag) pair.
     """
+    if nvidia_driver.driver_mode(cluster) == nvidia_driver.NVIDIA_DRIVER:
+        raise RolloutBlocked(nvidia_driver_refusal(cluster, repository, image, version, available))
     if cluster.policy is None:
         raise RolloutBlocked(
             "no ClusterPolicy was found: install the GPU Operator and create its ClusterPolicy first"
@@ -224,4 +263,5 @@ def plan_rollout(
         patch=patch,
         rollback=cluster_policy.rollback_patch(previous, applied),
         summary=cluster_policy.describe_patch(patch),
+        upgrade_note=cluster_policy.upgrade_policy_note(cluster.policy),
     )

@@ -231,6 +231,7 @@ def plan_rollout(
         # The same inputs give the same refusal: fail at once instead of retrying it.
         raise AirflowFailException(str(exc)) from exc
     log.info("%s", planned.os_tag_note)
+    log.info("%s", planned.upgrade_note)
     log.info("ClusterPolicy patch:\n%s", planned.summary)
     return {
         "plan": planned.to_dict(),

@@ -43,6 +43,8 @@ EXPECTED: dict[str, tuple[str, set[Grant]]] = {
         "precompiled-drivers-inspect-cluster",
         grants(CLUSTER, "", "nodes", "list")
         | grants(CLUSTER, "nvidia.com", "clusterpolicies", "get")
+        | grants(CLUSTER, "nvidia.com", "nvidiadrivers", "list")
+        | grants(CLUSTER, "nvidia.com", "gpuclusters", "list")
         | grants(CLUSTER, "config.openshift.io", "clusterversions", "get")
         | grants(OPERATOR_NS, "apps", "deployments", "get"),
     ),

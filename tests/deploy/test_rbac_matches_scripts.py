@@ -44,6 +44,9 @@ KINDS: dict[str, tuple[str, str, bool]] = {
     "deployments": ("apps", "deployments", True),
     "clusterpolicy": ("nvidia.com", "clusterpolicies", False),
     "clusterpolicies": ("nvidia.com", "clusterpolicies", False),
+    "nvidiadriver": ("nvidia.com", "nvidiadrivers", False),
+    "nvidiadrivers": ("nvidia.com", "nvidiadrivers", False),
+    "gpuclusters": ("nvidia.com", "gpuclusters", False),
     "clusterversion": ("config.openshift.io", "clusterversions", False),
     "clusterversions": ("config.openshift.io", "clusterversions", False),
     "configmap": ("", "configmaps", True),
@@ -135,7 +138,7 @@ def grants_of_call(words: list[str], file_object: tuple[str, str] | None = None)
                 namespace = NAMESPACE_VARS.get(rest[i + 1], rest[i + 1])
             i += 2
             continue
-        if word.startswith("-"):
+        if word.startswith("-") or re.match(r"\d*>", word):  # a flag, or a redirection (2>"$file")
             i += 1
             continue
         if kind is None:

@@ -399,3 +399,32 @@ def test_crd_schema_drops_kubernetes_extensions(crd: dict[str, Any]) -> None:
     assert '"x-kubernetes-' in json.dumps(crd)  # the raw CRD has them, so the stripping is exercised
     with pytest.raises(cp.PolicyError, match="no version 'v2'"):
         crd_schema(crd, "v2")
+
+
+def test_upgrade_policy_note_says_how_fast_nodes_switch() -> None:
+    from precompiled_drivers.cluster_policy import upgrade_policy_note
+
+    def with_upgrade(upgrade: dict | None) -> dict:
+        driver = {"enabled": True} if upgrade is None else {"enabled": True, "upgradePolicy": upgrade}
+        return {"spec": {"driver": driver}}
+
+    assert "autoUpgrade is off" in upgrade_policy_note(with_upgrade(None))  # CRD default: false
+    assert "deleted by hand or its node reboots" in upgrade_policy_note(with_upgrade({"autoUpgrade": False}))
+    # NVIDIA's precompiled sample (gpu-driver-container clusterpolicy.json): autoUpgrade, drain enabled.
+    note = upgrade_policy_note(
+        with_upgrade(
+            {
+                "autoUpgrade": True,
+                "maxParallelUpgrades": 1,
+                "maxUnavailable": "25%",
+                "drain": {"enable": True, "force": True, "timeoutSeconds": 300},
+            }
+        )
+    )
+    assert note == (
+        "spec.driver.upgradePolicy: autoUpgrade on, 1 node(s) at a time, at most 25% unavailable; "
+        "nodes are drained first (timeout 300 s, force)"
+    )
+    note = upgrade_policy_note(with_upgrade({"autoUpgrade": True, "maxParallelUpgrades": 0}))
+    assert "every node at once (maxParallelUpgrades 0)" in note
+    assert "not drained (GPU pods are deleted, timeout 300 s)" in note

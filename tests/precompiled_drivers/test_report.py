@@ -57,6 +57,7 @@ def results() -> dict[str, Any]:
                     kernel(K419, IMG419, D2, "nvidia-driver-daemonset-5.14.0-570.12.1.el9.6-rhel9.6"),
                 ],
                 "summary": "spec.driver.usePrecompiled: <unset> -> true",
+                "upgrade_note": "spec.driver.upgradePolicy: autoUpgrade on, 1 node(s) at a time",
             }
         },
         "patch_cluster_policy": {"patched": True, "patched_at": "2025-01-31T12:00:00Z"},
@@ -114,6 +115,12 @@ def test_patch_section() -> None:
     assert "ClusterPolicy patch (NOT applied: refused, nothing changed):" in refused
     assert "ClusterPolicy patch (NOT applied: the step did not run):" in render_report(
         results() | {"patch_cluster_policy": None}, {"patch_cluster_policy": "upstream_failed"}
+    )
+
+
+def test_upgrade_policy_in_effect_is_reported() -> None:
+    assert "\nspec.driver.upgradePolicy: autoUpgrade on, 1 node(s) at a time.\n" in render_report(
+        results(), {}
     )
 
 

@@ -156,6 +156,7 @@ def test_plan_when_every_kernel_is_covered() -> None:
     ]
     assert plan.os_tags == {"rhcos4.18": ("gpu-1",), "rhel9": ("gpu-3",)}
     assert "ONE OS tag" in plan.os_tag_note
+    assert plan.upgrade_note.startswith("spec.driver.upgradePolicy")
     assert plan.previous_driver == PREVIOUS_DRIVER
     assert pol == policy()  # planning never mutates what inspect_cluster read
 

@@ -579,6 +579,15 @@ case "$*" in
   "get clusterpolicy "*)
     [[ -n "${FAKE_POLICY:-}" ]] || { echo 'error: the server does not have the resource' >&2; exit 1; }
     printf '%s\\n' "$FAKE_POLICY" ;;
+  "get nvidiadrivers -o json")
+    [[ -n "${FAKE_NVD:-}" ]] || {
+      echo "error: the server doesn't have a resource type \"nvidiadrivers\"" >&2; exit 1; }
+    [[ "$FAKE_NVD" != forbidden ]] || { echo 'Error from server (Forbidden): nvidiadrivers' >&2; exit 1; }
+    printf '%s\n' "$FAKE_NVD" ;;
+  "get gpuclusters -o json")
+    [[ -n "${FAKE_GC:-}" ]] || {
+      echo "error: the server doesn't have a resource type \"gpuclusters\"" >&2; exit 1; }
+    printf '%s\n' "$FAKE_GC" ;;
   *"{.status.desired.version}"*)
     if [[ -n "${FAKE_VERSION:-}" ]]; then printf '%s' "$FAKE_VERSION"; else echo 'NotFound' >&2; exit 1; fi ;;
   *"{.spec.channel}"*)
@@ -638,9 +647,35 @@ def test_inspect_cluster_without_operator_policy_or_version(tmp_path: Path, bin_
         "policy": None,
         "cluster_version": "",
         "cluster_channel": "",
+        "nvidia_drivers": None,
+        "gpu_clusters": None,
     }
     assert "operator_version" in proc.stderr
     assert "the rollout cannot" in proc.stderr
+
+
+def test_inspect_cluster_nvidiadriver_mode(tmp_path: Path, bin_dir: Path) -> None:
+    fake(bin_dir, "kubectl", FAKE_KUBECTL)
+    driver = {
+        "metadata": {"name": "pool-a", "uid": "u1"},
+        "spec": {"usePrecompiled": True, "nodeSelector": {}},
+    }
+    env = cluster_env(
+        FAKE_NODES=nodes_output("gpu-1"),
+        FAKE_OPERATOR=json.dumps(OPERATOR),
+        FAKE_NVD=json.dumps({"kind": "NVIDIADriverList", "items": [driver]}, indent=2),
+        FAKE_GC=json.dumps({"kind": "GPUClusterList", "items": [{"metadata": {"name": "gpu-cluster"}}]}),
+    )
+    proc, result = run("inspect_cluster.sh", tmp_path, env)
+    assert proc.returncode == 0, proc.stderr
+    state = parse_cluster(result)
+    assert state.nvidia_drivers == (driver,)
+    assert state.gpu_clusters == ("gpu-cluster",)
+    assert state.policy is None
+    # Another error than an absent CRD is not "no NVIDIADriver": the step fails and says why.
+    proc, result = run("inspect_cluster.sh", tmp_path, {**env, "FAKE_NVD": "forbidden"})
+    assert proc.returncode != 0
+    assert "Forbidden" in proc.stderr
 
 
 def test_inspect_cluster_fails_when_nodes_cannot_be_listed(tmp_path: Path, bin_dir: Path) -> None:

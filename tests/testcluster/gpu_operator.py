@@ -17,6 +17,7 @@ import requests
 
 from testcluster import gpu_naming
 from testcluster.errors import ApiError
+from testcluster.nvd_operator import DRIVERS, GPU_CLUSTERS, NvidiaDriverMode
 from testcluster.registry import MANIFEST_ACCEPT
 from testcluster.resources import ResourceType, by_kind
 from testcluster.store import Store, now_rfc3339, random_suffix
@@ -71,6 +72,8 @@ class GpuOperator:
         self._task: asyncio.Task | None = None
         self._doomed: dict[tuple[ResourceType, str], float] = {}  # (kind, name) -> delete at
         self._seen: dict[str, float] = {}  # pod uid -> first seen (monotonic)
+        # NVIDIADriver mode (nvd_operator.py): the operator runs both controllers side by side.
+        self.drivers = NvidiaDriverMode(self)
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -110,7 +113,8 @@ class GpuOperator:
     def _on_change(self, etype: str, res: ResourceType, obj: dict, old: dict | None) -> None:
         spec_changed = old is None or obj.get("spec") != old.get("spec")
         labels_changed = old is None or obj["metadata"].get("labels") != old["metadata"].get("labels")
-        if (res.key == POLICY.key and spec_changed) or (res.key == NODES.key and labels_changed):
+        watched = res.key in (POLICY.key, DRIVERS.key, GPU_CLUSTERS.key)
+        if (watched and (spec_changed or etype == "DELETED")) or (res.key == NODES.key and labels_changed):
             self.loop.call_soon_threadsafe(self._wake.set)
 
     async def _run(self) -> None:
@@ -228,6 +232,8 @@ class GpuOperator:
     async def _reconcile(self) -> None:
         policies = self.store.list(POLICY)[0]
         if not policies:
+            self._collect_policy_dependents()
+            await self._reconcile_drivers()
             return
         policy = policies[0]
         self.errors = []
@@ -237,6 +243,7 @@ class GpuOperator:
             # The operator returns the error and requeues: nothing is changed, the policy says notReady.
             self.errors.append(str(exc))
             self._report(policy, {})
+            await self._reconcile_drivers()
             return
         orphan = ((policy.get("spec") or {}).get("driver") or {}).get("useNvidiaDriverCRD") is True
         now = time.monotonic()
@@ -281,9 +288,30 @@ class GpuOperator:
             for node in spec["nodes"]:
                 if node not in have_nodes:
                     self.store.create(PODS, self.namespace, self._pod(name, spec, generation, node, ds))
+        self.drivers.sync(now)
         await self._pull_images(now)
         self._collect(now)
         self._report(policy, want)
+        self.drivers.report()
+
+    def _collect_policy_dependents(self) -> None:
+        # The ClusterPolicy is gone: garbage collection deletes what it owned (object_controls.go sets it as
+        # controller of every operand object), here its driver DaemonSets and their pods.
+        now = time.monotonic()
+        for ds in self.store.list(DAEMONSETS, self.namespace)[0]:
+            if (ds["metadata"].get("labels") or {}).get("app") == APP:
+                self._doom(DAEMONSETS, ds["metadata"]["name"], now)
+        for pod in self.store.list(PODS, self.namespace)[0]:
+            if (pod["metadata"].get("labels") or {}).get("app") == APP:
+                self._doom(PODS, pod["metadata"]["name"], now)
+
+    async def _reconcile_drivers(self) -> None:
+        # The NVIDIADriver controller alone (no ClusterPolicy: the GPUCluster stack, or CRs before a policy).
+        now = time.monotonic()
+        self.drivers.sync(now)
+        await self._pull_images(now)
+        self._collect(now)
+        self.drivers.report()
 
     def _doom(self, res: ResourceType, name: str, now: float) -> None:
         self._doomed.setdefault((res, name), now + self.old_pod_grace)
@@ -382,10 +410,12 @@ class GpuOperator:
         return resp.headers.get("Docker-Content-Digest") if resp.status_code == 200 else None
 
     async def _pull_images(self, now: float) -> None:
+        # Every driver pod, of the ClusterPolicy's DaemonSets and of the NVIDIADriver ones (whose app label is
+        # their DaemonSet's name): both carry app.kubernetes.io/component=nvidia-driver.
         pods = [
             p
             for p in self.store.list(PODS, self.namespace)[0]
-            if (p["metadata"].get("labels") or {}).get("app") == APP
+            if (p["metadata"].get("labels") or {}).get("app.kubernetes.io/component") == "nvidia-driver"
         ]
         for pod in pods:
             status = (pod.get("status") or {}).get("containerStatuses") or [{}]

@@ -19,7 +19,7 @@ class ResourceType:
     # Whether a PUT without metadata.resourceVersion is accepted (the kind's strategy's
     # AllowUnconditionalUpdate): true for the built-in kinds here (e.g. pkg/registry/core/configmap
     # strategy.go), false for custom resources (apiextensions-apiserver pkg/registry/customresource
-    # strategy.go), which ClusterPolicy and OpenShift's ClusterVersion are.
+    # strategy.go), which ClusterPolicy, NVIDIADriver, GPUCluster and OpenShift's ClusterVersion are.
     unconditional_update: bool = True
 
     @property
@@ -50,6 +50,28 @@ RESOURCES: tuple[ResourceType, ...] = (
     ResourceType("apps", "v1", "Deployment", "deployments", True, ("status",), ("deploy",)),
     ResourceType(
         "nvidia.com", "v1", "ClusterPolicy", "clusterpolicies", False, ("status",), unconditional_update=False
+    ),
+    # NVIDIA/gpu-operator api/nvidia/v1alpha1 nvidiadriver_types.go and gpucluster_types.go:
+    # +kubebuilder:resource:scope=Cluster, shortNames nvd/nvdriver/nvdrivers and gc, status subresource.
+    ResourceType(
+        "nvidia.com",
+        "v1alpha1",
+        "NVIDIADriver",
+        "nvidiadrivers",
+        False,
+        ("status",),
+        ("nvd", "nvdriver", "nvdrivers"),
+        unconditional_update=False,
+    ),
+    ResourceType(
+        "nvidia.com",
+        "v1alpha1",
+        "GPUCluster",
+        "gpuclusters",
+        False,
+        ("status",),
+        ("gc",),
+        unconditional_update=False,
     ),
     ResourceType(
         "config.openshift.io",

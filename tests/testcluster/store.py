@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from testcluster import patching
+from testcluster import crd_rules, patching
 from testcluster.errors import ApiError, not_found
 from testcluster.resources import ResourceType, by_kind
 from testcluster.selectors import Matcher
@@ -150,6 +150,7 @@ class Store:
         meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = now_rfc3339()
         meta["generation"] = 1
+        crd_rules.admit(res, None, obj)
         if res.kind == "Pod":
             # Defaulting the real server does: a new pod is Pending until the kubelet reports.
             obj.setdefault("status", {"phase": "Pending", "qosClass": "BestEffort"})
@@ -173,7 +174,10 @@ class Store:
                     f'Operation cannot be fulfilled on {res.plural} "{name}": the object has been '
                     "modified; please apply your changes to the latest version and try again",
                 )
-            return self._write(res, old, copy.deepcopy(body), subresource)
+            new = copy.deepcopy(body)
+            if subresource == "":
+                crd_rules.admit(res, old, new)
+            return self._write(res, old, new, subresource)
 
     def patch(
         self,
@@ -193,6 +197,8 @@ class Store:
                 raise ApiError(
                     409, f'Operation cannot be fulfilled on {res.plural} "{name}": stale resourceVersion'
                 )
+            if subresource == "":
+                crd_rules.admit(res, old, new)
             return self._write(res, old, new, subresource)
 
     def mutate(self, res: ResourceType, namespace: str | None, name: str, fn: Callable[[Obj], None]) -> Obj:
@@ -311,15 +317,28 @@ class Store:
             return self._write(res, old, copy.deepcopy(body), "internal")
 
     def add_node(
-        self, name: str, kernel: str, os_id: str = "rhel", os_version_id: str = "9.6", gpu: bool = True
+        self,
+        name: str,
+        kernel: str,
+        os_id: str = "rhel",
+        os_version_id: str = "9.6",
+        gpu: bool = True,
+        extra_labels: dict[str, str] | None = None,
     ) -> Obj:
-        """Add a Node with the NFD labels the pipeline and the GPU operator read."""
+        """Add a Node with the NFD labels the pipeline and the GPU operator read (plus ``extra_labels``)."""
+        major, _, minor = os_version_id.partition(".")
         labels = {
             "kubernetes.io/hostname": name,
             "feature.node.kubernetes.io/kernel-version.full": kernel,
             "feature.node.kubernetes.io/system-os_release.ID": os_id,
             "feature.node.kubernetes.io/system-os_release.VERSION_ID": os_version_id,
+            # NFD's system source splits VERSION_ID too; the NVIDIADriver node pools select on .major
+            # (gpu-operator internal/state/nodepool.go getNodePools).
+            "feature.node.kubernetes.io/system-os_release.VERSION_ID.major": major,
+            **(extra_labels or {}),
         }
+        if minor:
+            labels["feature.node.kubernetes.io/system-os_release.VERSION_ID.minor"] = minor
         if gpu:
             labels["nvidia.com/gpu.present"] = "true"
         arch = "arm64" if "aarch64" in kernel else "amd64"

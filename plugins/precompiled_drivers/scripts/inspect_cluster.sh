@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Describe the cluster for planning: GPU nodes with their labels, the GPU Operator Deployment,
-# the ClusterPolicy and the OpenShift version. Read-only.
+# the ClusterPolicy, the NVIDIADriver resources, any GPUCluster and the OpenShift version. Read-only.
 #
 # Env:  POLICY_NAME          ClusterPolicy name (usually gpu-cluster-policy)
 #       OPERATOR_NAMESPACE   namespace of the GPU Operator (e.g. nvidia-gpu-operator)
 #       OPERATOR_DEPLOYMENT  its Deployment (gpu-operator)
 # Result: {"nodes": [{"name", "labels"}..., null], "operator": <Deployment|null>,
-#          "policy": <ClusterPolicy|null>, "cluster_version": "<x.y.z>"|"", "cluster_channel": "<channel>"|""}
+#          "policy": <ClusterPolicy|null>, "cluster_version": "<x.y.z>"|"", "cluster_channel": "<channel>"|"",
+#          "nvidia_drivers": <NVIDIADriverList|null>, "gpu_clusters": <GPUClusterList|null>}
+#         (null: that CRD is not installed, as with an operator older than the kind)
 # Runs after lib.sh (prepended in the pod): write_result, token_authfile, kubectl_retry and their env.
 set -euo pipefail
 
@@ -30,10 +32,28 @@ if ! policy="$(kubectl get clusterpolicy "$POLICY_NAME" -o json)"; then
   echo "WARNING: clusterpolicy/$POLICY_NAME not found: builds can run, the rollout cannot." >&2
   policy=null
 fi
+# NVIDIADriver mode (useNvidiaDriverCRD, or the v26.7 DRA stack's GPUCluster): the drivers live in
+# NVIDIADriver resources. A missing CRD means none; any other error (Forbidden...) stops the step.
+err_file="$(mktemp)"
+absent_crd() {
+  if grep -q "doesn't have a resource type" "$err_file"; then
+    echo null
+  else
+    cat "$err_file" >&2
+    return 1
+  fi
+}
+nvidia_drivers="$(kubectl get nvidiadrivers -o json 2>"$err_file" || absent_crd)"
+gpu_clusters="$(kubectl get gpuclusters -o json 2>"$err_file" || absent_crd)"
+rm -f "$err_file"
+if [[ "$nvidia_drivers" == null ]]; then
+  echo "no NVIDIADriver CRD: ClusterPolicy mode only"
+fi
+
 # Not every cluster is OpenShift (or lets us read it): the version is optional.
 cluster_version="$(kubectl get clusterversion version -o 'jsonpath={.status.desired.version}' 2>/dev/null || true)"
 cluster_channel="$(kubectl get clusterversion version -o 'jsonpath={.spec.channel}' 2>/dev/null || true)"
 echo "cluster version: ${cluster_version:-unknown} (channel ${cluster_channel:-unknown})"
 
-write_result '{"nodes": [%snull], "operator": %s, "policy": %s, "cluster_version": "%s", "cluster_channel": "%s"}' \
-  "$nodes" "$operator" "$policy" "$cluster_version" "$cluster_channel"
+write_result '{"nodes": [%snull], "operator": %s, "policy": %s, "cluster_version": "%s", "cluster_channel": "%s", "nvidia_drivers": %s, "gpu_clusters": %s}' \
+  "$nodes" "$operator" "$policy" "$cluster_version" "$cluster_channel" "$nvidia_drivers" "$gpu_clusters"
