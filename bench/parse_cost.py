@@ -22,8 +22,17 @@ component imports the plugins folder when it starts) and the package on PYTHONPA
 imports it before the first parse); then, PYTHONPATH only, this DAG alone in the folder (as deployed: then
 the processor pre-imports only what this DAG file itself names).
 
+**Bytecode.** A deployment imports modules from bytecode (pip compiles ``.pyc`` files when it installs a
+package, the Airflow image ships them). This machine sets ``PYTHONDONTWRITEBYTECODE=1`` and its virtualenv
+has no ``__pycache__``, so there every module a parse imports is compiled from source, each parse again:
+that inflates both files' parses (the one-task KPO DAG's too: serializing any DAG imports Airflow's
+trigger-dagrun operator) and this DAG's more (its own package in the PYTHONPATH layout). By default the
+processes here get bytecode as a deployment has it: ``PYTHONDONTWRITEBYTECODE`` unset and
+``PYTHONPYCACHEPREFIX`` in the temporary directory (written by the first, dropped, parse; nothing is
+written into the virtualenv or the repository). ``--no-bytecode`` keeps this machine's setting.
+
     PYTHONPATH=tests:plugins .venv/bin/python bench/parse_cost.py \\
-        [--runs 7] [--parses 12] [--interval 5] [--only fresh|steady]
+        [--runs 7] [--parses 12] [--interval 5] [--only fresh|steady] [--no-bytecode]
 """
 
 from __future__ import annotations
@@ -80,6 +89,15 @@ print(json.dumps({"seconds": seconds, "dags": len(bag.dags), "tasks": tasks}))
 """
 
 
+def bytecode_env(tmp: Path, bytecode: bool) -> dict[str, str]:
+    """``os.environ`` with bytecode on (cached under ``tmp``) or as inherited (see the module docstring)."""
+    env = dict(os.environ)
+    if bytecode:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
+    return env
+
+
 def sample(path: Path, env: dict[str, str]) -> dict:
     """One fresh process parsing ``path``."""
     out = subprocess.run(
@@ -119,7 +137,9 @@ def read_parses(log: Path) -> dict[str, list[float]]:
     return parses
 
 
-def steady_state(layout: str, parses: int, interval: int, *, alone: bool = False) -> dict[str, list[float]]:
+def steady_state(
+    layout: str, parses: int, interval: int, *, alone: bool = False, bytecode: bool = True
+) -> dict[str, list[float]]:
     """Run ``airflow dag-processor`` until each file was parsed ``parses`` + 1 times; per-file durations.
 
     ``alone``: only this DAG in the DAGs folder (as deployed), so nothing another file names is pre-imported.
@@ -133,7 +153,7 @@ def steady_state(layout: str, parses: int, interval: int, *, alone: bool = False
             (dags / "one_task_kpo.py").write_text(ONE_TASK_KPO)
         plugins = ROOT / "plugins" if layout == "plugins folder" else home / "plugins"
         env = {
-            **os.environ,
+            **bytecode_env(home, bytecode),
             "AIRFLOW_HOME": str(home),
             "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(plugins),
@@ -177,7 +197,7 @@ def steady_state(layout: str, parses: int, interval: int, *, alone: bool = False
     return {name: values[1 : parses + 1] for name, values in found.items()}
 
 
-def run_fresh(runs: int) -> dict[str, float]:
+def run_fresh(runs: int, bytecode: bool = True) -> dict[str, float]:
     """Fresh-process medians (see the module docstring); prints them and returns the numbers."""
     with tempfile.TemporaryDirectory(prefix="parse-cost-") as tmp:
         home = Path(tmp)
@@ -185,7 +205,7 @@ def run_fresh(runs: int) -> dict[str, float]:
         trivial.write_text(SAME_IMPORTS)
         sdk_only.write_text(SDK_ONLY)
         env = {
-            **os.environ,
+            **bytecode_env(home, bytecode),
             "AIRFLOW_HOME": str(home / "airflow"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
@@ -223,17 +243,19 @@ def run_fresh(runs: int) -> dict[str, float]:
     }
 
 
-def run_steady(parses: int, interval: int) -> dict[str, dict[str, float]]:
+def run_steady(parses: int, interval: int, bytecode: bool = True) -> dict[str, dict[str, float]]:
     """Steady-state medians per layout, then this DAG alone (see the module docstring)."""
     results = {}
+    modules = "from bytecode" if bytecode else "compiled from source in every parse (--no-bytecode)"
     for layout in LAYOUTS:
-        found = steady_state(layout, parses, interval)
+        found = steady_state(layout, parses, interval, bytecode=bytecode)
         ours, kpo = found[DAG_FILE.name], found["one_task_kpo.py"]
         ratio = statistics.median(ours) / statistics.median(kpo)
         # Both files are parsed one after the other in each cycle: the i-th parses of the two saw the same
         # machine load, so the median of their ratios is less sensitive to other work on the machine.
         paired = statistics.median(a / b for a, b in zip(ours, kpo, strict=True))
         print(f"steady state, real dag-processor, {layout}, every {interval} s, median of {parses}:")
+        print(f"  (modules {modules})")
         print(f"  {DAG_FILE.name:<30} median {statistics.median(ours):.3f}s  {ours}")
         print(f"  {'one_task_kpo.py':<30} median {statistics.median(kpo):.3f}s  {kpo}")
         print(
@@ -247,7 +269,7 @@ def run_steady(parses: int, interval: int) -> dict[str, dict[str, float]]:
             "paired_ratio": round(paired, 3),
         }
     # As deployed, the DAG is alone in its folder: only what its own file names is pre-imported.
-    alone = steady_state("PYTHONPATH only", parses, interval, alone=True)[DAG_FILE.name]
+    alone = steady_state("PYTHONPATH only", parses, interval, alone=True, bytecode=bytecode)[DAG_FILE.name]
     print(f"steady state, PYTHONPATH only, {DAG_FILE.name} alone in the DAGs folder, median of {parses}:")
     print(f"  median {statistics.median(alone):.3f}s  {alone}")
     results["pythonpath_alone"] = {"dags": statistics.median(alone)}
@@ -261,16 +283,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parses", type=int, default=12, help="steady-state parses per file and layout")
     parser.add_argument("--interval", type=int, default=5, help="min_file_process_interval, seconds")
     parser.add_argument("--only", choices=("fresh", "steady"))
+    parser.add_argument(
+        "--no-bytecode",
+        dest="bytecode",
+        action="store_false",
+        help="keep the inherited PYTHONDONTWRITEBYTECODE: modules compiled from source in every parse",
+    )
     args = parser.parse_args(argv)
 
     if args.only != "steady":
-        emit("parse", runs=args.runs, **run_fresh(args.runs))
+        emit("parse", runs=args.runs, bytecode=args.bytecode, **run_fresh(args.runs, args.bytecode))
     if args.only != "fresh":
         emit(
             "parse_steady",
             parses=args.parses,
             interval=args.interval,
-            **run_steady(args.parses, args.interval),
+            bytecode=args.bytecode,
+            **run_steady(args.parses, args.interval, args.bytecode),
         )
     return 0
 

@@ -57,6 +57,7 @@ def table(results: dict[str, dict]) -> list[str]:
             row = steady[key]
             rows.append(
                 f"| DAG parse, steady state, real dag-processor every {steady['interval']} s, {layout}, "
+                f"{'from bytecode' if steady.get('bytecode', True) else 'no bytecode'}, "
                 f"median of {steady['parses']} | dags/ {row['dags']:.2f} s vs one-task KPO DAG "
                 f"{row['kpo']:.2f} s: **{row['ratio']:.2f}x** (per-cycle {row['paired_ratio']:.2f}x) | "
                 "<= 1.5x | "

@@ -8,32 +8,25 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from precompiled_drivers import kernel_module, os_tag, plan, readiness, rollout
-from precompiled_drivers.cluster import ClusterState, parse_cluster
-from precompiled_drivers.cluster_policy import PolicyError
-from precompiled_drivers.config import RunConfig, run_config
-from precompiled_drivers.releases import schedule, variables
-from precompiled_drivers.report import rejected_releases, render_report
-from precompiled_drivers.settings import Settings, installation
-from precompiled_drivers.steps import (
-    build_driver_image,
-    check_published_images,
-    patch_cluster_policy,
-    publish_os_tags,
-    record_readiness,
-    resolve_driver_toolkit,
-    rollback_cluster_policy,
-    verify_rollout,
-)
-from precompiled_drivers.validation import ValidationError
+if TYPE_CHECKING:
+    from precompiled_drivers.config import RunConfig
+    from precompiled_drivers.settings import Settings
+
+# The DAG file imports this module to wrap its functions with @task, in every re-parse, and a parse needs
+# only the function objects. What they run (the planning rules, the report, the step modules' env/item
+# makers) is imported inside each function, so the dag-processor does not import it per parse (#20;
+# tests/dags/test_dag_integrity.py keeps the budget).
 
 log = logging.getLogger(__name__)
 
 
 def _load(config: Mapping[str, Any]) -> tuple[RunConfig, Settings]:
     """The run's choices from XCom and the installation's settings (the object the DAG's operators use)."""
+    from precompiled_drivers.config import RunConfig
+    from precompiled_drivers.settings import installation
+
     return RunConfig.from_dict(config), installation()
 
 
@@ -53,6 +46,11 @@ def validate_inputs(
     is not chained, so the log shows no traceback from our code. Other errors, such as an unreachable
     metadata database, keep the task's retries.
     """
+    from precompiled_drivers.config import run_config
+    from precompiled_drivers.releases import schedule, variables
+    from precompiled_drivers.settings import installation
+    from precompiled_drivers.validation import ValidationError
+
     try:
         events = schedule.targets_from_events(triggering_asset_events) if triggering_asset_events else []
         if not events and _is_cron_run(dag_run) and asset_state_store is not None:
@@ -82,6 +80,8 @@ def _is_cron_run(dag_run: Any) -> bool:
 
 def _poll_for_cron_run(store: Any) -> list[Any]:
     """New releases for a cron run (what the trigger would have fired); [] when nothing is new."""
+    from precompiled_drivers.releases import schedule
+
     new, errors = schedule.poll_from_task(store)
     for exc in errors:
         log.warning("update graph unavailable, the next scheduled run retries: %s", exc)
@@ -102,6 +102,11 @@ def plan_releases(
     The first reader of inspect_cluster's XCom: it parses and validates it (an unusable cluster fails
     here) and pushes the ``ClusterState`` under ``CLUSTER_KEY`` for plan_builds and plan_rollout.
     """
+    from precompiled_drivers import plan
+    from precompiled_drivers.cluster import parse_cluster
+    from precompiled_drivers.releases import schedule, variables
+    from precompiled_drivers.steps import resolve_driver_toolkit
+
     cfg, settings = _load(config)
     state = parse_cluster(cluster, cfg.operator_version)
     if ti is not None:
@@ -135,6 +140,10 @@ def plan_builds(
     report fails the run for it); the other releases' builds go on. ``cluster`` is the ``ClusterState``
     plan_releases pushed (``CLUSTER_KEY``).
     """
+    from precompiled_drivers import kernel_module, os_tag, plan, rollout
+    from precompiled_drivers.cluster import ClusterState
+    from precompiled_drivers.steps import check_published_images, publish_os_tags
+
     cfg, settings = _load(config)
     state = ClusterState.from_dict(cluster)
     parsed, rejected = plan.parse_toolkits(toolkits)
@@ -184,6 +193,9 @@ def select_builds(
     config: Mapping[str, Any], candidates: Sequence[Mapping[str, Any]], published: Mapping[str, str]
 ) -> list[dict[str, Any]]:
     """Build kwargs for the images still missing (all of them when forced)."""
+    from precompiled_drivers import plan
+    from precompiled_drivers.steps import build_driver_image
+
     cfg, settings = _load(config)
     builds = [plan.BuildSpec.from_dict(c) for c in candidates]
     todo = plan.builds_to_run(builds, published, cfg.force_rebuild)
@@ -206,6 +218,11 @@ def plan_rollout(
     """Upgrade readiness, refusals, coverage gate, guarded patch, its exact undo, and what verification
     must see. Readiness comes first and is kept (XCom ``readiness``) even when the gate refuses.
     ``cluster`` is the ``ClusterState`` plan_releases pushed (``CLUSTER_KEY``)."""
+    from precompiled_drivers import readiness, rollout
+    from precompiled_drivers.cluster import ClusterState
+    from precompiled_drivers.cluster_policy import PolicyError
+    from precompiled_drivers.steps import patch_cluster_policy, rollback_cluster_policy, verify_rollout
+
     cfg, settings = _load(config)
     state = ClusterState.from_dict(cluster)
     available = {image: digest for image, digest in published.items() if digest}
@@ -253,6 +270,9 @@ def upgrade_readiness(
     run_id: str,
 ) -> dict[str, Any]:
     """``readiness`` (the document) and ``readiness_env`` (record_readiness' pod environment)."""
+    from precompiled_drivers import plan, readiness
+    from precompiled_drivers.steps import record_readiness
+
     document = readiness.summary(
         readiness.release_readiness(
             [plan.BuildSpec.from_dict(c) for c in builds.get("candidates") or []],
@@ -278,6 +298,8 @@ def report(
 
     A step that could not run because an earlier one failed (upstream_failed) fails the run too.
     """
+    from precompiled_drivers.report import rejected_releases, render_report
+
     text = render_report(results, states, failures, upstream)
     log.info("\n%s", text)
     # A release whose driver toolkit was rejected got no image: the run did not do all it was asked.

@@ -31,6 +31,33 @@ start = time.monotonic()
 from airflow.dag_processing.dagbag import DagBag
 bag = DagBag(sys.argv[1])
 elapsed = time.monotonic() - start
+
+from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+from airflow.sdk.definitions.xcom_arg import XComArg
+
+# cmds/arguments (the script) are never rendered, on purpose: a script's own braces are not templates.
+POD_FIELDS = sorted({*KubernetesPodOperator.template_fields, "extra_env"} - {"cmds", "arguments"})
+
+# True when rendering could change the value: it holds an XComArg or a Jinja template.
+def dynamic(value):
+    if isinstance(value, XComArg):
+        return True
+    if isinstance(value, str):
+        return "{{" in value or "{%" in value
+    if isinstance(value, dict):
+        return any(dynamic(k) or dynamic(v) for k, v in value.items())
+    if isinstance(value, (list, tuple, set)):
+        return any(dynamic(v) for v in value)
+    if hasattr(value, "openapi_types"):  # a Kubernetes client model
+        return any(dynamic(getattr(value, name)) for name in value.openapi_types)
+    return False
+
+# The pod operator fields a pod task fills from a result or a template (of a mapped task: its partial).
+def dynamic_fields(task):
+    values = getattr(task, "partial_kwargs", None)
+    if values is None:
+        values = {name: getattr(task, name, None) for name in POD_FIELDS}
+    return sorted(name for name in POD_FIELDS if dynamic(values.get(name)))
 dags = {}
 for dag_id, dag in bag.dags.items():
     dags[dag_id] = {
@@ -52,6 +79,7 @@ for dag_id, dag in bag.dags.items():
                 "skips_all_downstream": getattr(t, "ignore_downstream_trigger_rules", True),
                 "mapped": type(t).__name__ == "MappedOperator",
                 "pod": t.task_type == "StepPodOperator",
+                "dynamic_fields": dynamic_fields(t) if t.task_type == "StepPodOperator" else [],
             }
             for t in dag.tasks
         },
@@ -216,6 +244,21 @@ def test_one_failed_build_does_not_hold_back_the_others(parsed: dict) -> None:
     assert "record_readiness" in graph["plan_rollout"]["downstream"]
 
 
+def test_pod_steps_template_only_the_fields_that_take_a_template_or_a_result(parsed: dict) -> None:
+    """StepPodOperator renders a short list of fields (each one is serialized at every re-parse, #20):
+    a step that puts a Jinja template or another task's result anywhere else would not get it rendered.
+    A mapped step's per-item keys are checked in tests/precompiled_drivers/steps/test_base.py."""
+    from precompiled_drivers.steps.base import StepPodOperator
+
+    graph = parsed["dags"]["nvidia_precompiled_driver"]["graph"]
+    dynamic = {t: node["dynamic_fields"] for t, node in graph.items() if node["dynamic_fields"]}
+    # The walk sees both kinds: a planning task's XCom (env_vars) and a template (verify's PATCHED_AT).
+    assert dynamic["check_published_images"] == ["env_vars"]
+    assert "extra_env" in dynamic["verify_rollout"]
+    for task_id, fields in dynamic.items():
+        assert set(fields) <= set(StepPodOperator.template_fields), (task_id, fields)
+
+
 # --- import budget: what parsing the DAG loads and reads ------------------------------------------------
 
 # The one-task KubernetesPodOperator DAG the parse cost is compared with (bench/parse_cost.py).
@@ -240,6 +283,23 @@ NOT_ON_PARSE_PATH = (
     "kubernetes_asyncio",
     "jsonpatch",  # applying/describing policy patches: tasks
     "jsonpointer",
+)
+
+# Our modules that only tasks run (planning, rollout, report...): a parse, which only builds the DAG, must
+# not import them; each costs every re-parse when the package is not the plugins folder (#20).
+RUN_TIME_ONLY = tuple(
+    f"precompiled_drivers.{name}"
+    for name in (
+        "cluster",
+        "cluster_policy",
+        "kernel_module",
+        "naming",
+        "os_tag",
+        "plan",
+        "readiness",
+        "report",
+        "rollout",
+    )
 )
 
 # Runs in a fresh interpreter. Loads what the dag-processor has before it forks a parser for our file:
@@ -322,14 +382,15 @@ def test_parsing_imports_and_reads_only_what_building_the_dag_needs(import_budge
     assert budget["hits"] == []
     new = budget["new_modules"]
     assert "precompiled_drivers.tasks" in new  # (the spy watched our code being imported)
-    # ...and parsing loads no third-party module beyond what a one-task KPO DAG loads: only our package,
-    # the DAG file's module and a few small Airflow modules (short_circuit, EmptyOperator, k8s_model...).
-    assert [m for m in new if not m.startswith(("precompiled_drivers", "unusual_prefix_", "airflow."))] == []
+    # ...and parsing loads nothing beyond what a one-task KPO DAG loads but our package and the DAG file's
+    # module: the Airflow modules building the DAG needs (operators, decorators, what Airflow imports
+    # lazily for them) are named in the DAG file, so the dag-processor has imported them before it forks
+    # the parser, once, not in every parse.
+    assert [m for m in new if not m.startswith(("precompiled_drivers", "unusual_prefix_"))] == []
     assert not set(NOT_ON_PARSE_PATH) & {m.partition(".")[0] for m in new}
-    # The operator and decorator modules the DAG uses are named in the DAG file, so the dag-processor has
-    # imported them before it forks the parser: none is left for each parse to import.
-    named = ("airflow.providers.cncf.kubernetes.operators", "airflow.providers.standard.decorators")
-    assert [m for m in new if m.startswith((*named, "airflow.sdk.definitions.decorators"))] == []
+    # Our run-time modules stay out of the parse: the task functions and the steps' env/item makers
+    # import them where they run (a module-level import there would put them back on the parse path).
+    assert sorted(set(RUN_TIME_ONLY) & set(new)) == []
     # Files read: Python modules, and the step scripts (each pod's `arguments` is its script's text).
     scripts = ROOT / "plugins" / "precompiled_drivers" / "scripts"
     others = {p for p in budget["opened"] if not p.endswith((".py", ".pyc"))}

@@ -66,8 +66,19 @@ class StepPodOperator(KubernetesPodOperator):
     starting no pod, when that task left it no environment (its XCom resolves to None: it never ran).
     """
 
+    # Templated: only the fields a step fills from another task's result or a template (env_vars,
+    # extra_env, a mapped step's per-item keys) and the plain strings a reader may look up rendered. The
+    # provider's others (pod spec models: volumes, resources...; files; cmds/arguments) are fixed values
+    # here, and the dag-processor serializes every templated field of every task at each re-parse (#20).
+    # tests/dags/test_dag_integrity.py fails if a step puts a template or an XComArg anywhere else.
     template_fields = (
-        *(f for f in KubernetesPodOperator.template_fields if f not in ("cmds", "arguments")),
+        "image",
+        "name",
+        "namespace",
+        "kubernetes_conn_id",
+        "env_vars",
+        "labels",
+        "node_selector",
         "extra_env",
     )
 

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kubernetes.client import models as k8s
 
-from precompiled_drivers import kernel_module, naming, procedure
-from precompiled_drivers.config import RunConfig
-from precompiled_drivers.plan import BuildSpec
+from precompiled_drivers import procedure
 from precompiled_drivers.settings import Settings
 from precompiled_drivers.steps.base import (
     MODEL_CONFIG,
@@ -27,6 +25,10 @@ from precompiled_drivers.steps.base import (
     tls_verify,
 )
 from precompiled_drivers.steps.inspect_driver_toolkit import arch_node_selector
+
+if TYPE_CHECKING:
+    from precompiled_drivers.config import RunConfig
+    from precompiled_drivers.plan import BuildSpec
 
 STEP = procedure.step("build_driver_image")
 # NVIDIA's recipe cannot cross-compile: each image is built on a node of its arch (nodeSelector).
@@ -87,6 +89,10 @@ def pod(settings: Settings) -> dict[str, Any]:
 
 def item(settings: Settings, config: RunConfig, build: BuildSpec | Mapping[str, Any]) -> dict[str, Any]:
     """One image's pod: every Makefile variable of DESIGN.md section 3, as plain values, on its arch."""
+    # Run time (select_builds), not parse time: the DAG's re-parses do not import these.
+    from precompiled_drivers import kernel_module, naming
+    from precompiled_drivers.plan import BuildSpec
+
     b = build if isinstance(build, BuildSpec) else BuildSpec.from_dict(build)
     env = {
         "DRIVER_REPO_URL": settings.driver_repo_url,

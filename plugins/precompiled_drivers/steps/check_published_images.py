@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from precompiled_drivers import kernel_module, procedure
+from precompiled_drivers import procedure
 from precompiled_drivers.settings import Settings
 from precompiled_drivers.steps.base import (
     StepPodOperator,
@@ -39,6 +39,8 @@ def env(
     An image with a kernel module type in ``module_types`` counts as published only when its label says
     that type (a tag built with the other type is rebuilt).
     """
+    from precompiled_drivers import kernel_module  # run time (plan_builds), not parse time
+
     types = module_types or {}
     lines = "\n".join(f"{image} {types[image]}" if image in types else image for image in images)
     images_env = {

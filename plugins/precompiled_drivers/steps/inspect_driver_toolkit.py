@@ -14,7 +14,7 @@ from typing import Any
 
 from kubernetes.client import models as k8s
 
-from precompiled_drivers import grammar, naming, procedure
+from precompiled_drivers import grammar, procedure
 from precompiled_drivers import validation as v
 from precompiled_drivers.settings import Settings
 from precompiled_drivers.steps.base import (
@@ -43,6 +43,8 @@ def arch_node_selector(arch: str) -> dict[str, str]:
     A 64k-page build runs on any arm64 node: the DTK holds kernel-64k-devel, the page size of the
     builder's own kernel does not matter.
     """
+    from precompiled_drivers import naming  # run time (item makers), not parse time
+
     # The node's kubernetes.io/arch is Go's GOARCH name (grammar.GO_ARCH owns the aliases).
     return {ARCH_LABEL: grammar.GO_ARCH[naming.machine_arch(arch)]}
 

@@ -6,7 +6,6 @@ import json
 from typing import Any
 
 from precompiled_drivers import procedure
-from precompiled_drivers.readiness import CONFIGMAP_NAME
 from precompiled_drivers.settings import Settings
 from precompiled_drivers.steps.base import StepPodOperator, pod_task, step_env, step_kwargs
 
@@ -32,6 +31,8 @@ def pod(settings: Settings) -> dict[str, Any]:
 
 def env(settings: Settings, manifest: dict[str, Any]) -> dict[str, str]:
     """The whole pod environment: the ConfigMap to write (``readiness.configmap``), and where."""
+    from precompiled_drivers.readiness import CONFIGMAP_NAME  # run time (plan_rollout), not parse time
+
     return step_env(
         STEP.task_id,
         (),

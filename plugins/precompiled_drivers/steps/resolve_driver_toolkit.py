@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from precompiled_drivers import procedure
-from precompiled_drivers.config import Target
-from precompiled_drivers.plan import release_image
 from precompiled_drivers.settings import Settings
 from precompiled_drivers.steps.base import pod_task, pull_secret, step_env, step_kwargs
+
+if TYPE_CHECKING:
+    from precompiled_drivers.config import Target
 
 STEP = procedure.step("resolve_driver_toolkit")
 PER_ITEM = ("env_vars",)  # what each item gives its pod (left out of the shared partial)
@@ -28,6 +29,8 @@ def pod(settings: Settings) -> dict[str, Any]:
 
 def item(settings: Settings, target: Target) -> dict[str, Any]:
     """One release's pod: the release image to ask about."""
+    from precompiled_drivers.plan import release_image  # run time (plan_releases), not parse time
+
     env = {
         "RELEASE_VERSION": target.version,
         "RELEASE_ARCH": target.arch,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import json
 from datetime import datetime
@@ -293,6 +294,22 @@ def test_template_fields() -> None:
     assert "cmds" not in fields
     assert "arguments" not in fields
     assert {"env_vars", "extra_env", "image", "labels"} <= set(fields)
+
+
+def test_every_per_item_key_of_a_mapped_step_is_rendered() -> None:
+    """A mapped step's items come from a planning task: each key the provider templates stays templated."""
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+
+    from precompiled_drivers import procedure
+
+    names = [f"precompiled_drivers.steps.{step.task_id}" for step in procedure.pod_steps()]
+    modules = [importlib.import_module(name) for name in names]
+    # pod_task's default per-item keys when a module names none
+    per_item = {m.STEP.task_id: getattr(m, "PER_ITEM", ("env_vars",)) for m in modules if m.STEP.per}
+    assert per_item, "no mapped pod step found"
+    for task_id, keys in per_item.items():
+        templated = set(keys) & set(KubernetesPodOperator.template_fields)
+        assert templated <= set(StepPodOperator.template_fields), (task_id, keys)
 
 
 def test_build_pod_request_obj_matches_the_provider_signature() -> None:
