@@ -10,7 +10,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from precompiled_drivers import kernel_module, os_tag, plan, readiness, rollout
+from precompiled_drivers import kernel_module, os_tag, plan, readiness, rollout, signing
 from precompiled_drivers.cluster import parse_cluster
 from precompiled_drivers.cluster_policy import PolicyError
 from precompiled_drivers.config import RunConfig, run_config
@@ -169,15 +169,43 @@ def plan_builds(
 
 
 def select_builds(
-    config: Mapping[str, Any], candidates: Sequence[Mapping[str, Any]], published: Mapping[str, str]
+    config: Mapping[str, Any],
+    candidates: Sequence[Mapping[str, Any]],
+    published: Mapping[str, str],
+    cluster: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """Build kwargs for the images still missing (all of them when forced)."""
+    """Build kwargs for the images still missing (all of them when forced).
+
+    When something must be built, the signing keys the installation requires must be in place
+    (inspect_cluster's ``signing_keys``): otherwise the run fails here, before any build pod, naming
+    the Secret to create.
+    """
     cfg, settings = _load(config)
     builds = [plan.BuildSpec.from_dict(c) for c in candidates]
     todo = plan.builds_to_run(builds, published, cfg.force_rebuild)
     for build in builds:
         if build not in todo:
             log.info("skip %s: already published as %s", build.image, published[build.image])
+    if todo:
+        try:
+            keys = signing.check_keys(
+                (cluster or {}).get("signing_keys"),
+                namespace=settings.namespace,
+                module_secret=settings.module_signing_secret,
+                require_module_signing=settings.require_module_signing,
+                image_secret=settings.image_signing_secret,
+                sign_images=settings.sign_images,
+            )
+        except signing.SigningKeyMissing as exc:
+            from airflow.sdk.exceptions import AirflowFailException
+
+            # A missing Secret does not appear by retrying: fail at once, nothing built.
+            raise AirflowFailException(str(exc)) from exc
+        log.info(
+            "module signing key (sha256 of public_key.der): %s; image signing: %s",
+            keys["module"] or signing.THROWAWAY_KEY,
+            f"cosign.pub sha256 {keys['image']}" if settings.sign_images else "off",
+        )
     return [build_driver_image.item(settings, cfg, b) for b in todo]
 
 
