@@ -760,12 +760,17 @@ def test_push_signs_by_digest_then_tags(tmp_path: Path, bin_dir: Path, auth_file
 
 
 def test_push_that_cannot_sign_publishes_no_tag(tmp_path: Path, bin_dir: Path, auth_file: Path) -> None:
-    fake(bin_dir, "skopeo", FAKE_SKOPEO)
-    env = push_env(auth_file, FAKE_COPY="denied", **signing_files(tmp_path))
+    fake(bin_dir, "skopeo", KEEP_REGISTRIES_D + FAKE_SKOPEO)
+    env = push_env(
+        auth_file,
+        FAKE_COPY="denied",
+        FAKE_REGISTRIES_D=str(tmp_path / "registries.d"),
+        **signing_files(tmp_path),
+    )
     proc, result = run("push_driver_image.sh", tmp_path, env)
     assert proc.returncode == 1
     assert result is None
-    assert f"{TARGET} was not tagged" in proc.stderr
+    assert f"(denied: requested access is refused); {TARGET} was not tagged" in proc.stderr
     assert "PRECOMPILED_DRIVERS_IMAGE_SIGNING_SECRET" in proc.stderr
     assert len(calls(tmp_path)) == 1  # the signed push only: no tag, no inspect
 

@@ -37,14 +37,21 @@ if [[ -n "${SIGNING_KEY_FILE:-}" ]]; then
   printf 'docker:\n  %s:\n    use-sigstore-attachments: true\n' "${IMAGE%%/*}" >"$registries_d/sigstore.yaml"
   repository="${IMAGE%:*}"
   echo "Signing $repository@$EXPECTED_DIGEST (sigstore, key sha256 $signing_key) and pushing it by digest"
-  if ! skopeo --registries.d "$registries_d" copy --retry-times 3 --preserve-digests "${src_auth[@]}" \
+  errors="$registries_d/errors"
+  status=0
+  skopeo --registries.d "$registries_d" copy --retry-times 3 --preserve-digests "${src_auth[@]}" \
     --dest-authfile "$PUSH_AUTH_FILE" --src-tls-verify="$TLS_VERIFY" --dest-tls-verify="$TLS_VERIFY" \
     --sign-by-sigstore-private-key "$SIGNING_KEY_FILE" --sign-passphrase-file "$SIGNING_PASSPHRASE_FILE" \
-    --sign-identity "$IMAGE" "docker://$STAGING_IMAGE" "docker://$repository@$EXPECTED_DIGEST"; then
-    echo "ERROR: could not push and sign $repository@$EXPECTED_DIGEST; $IMAGE was not tagged. Check the push" \
-      "secret (PRECOMPILED_DRIVERS_PUSH_SECRET), the image signing Secret" \
+    --sign-identity "$IMAGE" "docker://$STAGING_IMAGE" "docker://$repository@$EXPECTED_DIGEST" 2>"$errors" ||
+    status=$?
+  cat "$errors" >&2
+  if ((status != 0)); then
+    # skopeo's own reason (its last fatal message) goes into the one ERROR line the report shows.
+    reason="$(sed -n 's/.*level=fatal msg="\(.*\)".*/\1/p' "$errors" | tail -n 1)"
+    echo "ERROR: could not push and sign $repository@$EXPECTED_DIGEST (${reason:-skopeo exit $status});" \
+      "$IMAGE was not tagged. Check the push secret (PRECOMPILED_DRIVERS_PUSH_SECRET), the image signing Secret" \
       "(PRECOMPILED_DRIVERS_IMAGE_SIGNING_SECRET: cosign.key, cosign.password, cosign.pub) and that this" \
-      "skopeo can sign with sigstore keys (skopeo >= 1.9 built with sigstore support)." >&2
+      "skopeo can sign with sigstore keys (built with sigstore support, as quay.io/skopeo/stable is)." >&2
     exit 1
   fi
   signed=true
