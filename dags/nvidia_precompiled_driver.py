@@ -81,11 +81,12 @@ with DAG(
     cluster = inspect_cluster.task(settings)
     config >> cluster  # nothing, not even the cluster inspection, starts before the inputs are valid
     releases = task(step(tasks.plan_releases))(config, cluster.output)
+    state = releases[tasks.CLUSTER_KEY]  # the cluster as plan_releases read and validated it, once
 
     resolved = resolve_driver_toolkit.task(settings, releases)  # one pod per release
     toolkits = inspect_driver_toolkit.task(settings, resolved.output)  # one per resolved release
 
-    builds = task(step(tasks.plan_builds), multiple_outputs=True)(config, cluster.output, toolkits.output)
+    builds = task(step(tasks.plan_builds), multiple_outputs=True)(config, state, toolkits.output)
     published = check_published_images.task(settings, builds["check_env"])
     selected = task(step(tasks.select_builds))(config, builds["candidates"], published.output, cluster.output)
     built = build_driver_image.task(settings, selected)  # one pod per image
@@ -96,7 +97,7 @@ with DAG(
     pushed >> tagged
 
     rollout = task(step(tasks.plan_rollout), multiple_outputs=True, trigger_rule="none_failed")(
-        config, cluster.output, builds, published.output, pushed.output, tagged.output
+        config, state, builds, published.output, pushed.output, tagged.output
     )
     # Which planned releases the cluster can move to: a ConfigMap, written even when the gate refuses.
     readiness = record_readiness.task(settings, rollout["readiness_env"])

@@ -1,13 +1,14 @@
 """What the inspect_cluster step saw: GPU nodes, the installed GPU Operator, the ClusterPolicy.
 
-Pure parsing of the step's XCom; no Kubernetes calls here.
+Pure parsing of the step's XCom; no Kubernetes calls here. The raw XCom is parsed and validated once per run,
+by plan_releases, which hands the later planning steps the ``ClusterState`` (``to_dict``/``from_dict``).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from precompiled_drivers import validation as v
@@ -47,6 +48,15 @@ class ClusterState:
     def kernels(self) -> tuple[str, ...]:
         """Distinct kernels running on GPU nodes, sorted."""
         return tuple(sorted({n.kernel for n in self.nodes}))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form for XCom: read and validated once (``parse_cluster``), passed on as is."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ClusterState:
+        """The state ``to_dict`` wrote, rebuilt without reading or validating the cluster again."""
+        return cls(**{**data, "nodes": tuple(GpuNode(**node) for node in data["nodes"])})
 
 
 def parse_nodes(items: list[Any]) -> tuple[GpuNode, ...]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from precompiled_drivers import approval, naming, procedure, readiness, signing
+from precompiled_drivers import approval, procedure, readiness, signing
 
 # Every step the report accounts for, in procedure order: all but the report itself.
 STEPS: tuple[str, ...] = tuple(t for t in procedure.TASK_IDS if t != "report")
@@ -35,7 +35,7 @@ def kernel_rows(results: Mapping[str, Any]) -> list[tuple[str, str, str, str, st
     rows = []
     for kernel in plan.get("kernels", []):
         # verify_rollout reports each kernel under the name rollout.expected_lines gave it.
-        status = verified.get(naming.sanitize_kernel(kernel["kernel"]))
+        status = verified.get(kernel["kernel"])
         ready = "yes" if status and status.get("status") == "ok" else ("-" if status is None else "NO")
         by_image = {image: tag for tag, image in kernel["images"].items()}
         in_use = by_image.get((status or {}).get("image", ""), "-")

@@ -48,10 +48,11 @@ class RolloutPlan:
 
     @property
     def expected_lines(self) -> str:
-        """verify_rollout.sh's EXPECTED input: ``<sanitized kernel> <image> <digest>``, one line per image
-        the operator may pull for that kernel (verification accepts any of them, on its own digest)."""
+        """verify_rollout.sh's EXPECTED input: ``<kernel> <DaemonSet> <image> <digest>``, one line per image
+        the operator may pull for that kernel (verification accepts any of them, on its own digest). The
+        DaemonSet is named here, once, as the operator names it; the script only matches pods to it."""
         return "\n".join(
-            f"{naming.sanitize_kernel(k.kernel)} {image} {k.digests[image]}"
+            f"{k.kernel} {k.daemonset} {image} {k.digests[image]}"
             for k in self.kernels
             for image in sorted(set(k.images.values()))
         )

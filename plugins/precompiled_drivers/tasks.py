@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from precompiled_drivers import kernel_module, os_tag, plan, readiness, rollout, signing
-from precompiled_drivers.cluster import parse_cluster
+from precompiled_drivers.cluster import ClusterState, parse_cluster
 from precompiled_drivers.cluster_policy import PolicyError
 from precompiled_drivers.config import RunConfig, run_config
 from precompiled_drivers.releases import schedule, variables
@@ -90,11 +90,22 @@ def _poll_for_cron_run(store: Any) -> list[Any]:
     return new
 
 
-def plan_releases(config: Mapping[str, Any], cluster: Mapping[str, Any]) -> list[dict[str, Any]]:
+CLUSTER_KEY = "cluster"  # plan_releases' XCom with the cluster state the later planning steps read
+
+
+def plan_releases(
+    config: Mapping[str, Any], cluster: Mapping[str, Any], ti: Any = None
+) -> list[dict[str, Any]]:
     """The releases to resolve (the run's targets, the cluster's release and its upgrade targets),
-    as resolve_driver_toolkit's per-release kwargs."""
+    as resolve_driver_toolkit's per-release kwargs.
+
+    The first reader of inspect_cluster's XCom: it parses and validates it (an unusable cluster fails
+    here) and pushes the ``ClusterState`` under ``CLUSTER_KEY`` for plan_builds and plan_rollout.
+    """
     cfg, settings = _load(config)
     state = parse_cluster(cluster, cfg.operator_version)
+    if ti is not None:
+        ti.xcom_push(key=CLUSTER_KEY, value=state.to_dict())
     upgrades: list[str] = []
     if state.cluster_version:
         # Off, or a limit of 0, in the discovery Variables: no request, no upgrade target.
@@ -121,10 +132,11 @@ def plan_builds(
     """One build per driver version x kernel, the OS tags to publish each under, and the registry look-up.
 
     A release whose toolkit data is malformed is left out (``rejected``, logged as an error, and the
-    report fails the run for it); the other releases' builds go on.
+    report fails the run for it); the other releases' builds go on. ``cluster`` is the ``ClusterState``
+    plan_releases pushed (``CLUSTER_KEY``).
     """
     cfg, settings = _load(config)
-    state = parse_cluster(cluster, cfg.operator_version)
+    state = ClusterState.from_dict(cluster)
     parsed, rejected = plan.parse_toolkits(toolkits)
     for bad in rejected:
         log.error(
@@ -220,9 +232,10 @@ def plan_rollout(
     run_id: str | None = None,
 ) -> dict[str, Any]:
     """Upgrade readiness, refusals, coverage gate, guarded patch, its exact undo, and what verification
-    must see. Readiness comes first and is kept (XCom ``readiness``) even when the gate refuses."""
+    must see. Readiness comes first and is kept (XCom ``readiness``) even when the gate refuses.
+    ``cluster`` is the ``ClusterState`` plan_releases pushed (``CLUSTER_KEY``)."""
     cfg, settings = _load(config)
-    state = parse_cluster(cluster, cfg.operator_version)
+    state = ClusterState.from_dict(cluster)
     available = {image: digest for image, digest in published.items() if digest}
     available.update({p["image"]: p["digest"] for p in pushed or [] if p})
     available.update({image: digest for image, digest in (aliased or {}).items() if digest})

@@ -39,7 +39,10 @@ def test_happy_path_two_releases_two_drivers(world, run_dag) -> None:
     assert_valid_against_crd(world.cluster.store.get_object("ClusterPolicy", "gpu-cluster-policy"))
     verified = xcom(dag_run, "verify_rollout")
     assert verified["verified"] is True
-    assert sorted(verified["kernels"]) == ["5.14.0-427.50.1.el9.4", "5.14.0-570.12.1.el9.6"]
+    assert sorted(verified["kernels"]) == ["5.14.0-427.50.1.el9_4.x86_64", "5.14.0-570.12.1.el9_6.x86_64"]
+    assert verified["kernels"]["5.14.0-427.50.1.el9_4.x86_64"]["daemonset"].startswith(
+        "nvidia-driver-daemonset-5.14.0-427.50.1.el9.4-"
+    )
     report = xcom(dag_run, "report")
     print(report)
     assert "built+pushed" in report

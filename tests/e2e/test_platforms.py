@@ -88,11 +88,8 @@ def test_x86_aarch64_64k_and_two_streams(world: World, run_dag) -> None:
     # The gate is satisfied and every GPU node's driver pod runs the pushed image.
     verified = xcom(dag_run, "verify_rollout")
     assert verified["verified"] is True
-    assert sorted(verified["kernels"]) == [
-        "5.14.0-570.39.1.el9.6",
-        "5.14.0-570.42.2.el9.6",
-        "6.12.0-55.20.1.el10.0",
-    ]
+    # Keyed by the kernel as each GPU node reports it.
+    assert sorted(verified["kernels"]) == sorted(kernel for _name, kernel, _os, _version in NODES)
     assert world.policy_driver()["usePrecompiled"] is True
 
     report = xcom(dag_run, "report")

@@ -56,6 +56,9 @@ class Approval:
         the wait between two polls); return its request (REST ``hitlDetails``)."""
         wanted = ("awaiting_input", *or_states)
         wait_for(lambda: self.states().get(TASK) in wanted, 300, f"{TASK} to await input", 1)
+        # Answer as a person would: after the scheduler has seen the task's worker exit (an answer within
+        # that loop hits an Airflow race the README names; CI met it once).
+        self.airflow.wait_executor_event(DAG_ID, self.run_id, TASK)
         return dict(self.airflow.api("GET", self.hitl_path()))
 
     def hitl_path(self) -> str:

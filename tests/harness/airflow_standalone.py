@@ -231,6 +231,20 @@ class AirflowStandalone:
         path = self.home / "logs" / f"{name}.log"
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
 
+    def wait_executor_event(self, dag_id: str, run_id: str, task_id: str, timeout: float = 120) -> None:
+        """Wait until the scheduler has processed the executor's event for the task's latest worker exit.
+
+        A task that defers (or awaits input) exits its worker; the scheduler reads that exit from the
+        executor's event buffer on a later loop (scheduler_job_runner.py ``process_executor_events``, which
+        logs "TaskInstance Finished"). A resume that lands before that read can be taken for a task killed
+        externally and fail the resumed try (apache/airflow#72716, not fixed in 3.3.2). A person answers
+        minutes after a request, never within that loop; a test that answers at once waits for this first.
+        """
+        line = f"TaskInstance Finished: dag_id={dag_id}, task_id={task_id}, run_id={run_id},"
+        wait_for(
+            lambda: line in self.log_tail("scheduler", 2000), timeout, f"the scheduler to see {task_id} exit"
+        )
+
     # -- REST API -----------------------------------------------------------------------------------
     def password(self) -> str:
         """The admin password the simple auth manager generated (``login`` mode)."""

@@ -63,8 +63,8 @@ def results() -> dict[str, Any]:
         "verify_rollout": {
             "verified": False,
             "kernels": {
-                "5.14.0-427.50.1.el9.4": {"status": "ok", "image": IMG418},
-                "5.14.0-570.12.1.el9.6": {"status": "waiting"},
+                K418: {"status": "ok", "image": IMG418},
+                K419: {"status": "waiting"},
             },
         },
     }
@@ -229,7 +229,7 @@ def test_kernel_table_before_verification() -> None:
 def test_kernel_rows_do_not_confuse_similar_kernels() -> None:
     data = results()
     data["verify_rollout"]["kernels"] = {"5.14.0-427.50.1.el9": {"status": "ok"}}
-    # 'el9' is a prefix of 'el9.4' as text but names another DaemonSet.
+    # A kernel whose name is a prefix of another's as text is another kernel.
     assert kernel_rows(data)[0][4] == "-"
 
 

@@ -9,7 +9,13 @@ import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
 from precompiled_drivers import readiness, tasks
-from precompiled_drivers.cluster import KERNEL_LABEL, OS_ID_LABEL, OS_VERSION_LABEL
+from precompiled_drivers.cluster import (
+    KERNEL_LABEL,
+    OS_ID_LABEL,
+    OS_VERSION_LABEL,
+    ClusterState,
+    parse_cluster,
+)
 from precompiled_drivers.config import run_config
 from precompiled_drivers.report import STEPS
 from precompiled_drivers.rollout import RolloutBlocked
@@ -179,8 +185,22 @@ TOOLKIT = {
 }
 
 
+def seen(raw: dict[str, Any]) -> dict[str, Any]:
+    """What plan_releases hands the later planning steps for inspect_cluster's XCom ``raw``."""
+    return parse_cluster(raw, "v26.7.0").to_dict()
+
+
+def test_plan_releases_reads_the_cluster_once_for_the_later_planning_steps() -> None:
+    ti = XComRecorder()
+    tasks.plan_releases(config(), CLUSTER, ti=ti)
+    pushed = json.loads(json.dumps(ti.pushed[tasks.CLUSTER_KEY]))  # as XCom stores it
+    state = ClusterState.from_dict(pushed)
+    assert state == parse_cluster(CLUSTER, "v26.7.0")
+    assert state.nodes[0].kernel == K418 and state.operator_version == "v26.7.0"
+
+
 def test_plan_builds_and_select() -> None:
-    planned = tasks.plan_builds(config(), CLUSTER, [TOOLKIT])
+    planned = tasks.plan_builds(config(), seen(CLUSTER), [TOOLKIT])
     [candidate] = planned["candidates"]
     assert candidate["image"] == IMAGE
     # The node kernel's image is the same one; it counts only with open modules (auto, 570 branch).
@@ -198,7 +218,7 @@ def test_select_builds_refuses_before_any_build_without_a_required_key(
 ) -> None:
     from airflow.sdk.exceptions import AirflowFailException
 
-    planned = tasks.plan_builds(config(), CLUSTER, [TOOLKIT])
+    planned = tasks.plan_builds(config(), seen(CLUSTER), [TOOLKIT])
     monkeypatch.setenv("PRECOMPILED_DRIVERS_REQUIRE_MODULE_SIGNING", "true")
     no_keys = {**CLUSTER, "signing_keys": {"module": "", "image": ""}}
     with pytest.raises(AirflowFailException, match="no build was started") as err:
@@ -228,7 +248,7 @@ def test_mixed_fleet_publishes_each_image_under_every_os_tag() -> None:
         "version": "4.19.3",
         "toolkit": {"KERNEL_VERSION": K419, "RT_KERNEL_VERSION": "", "RHEL_VERSION": "9.6"},
     }
-    planned = tasks.plan_builds(config(ocp_versions=["4.19.3"]), MIXED, [TOOLKIT, toolkit_419])
+    planned = tasks.plan_builds(config(ocp_versions=["4.19.3"]), seen(MIXED), [TOOLKIT, toolkit_419])
     aliases = planned["alias_env"]["ALIASES"].splitlines()
     assert aliases == [
         f"{IMAGE} {REPO}/driver:570.158.01-{K418}-rhel9",
@@ -242,7 +262,7 @@ def test_mixed_fleet_publishes_each_image_under_every_os_tag() -> None:
     published = {IMAGE: DIGEST}
     pushed = [{"image": f"{REPO}/driver:570.158.01-{K419}-rhel9", "digest": "sha256:" + "e" * 64}]
     aliased = {line.split()[1]: d for line, d in zip(aliases, (DIGEST, "sha256:" + "e" * 64), strict=True)}
-    out = tasks.plan_rollout(config(), MIXED, planned, published, pushed, aliased, run_id="r1")
+    out = tasks.plan_rollout(config(), seen(MIXED), planned, published, pushed, aliased, run_id="r1")
     assert len(out["verify_env"]["EXPECTED"].splitlines()) == 4
     # Every image and copy is there: the cluster can stay on 4.18 and move to 4.19.3.
     assert readiness.lines(out["readiness"]) == [
@@ -255,7 +275,7 @@ def test_mixed_fleet_publishes_each_image_under_every_os_tag() -> None:
     # A refusal is final: the same inputs would be refused again, so no retry (AirflowFailException).
     ti = XComRecorder()
     with pytest.raises(AirflowFailException, match=r"under OS tag rhcos4\.18") as err:
-        tasks.plan_rollout(config(), MIXED, planned, published, pushed, {}, ti=ti)
+        tasks.plan_rollout(config(), seen(MIXED), planned, published, pushed, {}, ti=ti)
     assert isinstance(err.value.__cause__, RolloutBlocked)
     # ... and the readiness is still kept for record_readiness and the report: 4.19.3 lacks its copy.
     assert set(ti.pushed) == {"readiness", "readiness_env"}
@@ -278,8 +298,11 @@ NO_BUILDS = {"candidates": [], "rejected": []}
 
 
 def test_plan_rollout_envs() -> None:
-    out = tasks.plan_rollout(config(), CLUSTER, NO_BUILDS, {IMAGE: DIGEST}, None, None)
-    assert out["verify_env"]["EXPECTED"] == f"5.14.0-427.50.1.el9.4 {IMAGE} {DIGEST}"
+    out = tasks.plan_rollout(config(), seen(CLUSTER), NO_BUILDS, {IMAGE: DIGEST}, None, None)
+    assert out["verify_env"]["EXPECTED"] == (
+        "5.14.0-427.50.1.el9_4.x86_64 nvidia-driver-daemonset-5.14.0-427.50.1.el9.4-rhcos4.18 "
+        f"{IMAGE} {DIGEST}"
+    )
     assert out["patch_env"]["DRY_RUN"] == "false"
     assert '"op":"test"' in out["patch_env"]["PATCH_JSON"]
     assert out["rollback_env"]["PREVIOUS_DRIVER_JSON"] == '{"enabled":true}'
@@ -287,7 +310,7 @@ def test_plan_rollout_envs() -> None:
 
 def test_plan_rollout_uses_pushed_digests() -> None:
     pushed = [{"image": IMAGE, "digest": DIGEST, "staging_image": "x"}, None]
-    out = tasks.plan_rollout(config(), CLUSTER, NO_BUILDS, {IMAGE: ""}, pushed, {})
+    out = tasks.plan_rollout(config(), seen(CLUSTER), NO_BUILDS, {IMAGE: ""}, pushed, {})
     assert out["plan"]["kernels"][0]["digests"] == {IMAGE: DIGEST}
 
 
@@ -296,7 +319,7 @@ def test_a_malformed_toolkit_fails_its_release_not_the_others_builds(
 ) -> None:
     # 4.19.5's toolkit file is unusable; 4.18.12's builds are still planned and checked.
     bad = {**TOOLKIT, "version": "4.19.5", "toolkit": {**TOOLKIT["toolkit"], "RHEL_VERSION": "nine"}}
-    planned = tasks.plan_builds(config(), CLUSTER, [bad, TOOLKIT])
+    planned = tasks.plan_builds(config(), seen(CLUSTER), [bad, TOOLKIT])
     assert [c["image"] for c in planned["candidates"]] == [IMAGE]
     assert planned["check_env"]["IMAGES"] == f"{IMAGE} open"
     [rejected] = planned["rejected"]
@@ -331,7 +354,7 @@ def test_plan_builds_adds_64k_images_for_a_64k_gpu_node() -> None:
             "RHEL_VERSION": "9.6",
         },
     }
-    planned = tasks.plan_builds(config(arches=["aarch64"]), {**CLUSTER, "nodes": [node]}, [arm])
+    planned = tasks.plan_builds(config(arches=["aarch64"]), seen({**CLUSTER, "nodes": [node]}), [arm])
     tags = [c["tag"] for c in planned["candidates"]]
     assert tags == [f"570.158.01-{karm}-rhel9", f"570.158.01-{karm}_64k-rhel9"]
     assert planned["rejected"] == []
@@ -355,10 +378,10 @@ RT_NODE = {
 
 def test_an_rt_gpu_node_does_not_stop_the_other_builds_and_the_gate_names_it() -> None:
     cluster = {**CLUSTER, "nodes": [CLUSTER["nodes"][0], RT_NODE]}
-    planned = tasks.plan_builds(config(), cluster, [TOOLKIT])
+    planned = tasks.plan_builds(config(), seen(cluster), [TOOLKIT])
     assert [c["image"] for c in planned["candidates"]] == [IMAGE]
     assert planned["check_env"]["IMAGES"] == f"{IMAGE} open"
     with pytest.raises(
         AirflowFailException, match=r"gpu-rt run the real-time kernel 5\.14\.0-427\.50\.1\.el9_4\.x86_64_rt"
     ):
-        tasks.plan_rollout(config(), cluster, NO_BUILDS, {IMAGE: DIGEST}, None, None)
+        tasks.plan_rollout(config(), seen(cluster), NO_BUILDS, {IMAGE: DIGEST}, None, None)

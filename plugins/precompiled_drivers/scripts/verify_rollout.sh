@@ -4,14 +4,16 @@
 # Right after a patch the old driver pods are still Running, so only pods of the new generation count:
 # created at or after PATCHED_AT, running the expected image, ready, and with an imageID that ends with the
 # pushed digest. A kernel is OK when at least one such pod exists and no other pod created since the patch
-# (same DaemonSet name prefix) is unready or runs something else. The ClusterPolicy must also report ready.
+# by the same DaemonSet (the pod's controller ownerReference) is unready or runs something else. The
+# ClusterPolicy must also report ready. The DaemonSet names come from the plan (rollout.py, which names them
+# as the operator does); this script never rebuilds one.
 #
 # Env:  POLICY_NAME         ClusterPolicy name (usually gpu-cluster-policy)
 #       OPERATOR_NAMESPACE  namespace of the driver DaemonSets (e.g. nvidia-gpu-operator)
 #       PATCHED_AT          RFC3339 UTC time of the patch, e.g. 2025-01-31T12:00:00Z
-#       EXPECTED            lines <sanitized kernel> <image ref> <sha256:digest>; a kernel with several lines
-#                           accepts any of those images (the operator takes ONE OS tag for the whole cluster,
-#                           from whichever GPU node it lists first), each on its own digest
+#       EXPECTED            lines <kernel> <DaemonSet> <image ref> <sha256:digest>; a kernel with several
+#                           lines accepts any of those images (the operator takes ONE OS tag for the whole
+#                           cluster, from whichever GPU node it lists first), each on its own digest
 #       TIMEOUT_SECONDS     give up after this long (default 1800)
 #       POLL_SECONDS        wait between polls (default 15)
 #       DRY_RUN             true: the patch step only printed its patch; report that and exit 0
@@ -28,7 +30,7 @@ fi
 : "${POLICY_NAME:?POLICY_NAME must name the ClusterPolicy (e.g. gpu-cluster-policy)}"
 : "${OPERATOR_NAMESPACE:?OPERATOR_NAMESPACE must name the GPU Operator namespace}"
 : "${PATCHED_AT:?PATCHED_AT must hold the patch time (RFC3339 UTC, from the patch step)}"
-: "${EXPECTED:?EXPECTED must list one line per kernel: <kernel> <image ref> <sha256 digest>}"
+: "${EXPECTED:?EXPECTED must list one line per kernel image: <kernel> <DaemonSet> <image ref> <sha256 digest>}"
 TIMEOUT_SECONDS="${TIMEOUT_SECONDS:-1800}"
 POLL_SECONDS="${POLL_SECONDS:-15}"
 # Byte-wise string comparison for the timestamp checks below, whatever locale the image sets.
@@ -44,14 +46,17 @@ die() {
 [[ "$TIMEOUT_SECONDS" =~ ^[0-9]+$ ]] || die "TIMEOUT_SECONDS must be a whole number, got '$TIMEOUT_SECONDS'."
 [[ "$POLL_SECONDS" =~ ^[1-9][0-9]*$ ]] || die "POLL_SECONDS must be a positive whole number, got '$POLL_SECONDS'."
 
-kernels=() # distinct, in order of first appearance
-wants=()   # per kernel: "<image> <digest>" lines it accepts
-while read -r kernel image digest extra; do
+kernels=()    # distinct, in order of first appearance
+daemonsets=() # per kernel: the DaemonSet whose pods serve it
+wants=()      # per kernel: "<image> <digest>" lines it accepts
+while read -r kernel daemonset image digest extra; do
   [[ -z "${kernel:-}" ]] && continue
   # Values end up in the JSON result, so only the characters these names can hold are accepted.
   [[ -z "${extra:-}" && -n "${digest:-}" ]] ||
-    die "each EXPECTED line needs exactly '<kernel> <image ref> <digest>'; got '$kernel ${image:-} ${digest:-} ${extra:-}'."
-  [[ "$kernel" =~ ^[a-z0-9][a-z0-9._-]*$ ]] || die "EXPECTED kernel '$kernel' is not a sanitized kernel name."
+    die "each EXPECTED line needs exactly '<kernel> <DaemonSet> <image ref> <digest>'; got '$kernel ${daemonset:-} ${image:-} ${digest:-} ${extra:-}'."
+  [[ "$kernel" =~ ^[A-Za-z0-9][A-Za-z0-9._+-]*$ ]] || die "EXPECTED kernel '$kernel' is not a kernel release."
+  [[ "$daemonset" =~ ^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$ ]] ||
+    die "EXPECTED DaemonSet '$daemonset' is not a DNS-1123 name."
   [[ "$image" =~ ^[A-Za-z0-9][A-Za-z0-9./:_@+-]*$ ]] || die "EXPECTED image ref '$image' is not an image reference."
   [[ "$digest" =~ ^sha256:[0-9a-f]{64}$ ]] || die "EXPECTED digest '$digest' must be sha256:<64 hex>."
   found=""
@@ -60,15 +65,20 @@ while read -r kernel image digest extra; do
   done
   if [[ -z "$found" ]]; then
     kernels+=("$kernel")
+    daemonsets+=("$daemonset")
     wants+=("$image $digest")
   else
+    [[ "${daemonsets[$found]}" == "$daemonset" ]] ||
+      die "EXPECTED names two DaemonSets for kernel '$kernel': ${daemonsets[$found]} and $daemonset."
     wants[found]+=$'\n'"$image $digest"
   fi
 done <<<"$EXPECTED"
 ((${#kernels[@]} > 0)) || die "EXPECTED lists no kernel."
 
-# name|creationTimestamp|image|ready|imageID|waiting reason per pod ('|': read collapses empty tab fields).
-POD_COLUMNS='{range .items[*]}{.metadata.name}{"|"}{.metadata.creationTimestamp}{"|"}'
+# name|owning DaemonSet|creationTimestamp|image|ready|imageID|waiting reason per pod ('|': read collapses
+# empty tab fields).
+POD_COLUMNS='{range .items[*]}{.metadata.name}{"|"}'
+POD_COLUMNS+='{.metadata.ownerReferences[?(@.kind=="DaemonSet")].name}{"|"}{.metadata.creationTimestamp}{"|"}'
 POD_COLUMNS+='{.spec.containers[?(@.name=="nvidia-driver-ctr")].image}{"|"}'
 POD_COLUMNS+='{.status.containerStatuses[?(@.name=="nvidia-driver-ctr")].ready}{"|"}'
 POD_COLUMNS+='{.status.containerStatuses[?(@.name=="nvidia-driver-ctr")].imageID}{"|"}'
@@ -93,12 +103,12 @@ wanted_digest() {
 
 check_kernel() {
   local i="$1" accepted
-  local prefix="nvidia-driver-daemonset-${kernels[$1]}-"
-  local name created image ready image_id waiting want_digest
+  local daemonset="${daemonsets[$1]}"
+  local name owner created image ready image_id waiting want_digest
   local all=0 new=0 good=0 unready=0 wrong=0 seen_image="" wrong_note="" waits=""
   accepted="$(cut -d' ' -f1 <<<"${wants[$1]}" | paste -sd' ')"
-  while IFS='|' read -r name created image ready image_id waiting; do
-    [[ -n "$name" && "$name" == "$prefix"* ]] || continue
+  while IFS='|' read -r name owner created image ready image_id waiting; do
+    [[ -n "$name" && "$owner" == "$daemonset" ]] || continue
     all=$((all + 1))
     # RFC3339 UTC strings of equal shape compare like the instants they name.
     [[ "$created" > "$PATCHED_AT" || "$created" == "$PATCHED_AT" ]] || continue
@@ -128,7 +138,7 @@ check_kernel() {
   k_image[i]="${seen_image:--}"
   k_status[i]="waiting"
   if ((new == 0)); then
-    k_reason[i]="no pod named ${prefix}* created since the patch ($all older)"
+    k_reason[i]="no pod of DaemonSet $daemonset created since the patch ($all older)"
   elif ((unready > 0)); then
     k_reason[i]="$unready of $new new pod(s) not ready${waits:+ ($waits)}"
     if [[ "$waits" == *ImagePull* || "$waits" == *ErrImage* ]]; then
@@ -154,8 +164,8 @@ json_str() {
 write_verdict() {
   local i sep="" body=""
   for i in "${!kernels[@]}"; do
-    body+="$(printf '%s"%s": {"status": "%s", "pods_new_of_all": "%s", "ready": %s, "image": %s, "digest": "%s", "accepted": "%s", "reason": %s}' \
-      "$sep" "${kernels[$i]}" "${k_status[$i]}" "${k_seen[$i]}" "${k_ready[$i]}" "$(json_str "${k_image[$i]}")" \
+    body+="$(printf '%s"%s": {"status": "%s", "daemonset": "%s", "pods_new_of_all": "%s", "ready": %s, "image": %s, "digest": "%s", "accepted": "%s", "reason": %s}' \
+      "$sep" "${kernels[$i]}" "${k_status[$i]}" "${daemonsets[$i]}" "${k_seen[$i]}" "${k_ready[$i]}" "$(json_str "${k_image[$i]}")" \
       "$(wanted_digest "$i" "${k_image[$i]}")" "$(cut -d' ' -f1 <<<"${wants[$i]}" | paste -sd' ')" \
       "$(json_str "${k_reason[$i]}")")"
     sep=", "

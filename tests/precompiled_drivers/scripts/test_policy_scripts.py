@@ -63,6 +63,9 @@ SAN_A, TAG_A = "5.14.0-427.50.1.el9.4", f"{DRIVER_VERSION}-{K_A}-rhel9.4"
 # image (gpu-operator state_manager.go getGPUNodeOSInfo): kernel B's node reports 9.6 but pulls this tag.
 SAN_B, TAG_B = "5.14.0-570.12.1.el9.6", f"{DRIVER_VERSION}-{K_B}-rhel9.4"
 TAG_B_OWN_OS = f"{DRIVER_VERSION}-{K_B}-rhel9.6"
+# The driver DaemonSets the operator names for them: the node's raw ID+VERSION_ID, not the cluster tag
+# (object_controls.go transformPrecompiledDriverDaemonset, getKernelVersionsMap).
+DS_A, DS_B = f"nvidia-driver-daemonset-{SAN_A}-rhel9.4", f"nvidia-driver-daemonset-{SAN_B}-rhel9.6"
 
 # A compiled-mode driver section in the key order a user would write it.
 ORIGINAL_DRIVER: dict[str, Any] = {
@@ -504,8 +507,8 @@ def rollout(cluster: TestCluster, registry: Registry, tmp_path: Path) -> str:
 
 def expected_lines(registry: Registry, digests: dict[str, str]) -> str:
     refs = {
-        SAN_A: f"{registry.host}/nvidia/{IMAGE}:{TAG_A}",
-        SAN_B: f"{registry.host}/nvidia/{IMAGE}:{TAG_B}",
+        K_A: f"{DS_A} {registry.host}/nvidia/{IMAGE}:{TAG_A}",
+        K_B: f"{DS_B} {registry.host}/nvidia/{IMAGE}:{TAG_B}",
     }
     return "\n".join(f"{kernel} {refs[kernel]} {digest}" for kernel, digest in digests.items()) + "\n"
 
@@ -524,16 +527,16 @@ def test_verify_succeeds_when_new_pods_run_the_pushed_images(
     digest_b = registry.push_test_image(f"nvidia/{IMAGE}", TAG_B)
     patched_at = rollout(gpu_cluster, registry, tmp_path)
     proc, result = verify(
-        gpu_cluster, tmp_path, patched_at, expected_lines(registry, {SAN_A: digest_a, SAN_B: digest_b})
+        gpu_cluster, tmp_path, patched_at, expected_lines(registry, {K_A: digest_a, K_B: digest_b})
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert result["verified"] is True
     assert result["policy_state"] == "ready"
-    assert result["kernels"][SAN_A]["status"] == "ok"
-    assert result["kernels"][SAN_A]["ready"] == 2  # both nodes on kernel A
-    assert result["kernels"][SAN_B]["ready"] == 1
-    assert result["kernels"][SAN_B]["image"] == f"{registry.host}/nvidia/{IMAGE}:{TAG_B}"
-    assert f"kernel {SAN_A}: ok" in proc.stdout
+    assert result["kernels"][K_A]["status"] == "ok"
+    assert result["kernels"][K_A]["ready"] == 2  # both nodes on kernel A
+    assert result["kernels"][K_B]["ready"] == 1
+    assert result["kernels"][K_B]["image"] == f"{registry.host}/nvidia/{IMAGE}:{TAG_B}"
+    assert f"kernel {K_A}: ok" in proc.stdout
     assert gpu_cluster.store.get_object("ClusterPolicy", POLICY)["status"]["state"] == "ready"
 
 
@@ -544,11 +547,11 @@ def test_verify_accepts_whichever_os_tag_the_operator_chose(
     digest_a = registry.push_test_image(f"nvidia/{IMAGE}", TAG_A)
     digest_b = registry.push_test_image(f"nvidia/{IMAGE}", TAG_B)
     patched_at = rollout(gpu_cluster, registry, tmp_path)
-    other = f"{SAN_B} {registry.host}/nvidia/{IMAGE}:{TAG_B_OWN_OS} sha256:{'e' * 64}\n"
-    expected = other + expected_lines(registry, {SAN_A: digest_a, SAN_B: digest_b})
+    other = f"{K_B} {DS_B} {registry.host}/nvidia/{IMAGE}:{TAG_B_OWN_OS} sha256:{'e' * 64}\n"
+    expected = other + expected_lines(registry, {K_A: digest_a, K_B: digest_b})
     proc, result = verify(gpu_cluster, tmp_path, patched_at, expected)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    kernel_b = result["kernels"][SAN_B]
+    kernel_b = result["kernels"][K_B]
     assert kernel_b["image"] == f"{registry.host}/nvidia/{IMAGE}:{TAG_B}"
     assert kernel_b["digest"] == digest_b
     assert kernel_b["accepted"].split() == [
@@ -568,7 +571,7 @@ def test_verify_times_out_with_a_per_kernel_table(
         gpu_cluster,
         tmp_path,
         patched_at,
-        expected_lines(registry, {SAN_A: digest_a, SAN_B: missing}),
+        expected_lines(registry, {K_A: digest_a, K_B: missing}),
         timeout=4,
     )
     assert proc.returncode == 1
@@ -577,13 +580,13 @@ def test_verify_times_out_with_a_per_kernel_table(
     table = proc.stderr.splitlines()
     header = next(i for i, line in enumerate(table) if line.startswith("KERNEL"))
     rows = {line.split()[0]: line for line in table[header + 1 : header + 3]}
-    assert "ok" in rows[SAN_A].split()
-    assert "1 of 1 new pod(s) not ready (ImagePullBackOff); check that" in rows[SAN_B]
-    assert f"{registry.host}/nvidia/{IMAGE}:{TAG_B}" in rows[SAN_B]
+    assert "ok" in rows[K_A].split()
+    assert "1 of 1 new pod(s) not ready (ImagePullBackOff); check that" in rows[K_B]
+    assert f"{registry.host}/nvidia/{IMAGE}:{TAG_B}" in rows[K_B]
     assert result["verified"] is False
     assert result["policy_state"] == "notReady"
-    assert result["kernels"][SAN_B]["status"] == "waiting"
-    assert result["kernels"][SAN_A]["status"] == "ok"
+    assert result["kernels"][K_B]["status"] == "waiting"
+    assert result["kernels"][K_A]["status"] == "ok"
 
 
 def test_verify_checks_the_digest(gpu_cluster: TestCluster, registry: Registry, tmp_path: Path) -> None:
@@ -595,13 +598,13 @@ def test_verify_checks_the_digest(gpu_cluster: TestCluster, registry: Registry, 
         gpu_cluster,
         tmp_path,
         patched_at,
-        expected_lines(registry, {SAN_A: stale, SAN_B: digest_b}),
+        expected_lines(registry, {K_A: stale, K_B: digest_b}),
         timeout=3,
     )
     assert proc.returncode == 1
-    assert result["kernels"][SAN_B]["status"] == "ok"
-    assert f"not digest {stale}" in result["kernels"][SAN_A]["reason"]
-    assert digest_a in result["kernels"][SAN_A]["reason"]  # the imageID the pod actually has
+    assert result["kernels"][K_B]["status"] == "ok"
+    assert f"not digest {stale}" in result["kernels"][K_A]["reason"]
+    assert digest_a in result["kernels"][K_A]["reason"]  # the imageID the pod actually has
 
 
 def test_verify_ignores_pods_older_than_the_patch(
@@ -609,24 +612,26 @@ def test_verify_ignores_pods_older_than_the_patch(
 ) -> None:
     digest_a = registry.push_test_image(f"nvidia/{IMAGE}", TAG_A)
     digest_b = registry.push_test_image(f"nvidia/{IMAGE}", TAG_B)
-    rollout(gpu_cluster, registry, tmp_path)
-    expected = expected_lines(registry, {SAN_A: digest_a, SAN_B: digest_b})
-    ok, _ = verify(gpu_cluster, tmp_path, utc_now(), expected)
+    # The patch's own time, as the pipeline passes it: pods the operator made since then are new (a
+    # clock read after the patch could be seconds later under load, and make them old).
+    patched_at = rollout(gpu_cluster, registry, tmp_path)
+    expected = expected_lines(registry, {K_A: digest_a, K_B: digest_b})
+    ok, _ = verify(gpu_cluster, tmp_path, patched_at, expected)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     # The same Ready pods, judged against a later patch, are the old generation: they do not count.
     later = (datetime.now(UTC) + timedelta(seconds=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
     proc, result = verify(gpu_cluster, tmp_path, later, expected, timeout=2)
     assert proc.returncode == 1
-    assert "created since the patch (2 older)" in result["kernels"][SAN_A]["reason"]
+    assert "created since the patch (2 older)" in result["kernels"][K_A]["reason"]
 
 
 def put_driver_pod(cluster: TestCluster, suffix: str, image: str, ready: bool, image_id: str) -> str:
     """Create a driver pod by hand (the store stamps creationTimestamp now); return that timestamp."""
-    name = f"nvidia-driver-daemonset-{SAN_A}-rhel9.4-{suffix}"
+    name = f"{DS_A}-{suffix}"
     labels = {"app": "nvidia-driver-daemonset", "nvidia.com/precompiled": "true"}
     container = {"name": "nvidia-driver-ctr", "image": image}
     status = {"name": "nvidia-driver-ctr", "image": image, "imageID": image_id, "ready": ready}
-    owner = {"apiVersion": "apps/v1", "kind": "DaemonSet", "name": name[:-6], "uid": "u", "controller": True}
+    owner = {"apiVersion": "apps/v1", "kind": "DaemonSet", "name": DS_A, "uid": "u", "controller": True}
     pod = cluster.store.put(
         "Pod",
         {
@@ -652,7 +657,7 @@ def test_verify_needs_policy_ready_and_every_new_pod_right(test_cluster: TestClu
     seed_policy(test_cluster)
     image = f"quay.io/acme/{IMAGE}:{TAG_A}"
     digest = "sha256:" + "d" * 64
-    expected = f"{SAN_A} {image} {digest}"
+    expected = f"{K_A} {DS_A} {image} {digest}"
     # An old-generation pod, Ready, that already runs the expected image: it must not count.
     old = put_driver_pod(test_cluster, "old01", image, True, f"quay.io/acme/{IMAGE}@{digest}")
     patched_at = next_second(old)
@@ -664,16 +669,16 @@ def test_verify_needs_policy_ready_and_every_new_pod_right(test_cluster: TestClu
     )
     proc, result = verify(test_cluster, tmp_path, patched_at, expected, timeout=1)
     assert proc.returncode == 1
-    assert result["kernels"][SAN_A]["pods_new_of_all"] == "2/3"
-    assert "runs quay.io/other/driver:1" in result["kernels"][SAN_A]["reason"]
+    assert result["kernels"][K_A]["pods_new_of_all"] == "2/3"
+    assert "runs quay.io/other/driver:1" in result["kernels"][K_A]["reason"]
 
-    test_cluster.store.delete(by_kind("Pod"), NS, f"nvidia-driver-daemonset-{SAN_A}-rhel9.4-new02")
+    test_cluster.store.delete(by_kind("Pod"), NS, f"{DS_A}-new02")
     test_cluster.store.mutate(
         by_kind("ClusterPolicy"), None, POLICY, lambda p: p.update(status={"state": "notReady"})
     )
     proc, result = verify(test_cluster, tmp_path, patched_at, expected, timeout=1)
     assert proc.returncode == 1, "the ClusterPolicy must be ready too"
-    assert result["kernels"][SAN_A]["status"] == "ok"
+    assert result["kernels"][K_A]["status"] == "ok"
     assert result["policy_state"] == "notReady"
 
     test_cluster.store.mutate(
@@ -682,16 +687,25 @@ def test_verify_needs_policy_ready_and_every_new_pod_right(test_cluster: TestClu
     proc, result = verify(test_cluster, tmp_path, patched_at, expected, timeout=1)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert result["verified"] is True
-    assert result["kernels"][SAN_A]["pods_new_of_all"] == "1/2"
+    assert result["kernels"][K_A]["pods_new_of_all"] == "1/2"
 
 
 @pytest.mark.parametrize(
     ("env", "message"),
     [
         ({"PATCHED_AT": "2025-01-31 12:00:00"}, "PATCHED_AT must look like"),
-        ({"EXPECTED": "5.14.0-427.50.1.el9.4 quay.io/a/b:1"}, "needs exactly"),
-        ({"EXPECTED": f"5.14.0 quay.io/a/b:1 sha256:{'a' * 63}"}, "must be sha256:<64 hex>"),
-        ({"EXPECTED": f'bad"kernel quay.io/a/b:1 sha256:{"a" * 64}'}, "is not a sanitized kernel name"),
+        ({"EXPECTED": f"{K_A} {DS_A} quay.io/a/b:1"}, "needs exactly"),
+        ({"EXPECTED": f"{K_A} quay.io/a/b:1 sha256:{'a' * 64}"}, "needs exactly"),
+        ({"EXPECTED": f"{K_A} {DS_A} quay.io/a/b:1 sha256:{'a' * 63}"}, "must be sha256:<64 hex>"),
+        ({"EXPECTED": f'bad"kernel {DS_A} quay.io/a/b:1 sha256:{"a" * 64}'}, "is not a kernel release"),
+        ({"EXPECTED": f"{K_A} Bad_DS quay.io/a/b:1 sha256:{'a' * 64}"}, "is not a DNS-1123 name"),
+        (
+            {
+                "EXPECTED": f"{K_A} {DS_A} quay.io/a/b:1 sha256:{'a' * 64}\n"
+                f"{K_A} {DS_B} quay.io/a/b:2 sha256:{'a' * 64}"
+            },
+            f"names two DaemonSets for kernel '{K_A}'",
+        ),
         ({"EXPECTED": "\n\n"}, "EXPECTED lists no kernel"),
         ({"POLL_SECONDS": "0"}, "POLL_SECONDS must be a positive whole number"),
     ],
@@ -701,7 +715,7 @@ def test_verify_rejects_malformed_input(env: dict[str, str], message: str, tmp_p
         "POLICY_NAME": POLICY,
         "OPERATOR_NAMESPACE": NS,
         "PATCHED_AT": "2025-01-31T12:00:00Z",
-        "EXPECTED": f"5.14.0-427.50.1.el9.4 quay.io/a/b:1 sha256:{'a' * 64}",
+        "EXPECTED": f"{K_A} {DS_A} quay.io/a/b:1 sha256:{'a' * 64}",
     }
     proc, result = run_script("verify_rollout.sh", None, tmp_path, **{**base, **env})
     assert proc.returncode == 2

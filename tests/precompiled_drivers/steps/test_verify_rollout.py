@@ -11,7 +11,8 @@ from precompiled_drivers.steps import verify_rollout as step
 from precompiled_drivers.steps.base import StepPodOperator
 
 EXPECTED = (
-    "5.14.0-427.50.1.el9.4 quay.io/acme/nvidia/driver:570.158.01-5.14.0-427.50.1.el9_4.x86_64-rhcos4.18 "
+    "5.14.0-427.50.1.el9_4.x86_64 nvidia-driver-daemonset-5.14.0-427.50.1.el9.4-rhcos4.18 "
+    "quay.io/acme/nvidia/driver:570.158.01-5.14.0-427.50.1.el9_4.x86_64-rhcos4.18 "
     "sha256:" + "1" * 64
 )
 
