@@ -93,7 +93,7 @@ with DAG(
 
     builds = task(step(tasks.plan_builds), multiple_outputs=True)(config, state, toolkits.output)
     published = check_published_images.task(settings, builds["check_env"])
-    selected = task(step(tasks.select_builds))(config, builds["candidates"], published.output)
+    selected = task(step(tasks.select_builds))(config, builds["candidates"], published.output, state)
     built = build_driver_image.task(settings, selected)  # one pod per image
     pushed = push_driver_image.task(settings, built.output)  # every image that built, even if one did not
 

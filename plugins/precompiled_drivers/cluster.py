@@ -47,6 +47,8 @@ class ClusterState:
     cluster_version: str
     nvidia_drivers: tuple[dict[str, Any], ...] = ()  # NVIDIADriver CRs (nvidia.com/v1alpha1), by name
     gpu_clusters: tuple[str, ...] = ()  # names of GPUCluster CRs (the v26.7 DRA stack)
+    # sha256 of the signing Secrets' public keys inspect_cluster saw (``module``/``image``; "" = none).
+    signing_keys: dict[str, str] = field(default_factory=dict)
 
     @property
     def kernels(self) -> tuple[str, ...]:
@@ -135,6 +137,7 @@ def parse_cluster(xcom: Mapping[str, Any], operator_override: str = "") -> Clust
         cluster_version=v.ocp_version(cluster_version, "cluster_version") if cluster_version else "",
         nvidia_drivers=_items(xcom.get("nvidia_drivers"), "nvidia_drivers"),
         gpu_clusters=tuple(i["metadata"]["name"] for i in _items(xcom.get("gpu_clusters"), "gpu_clusters")),
+        signing_keys={k: str(v) for k, v in (xcom.get("signing_keys") or {}).items()},
     )
 
 

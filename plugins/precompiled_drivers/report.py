@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from precompiled_drivers import approval, procedure, readiness
+from precompiled_drivers import approval, procedure, readiness, signing
 
 # Every step the report accounts for, in procedure order: all but the report itself.
 STEPS: tuple[str, ...] = tuple(t for t in procedure.TASK_IDS if t != "report")
@@ -217,6 +217,7 @@ def render_report(
                 for alias in c.get("aliases", ())
             ]
         out += _table(("image", "kernel modules", "outcome", "digest"), rows)
+    out += signing.report_lines(results)
     plan = (results.get("plan_rollout") or {}).get("plan") or {}
     approval_state = states.get(approval.TASK_ID)
     why_not = _reason(failure_records(failures, approval.TASK_ID)) if approval_state == "failed" else None

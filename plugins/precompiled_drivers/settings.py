@@ -43,6 +43,13 @@ class Settings:
     pull_secret: str = "precompiled-drivers-pull-secret"  # noqa: S105
     rhsm_secret: str = "precompiled-drivers-rhsm"  # noqa: S105
     push_secret: str = "precompiled-drivers-push-secret"  # noqa: S105
+    # Secure Boot: private_key.priv + public_key.der, used by NVIDIA's Dockerfile to sign the modules
+    # whenever this Secret exists; required = a run without it is refused before any build (signing.py).
+    module_signing_secret: str = "precompiled-drivers-module-signing"  # noqa: S105
+    require_module_signing: bool = False
+    # Sign every pushed image (sigstore, stored next to it in the registry) with cosign.key from this Secret.
+    sign_images: bool = False
+    image_signing_secret: str = "precompiled-drivers-image-signing"  # noqa: S105
     target_repository: str = ""
     image_name: str = "driver"
     registry_tls_verify: bool = True
@@ -99,7 +106,15 @@ class Settings:
 
         v.dns_label(self.namespace, name("namespace"))
         v.dns_label(self.operator_namespace, name("operator_namespace"))
-        for field in ("operator_deployment", "policy_name", "pull_secret", "rhsm_secret", "push_secret"):
+        for field in (
+            "operator_deployment",
+            "policy_name",
+            "pull_secret",
+            "rhsm_secret",
+            "push_secret",
+            "module_signing_secret",
+            "image_signing_secret",
+        ):
             v.k8s_name(getattr(self, field), name(field))
         v.k8s_name(self.kubernetes_conn_id.replace("_", "-"), name("kubernetes_conn_id"))
         for field in ("cli_image", "builder_image", "skopeo_image"):
@@ -112,6 +127,8 @@ class Settings:
         v.boolean(self.registry_tls_verify, name("registry_tls_verify"))
         v.boolean(self.deferrable, name("deferrable"))
         v.boolean(self.build_64k, name("build_64k"))
+        v.boolean(self.require_module_signing, name("require_module_signing"))
+        v.boolean(self.sign_images, name("sign_images"))
         v.positive_int(self.startup_timeout_seconds, name("startup_timeout_seconds"), 86_400)
         v.positive_int(self.poll_seconds, name("poll_seconds"), 600)
         v.positive_int(self.retry_delay_seconds, name("retry_delay_seconds"), 3_600)

@@ -190,10 +190,18 @@ def plan_builds(
 
 
 def select_builds(
-    config: Mapping[str, Any], candidates: Sequence[Mapping[str, Any]], published: Mapping[str, str]
+    config: Mapping[str, Any],
+    candidates: Sequence[Mapping[str, Any]],
+    published: Mapping[str, str],
+    cluster: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """Build kwargs for the images still missing (all of them when forced)."""
-    from precompiled_drivers import plan
+    """Build kwargs for the images still missing (all of them when forced).
+
+    When something must be built, the signing keys the installation requires must be in place
+    (``cluster`` is the ``ClusterState``; its ``signing_keys`` come from inspect_cluster): otherwise the
+    run fails here, before any build pod, naming the Secret to create.
+    """
+    from precompiled_drivers import plan, signing
     from precompiled_drivers.steps import build_driver_image
 
     cfg, settings = _load(config)
@@ -202,6 +210,26 @@ def select_builds(
     for build in builds:
         if build not in todo:
             log.info("skip %s: already published as %s", build.image, published[build.image])
+    if todo:
+        try:
+            keys = signing.check_keys(
+                (cluster or {}).get("signing_keys"),
+                namespace=settings.namespace,
+                module_secret=settings.module_signing_secret,
+                require_module_signing=settings.require_module_signing,
+                image_secret=settings.image_signing_secret,
+                sign_images=settings.sign_images,
+            )
+        except signing.SigningKeyMissing as exc:
+            from airflow.sdk.exceptions import AirflowFailException
+
+            # A missing Secret does not appear by retrying: fail at once, nothing built.
+            raise AirflowFailException(str(exc)) from exc
+        log.info(
+            "module signing key (sha256 of public_key.der): %s; image signing: %s",
+            keys["module"] or signing.THROWAWAY_KEY,
+            f"cosign.pub sha256 {keys['image']}" if settings.sign_images else "off",
+        )
     return [build_driver_image.item(settings, cfg, b) for b in todo]
 
 

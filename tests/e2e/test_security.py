@@ -193,3 +193,54 @@ def test_planted_secrets_appear_in_no_log_xcom_pod_or_report(
     assert leaks({"probe": f"x{SECRET_VALUES['rhsm_key']}x"}), "the search finds a planted value"
     assert leaks(texts) == []
     assert_pod_security(pods)
+
+
+def test_signing_keys_appear_in_no_log_xcom_pod_or_report(
+    world: World,
+    run_dag: Callable[..., Any],
+    pods: PodRecorder,
+    capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Secure Boot key pair and sigstore key in place, signing required and image signing on: the private
+    keys and the passphrase (as stored, base64, and the key's PEM body lines) are in no task log, XCom row,
+    report or pod the API server received; only their mounts are. The public key's fingerprint is shown."""
+    from harness.signing_keys import module_keys, sigstore_keys
+
+    module = module_keys()
+    image = sigstore_keys(password=b"planted-cosign-passphrase-77")
+    world.add_secret_files("precompiled-drivers-module-signing", module.secret_data())
+    world.add_secret_files("precompiled-drivers-image-signing", image.secret_data())
+    monkeypatch.setenv("PRECOMPILED_DRIVERS_REQUIRE_MODULE_SIGNING", "true")
+    monkeypatch.setenv("PRECOMPILED_DRIVERS_SIGN_IMAGES", "true")
+
+    dag_run = run_dag(driver_versions=["570.158.01"])
+    out, err = capfd.readouterr()
+    texts = {"task logs (stdout)": out, "task logs (stderr)": err, **log_files(), **xcom_rows(dag_run)}
+    report = xcom(dag_run, "report")
+    texts["report"] = report
+    texts.update(pod_texts(pods))
+
+    secrets = {
+        "private_key.priv": module.private_key,
+        "cosign.key": image.private_key,
+        "cosign.password": image.password,
+    }
+    planted: dict[str, str] = {}
+    for name, data in secrets.items():
+        planted[name] = data.decode()
+        planted[f"{name} (base64)"] = base64.b64encode(data).decode()
+        # A PEM body line is enough to recognise a key that leaked re-wrapped or in part.
+        body = [line for line in data.decode().splitlines() if line and not line.startswith("-----")]
+        planted.update({f"{name} line {i}": line for i, line in enumerate(body[:3])})
+    found = [
+        f"{needle} in {where}" for where, text in texts.items() for needle, v in planted.items() if v in text
+    ]
+    assert found == []
+    # Not vacuous: the keys were used (fingerprints reported), mounted (volumes), and the steps logged.
+    assert module.fingerprint in report and image.fingerprint in out
+    mounted = {v.get("secret", {}).get("secretName") for p in pods.created for v in p["spec"]["volumes"]}
+    assert {"precompiled-drivers-module-signing", "precompiled-drivers-image-signing"} <= mounted
+    assert "Signing the kernel modules" in out or "module signing key" in out
+    assert any(planted["cosign.key line 0"] in t for t in [image.private_key.decode()])
+    assert_pod_security(pods)

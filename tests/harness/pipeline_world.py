@@ -8,6 +8,7 @@ registry (check, push). The GPU-operator stand-in then pulls what the pipeline p
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import http.server
 import json
@@ -204,6 +205,13 @@ class World:
         )
         return self.set_scenarios()
 
+    def add_secret_files(self, name: str, files: Mapping[str, bytes]) -> None:
+        """A Secret holding binary files (``data`` base64, as the API server stores it)."""
+        data = {k: base64.b64encode(v).decode() for k, v in files.items()}
+        self.cluster.store.put(
+            "Secret", {"metadata": {"name": name, "namespace": NAMESPACE}, "type": "Opaque", "data": data}
+        )
+
     def set_scenarios(self) -> World:
         """(Re)install one scenario per step, e.g. after changing ``fixed_seconds`` between runs."""
         scenarios = self.cluster.scenarios
@@ -336,13 +344,27 @@ class World:
                     "make: *** [Makefile] Error 1",
                 ],
             )
+        # build_driver_image.sh's key handling: the Secure Boot key pair from the pod's mounted (optional)
+        # Secret volume, both files or neither; refused without it when signing is required.
+        keys = self._mounted_module_keys(pod)
+        if keys is None and env.get("REQUIRE_MODULE_SIGNING") == "true":
+            return ScenarioResult(
+                exit_code=2, logs=["ERROR: module signing is required but no key pair is mounted"]
+            )
+        module_key = hashlib.sha256(keys["public_key.der"]).hexdigest() if keys else ""
         staging = env["STAGING_IMAGE"]
         repo_and_tag = staging.split("/", 1)[1]
         repo, tag = repo_and_tag.rsplit(":", 1)
-        # The real build labels the image with its kernel module type (build_driver_image.sh).
-        digest = self.registry.push_test_image(
-            repo, tag, {env["MODULE_TYPE_LABEL"]: env["KERNEL_MODULE_TYPE"]}
+        # The real build labels the image with its kernel module type, the key it signed the modules with
+        # and the plan's provenance labels (build_driver_image.sh, its FROM-only `podman build --label`).
+        labels = {env["MODULE_TYPE_LABEL"]: env["KERNEL_MODULE_TYPE"]}
+        labels[env["MODULE_KEY_LABEL"]] = (
+            module_key or "none (NVIDIA throw-away key: Secure Boot nodes refuse these modules)"
         )
+        labels.update(
+            line.split("=", 1) for line in env.get("PROVENANCE_LABELS", "").splitlines() if "=" in line
+        )
+        digest = self.registry.push_test_image(repo, tag, labels)
         with self._lock:
             self.builds.append(staging)
         logs = [
@@ -350,8 +372,30 @@ class World:
             f"DRIVER_OPEN={env['DRIVER_OPEN']}",
             f"staged {staging}@{digest}",
         ]
-        result = {"image": env["IMAGE"], "tag": env["TAG"], "staging_image": staging, "digest": digest}
+        result = {
+            "image": env["IMAGE"],
+            "tag": env["TAG"],
+            "staging_image": staging,
+            "digest": digest,
+            "module_key_sha256": module_key,
+        }
         return ScenarioResult(xcom=result, logs=logs)
+
+    def _mounted_module_keys(self, pod: dict[str, Any]) -> dict[str, bytes] | None:
+        """The files of the build pod's module signing volume as the kubelet would mount them (None: none)."""
+        from testcluster import hostrun
+
+        base = pod["spec"]["containers"][0]
+        env = pod_env(pod)
+        with tempfile.TemporaryDirectory(prefix="build-") as tmp:
+            mounts = hostrun.mount_map(base, hostrun.materialise_volumes(self.cluster.store, pod, Path(tmp)))
+            folder = hostrun.host_path(env.get("MODULE_SIGNING_DIR", "/nonexistent"), mounts)
+            files = {
+                name: (folder / name).read_bytes()
+                for name in ("private_key.priv", "public_key.der")
+                if folder is not None and (folder / name).is_file()
+            }
+        return files if len(files) == 2 else None
 
     # -- Airflow side -----------------------------------------------------------------------------
     def env(self) -> dict[str, str]:

@@ -467,7 +467,13 @@ def test_push_driver_image(tmp_path: Path, bin_dir: Path, auth_file: Path) -> No
     fake(bin_dir, "skopeo", FAKE_SKOPEO)
     proc, result = run("push_driver_image.sh", tmp_path, push_env(auth_file))
     assert proc.returncode == 0, proc.stderr
-    assert result == {"image": TARGET, "digest": DIGEST, "staging_image": STAGING}
+    assert result == {
+        "image": TARGET,
+        "digest": DIGEST,
+        "staging_image": STAGING,
+        "signed": False,
+        "signing_key_sha256": "",
+    }
     before, copy, inspect = calls(tmp_path)
     assert before == inspect  # is it already there (a retry of a killed try)? no: copied
     assert copy == (
@@ -527,7 +533,13 @@ def test_push_retry_finds_the_image_already_pushed(tmp_path: Path, bin_dir: Path
     fake(bin_dir, "skopeo", FAKE_SKOPEO)
     proc, result = run("push_driver_image.sh", tmp_path, push_env(auth_file, FAKE_PUSHED="1"))
     assert proc.returncode == 0, proc.stderr
-    assert result == {"image": TARGET, "digest": DIGEST, "staging_image": STAGING}
+    assert result == {
+        "image": TARGET,
+        "digest": DIGEST,
+        "staging_image": STAGING,
+        "signed": False,
+        "signing_key_sha256": "",
+    }
     assert [c.split()[0] for c in calls(tmp_path)] == ["inspect", "inspect"]
     assert (
         f"{TARGET} already has digest {DIGEST} (pushed by an earlier try): not copied again." in proc.stdout
@@ -649,6 +661,7 @@ def test_inspect_cluster_without_operator_policy_or_version(tmp_path: Path, bin_
         "cluster_channel": "",
         "nvidia_drivers": None,
         "gpu_clusters": None,
+        "signing_keys": {"module": "", "image": ""},  # no Secret mounted: no key
     }
     assert "operator_version" in proc.stderr
     assert "the rollout cannot" in proc.stderr
@@ -684,3 +697,245 @@ def test_inspect_cluster_fails_when_nodes_cannot_be_listed(tmp_path: Path, bin_d
     assert proc.returncode != 0
     assert result is None
     assert "Forbidden" in proc.stderr
+
+
+# ----------------------------------------------------------------------------- signing keys
+
+KEY_DER = b"0\x82\x01\x0afake-DER-certificate-bytes"  # hashed as bytes: any content will do here
+COSIGN_PUB = (
+    "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEfake\n-----END PUBLIC KEY-----\n"
+)
+
+
+def sha256_hex(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_inspect_cluster_reports_the_public_key_fingerprints(tmp_path: Path, bin_dir: Path) -> None:
+    fake(bin_dir, "kubectl", FAKE_KUBECTL)
+    der = tmp_path / "module" / "public_key.der"
+    der.parent.mkdir()
+    der.write_bytes(KEY_DER)
+    pub = tmp_path / "image" / "cosign.pub"
+    pub.parent.mkdir()
+    pub.write_text(COSIGN_PUB)
+    env = cluster_env(FAKE_NODES="", MODULE_SIGNING_PUBLIC_KEY=str(der), IMAGE_SIGNING_PUBLIC_KEY=str(pub))
+    proc, result = run("inspect_cluster.sh", tmp_path, env)
+    assert proc.returncode == 0, proc.stderr
+    # sha256 of the files as stored in the Secret (what `sha256sum public_key.der` prints).
+    assert result["signing_keys"] == {"module": sha256_hex(KEY_DER), "image": sha256_hex(COSIGN_PUB.encode())}
+    # An optional volume whose Secret is missing is an empty folder: no key, no failure.
+    env = cluster_env(
+        FAKE_NODES="",
+        MODULE_SIGNING_PUBLIC_KEY=str(tmp_path / "absent" / "public_key.der"),
+        IMAGE_SIGNING_PUBLIC_KEY=str(tmp_path / "absent" / "cosign.pub"),
+    )
+    proc, result = run("inspect_cluster.sh", tmp_path, env)
+    assert proc.returncode == 0, proc.stderr
+    assert result["signing_keys"] == {"module": "", "image": ""}
+
+
+def signing_files(tmp_path: Path) -> dict[str, str]:
+    secret = tmp_path / "image-signing"
+    secret.mkdir()
+    (secret / "cosign.key").write_text("-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\nplanted\n")
+    (secret / "cosign.password").write_text("planted-passphrase-FEED")
+    (secret / "cosign.pub").write_text(COSIGN_PUB)
+    return {
+        "SIGNING_KEY_FILE": str(secret / "cosign.key"),
+        "SIGNING_PASSPHRASE_FILE": str(secret / "cosign.password"),
+        "SIGNING_PUBLIC_KEY_FILE": str(secret / "cosign.pub"),
+    }
+
+
+# The fake keeps the registries.d folder the script hands to skopeo (a temp dir removed on exit).
+KEEP_REGISTRIES_D = (
+    'for ((i = 1; i <= $#; i++)); do if [[ "${!i}" == --registries.d ]]; then j=$((i + 1)); '
+    'cp -r "${!j}" "$FAKE_REGISTRIES_D"; shift 2; break; fi; done\n'
+)
+
+
+def test_push_signs_by_digest_then_tags(tmp_path: Path, bin_dir: Path, auth_file: Path) -> None:
+    fake(bin_dir, "skopeo", KEEP_REGISTRIES_D + FAKE_SKOPEO)
+    env = push_env(auth_file, FAKE_REGISTRIES_D=str(tmp_path / "registries.d"), **signing_files(tmp_path))
+    proc, result = run("push_driver_image.sh", tmp_path, env)
+    assert proc.returncode == 0, proc.stderr
+    key = tmp_path / "image-signing"
+    assert result == {
+        "image": TARGET,
+        "digest": DIGEST,
+        "staging_image": STAGING,
+        "signed": True,
+        "signing_key_sha256": sha256_hex(COSIGN_PUB.encode()),
+    }
+    sign, tag, inspect = calls(tmp_path)
+    repository = TARGET.rsplit(":", 1)[0]
+    # 1. pushed by digest only, signed (sigstore, stored as an attachment in the target registry)
+    assert sign.startswith("--registries.d ")
+    assert sign.split(" ", 2)[2] == (
+        f"copy --retry-times 3 --preserve-digests --dest-authfile {auth_file} --src-tls-verify=true "
+        f"--dest-tls-verify=true --sign-by-sigstore-private-key {key / 'cosign.key'} "
+        f"--sign-passphrase-file {key / 'cosign.password'} --sign-identity {TARGET} "
+        f"docker://{STAGING} docker://{repository}@{DIGEST}"
+    )
+    assert (tmp_path / "registries.d" / "sigstore.yaml").read_text() == (
+        "docker:\n  quay.io:\n    use-sigstore-attachments: true\n"
+    )
+    # 2. only then tagged (the signature belongs to the digest: nothing to copy for the tag)
+    assert tag == (
+        f"copy --retry-times 3 --preserve-digests --remove-signatures --src-authfile {auth_file} "
+        f"--dest-authfile {auth_file} --src-tls-verify=true --dest-tls-verify=true "
+        f"docker://{repository}@{DIGEST} docker://{TARGET}"
+    )
+    assert inspect.startswith("inspect ")
+    # The key and its passphrase travel as file paths, never as values.
+    assert "planted" not in "\n".join(calls(tmp_path)) + proc.stdout + proc.stderr
+
+
+def test_push_that_cannot_sign_publishes_no_tag(tmp_path: Path, bin_dir: Path, auth_file: Path) -> None:
+    fake(bin_dir, "skopeo", KEEP_REGISTRIES_D + FAKE_SKOPEO)
+    env = push_env(
+        auth_file,
+        FAKE_COPY="denied",
+        FAKE_REGISTRIES_D=str(tmp_path / "registries.d"),
+        **signing_files(tmp_path),
+    )
+    proc, result = run("push_driver_image.sh", tmp_path, env)
+    assert proc.returncode == 1
+    assert result is None
+    assert f"(denied: requested access is refused); {TARGET} was not tagged" in proc.stderr
+    assert "PRECOMPILED_DRIVERS_IMAGE_SIGNING_SECRET" in proc.stderr
+    assert len(calls(tmp_path)) == 1  # the signed push only: no tag, no inspect
+
+
+# ----------------------------------------------------------------------------- build_driver_image
+
+# NVIDIA's recipe fetched with git: the fake creates the build folder the checkout would hold.
+FAKE_GIT = """
+if [[ "$3" == checkout ]]; then mkdir -p "$2/$FAKE_BUILD_DIR"; fi
+if [[ "$3" == init ]]; then mkdir -p "$2/$5"; fi
+"""
+# `make -C <build dir> ... image`: records what NVIDIA's Dockerfile would COPY from the build folder.
+FAKE_MAKE = """
+dir="$2"
+for f in private_key.priv public_key.der; do
+  if [[ -f "$dir/$f" ]]; then echo "make saw $f $(sha256sum "$dir/$f" | cut -d' ' -f1)" >>"$FAKE_LOG"; fi
+done
+"""
+FAKE_PODMAN = """
+for ((i = 1; i <= $#; i++)); do
+  if [[ "${!i}" == --digestfile ]]; then j=$((i + 1)); echo "$FAKE_DIGEST" >"${!j}"; fi
+done
+"""
+
+
+def build_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    return {
+        "DRIVER_REPO_URL": "https://github.com/NVIDIA/gpu-driver-container.git",
+        "DRIVER_REPO_REF": "06a208ca9747c82b1ba99b76ecdcf2469b0a0207",
+        "BUILD_DIR": "rhel9/precompiled",
+        "FAKE_BUILD_DIR": "rhel9/precompiled",
+        "DRIVER_VERSION": "570.158.01",
+        "KERNEL_VERSION": "5.14.0-427.50.1.el9_4.x86_64",
+        "RHEL_VERSION": "9.4",
+        "CUDA_VERSION": "12.8.1",
+        "OS_TAG": "rhcos4.18",
+        "BUILD_ARCH": "x86_64",
+        "DRIVER_OPEN": "true",
+        "KERNEL_MODULE_TYPE": "open",
+        "MODULE_TYPE_LABEL": "io.github.precompiled-drivers.kernel-module-type",
+        "MODULE_KEY_LABEL": "io.github.precompiled-drivers.module-signing-key-sha256",
+        "PROVENANCE_LABELS": "io.github.precompiled-drivers.kernel-version=5.14.0-427.50.1.el9_4.x86_64\n"
+        "io.github.precompiled-drivers.openshift-releases=4.18.12,4.18.14",
+        "DRIVER_TOOLKIT_IMAGE": DTK,
+        "STAGING_IMAGE": STAGING,
+        "IMAGE": TARGET,
+        "TAG": TARGET.rsplit(":", 1)[1],
+        "PULL_SECRET_FILE": str(tmp_path / "pull"),
+        "RHSM_ORG_FILE": str(tmp_path / "org"),
+        "RHSM_ACTIVATIONKEY_FILE": str(tmp_path / "key"),
+        "CONTAINERS_STORAGE": str(tmp_path / "storage"),
+        "TMPDIR": str(tmp_path / "tmp"),
+        "FAKE_DIGEST": DIGEST,
+        **extra,
+    }
+
+
+@pytest.fixture
+def build_tools(tmp_path: Path, bin_dir: Path) -> Path:
+    fake(bin_dir, "git", FAKE_GIT)
+    fake(bin_dir, "make", FAKE_MAKE)
+    fake(bin_dir, "podman", FAKE_PODMAN)
+    (tmp_path / "tmp").mkdir()
+    return bin_dir
+
+
+def module_keys(tmp_path: Path, *names: str) -> Path:
+    folder = tmp_path / "module-signing"
+    folder.mkdir()
+    contents = {"private_key.priv": b"planted-module-private-key-0B5E", "public_key.der": KEY_DER}
+    for name in names:
+        (folder / name).write_bytes(contents[name])
+    return folder
+
+
+def label_args(tmp_path: Path) -> list[str]:
+    [build] = [c for c in calls(tmp_path) if " build " in f" {c} "]
+    words = build.split(" --label ")[1:]
+    return [w.split(" --tag ")[0] for w in words]
+
+
+def test_build_signs_modules_with_the_mounted_key_pair(tmp_path: Path, build_tools: Path) -> None:
+    keys = module_keys(tmp_path, "private_key.priv", "public_key.der")
+    env = build_env(tmp_path, MODULE_SIGNING_DIR=str(keys), REQUIRE_MODULE_SIGNING="true")
+    proc, result = run("build_driver_image.sh", tmp_path, env)
+    assert proc.returncode == 0, proc.stderr
+    fingerprint = sha256_hex(KEY_DER)
+    log = calls(tmp_path)
+    # Both files were in the build folder when NVIDIA's Makefile ran (its Dockerfile COPYs them from there).
+    assert f"make saw public_key.der {fingerprint}" in log
+    assert f"make saw private_key.priv {sha256_hex(b'planted-module-private-key-0B5E')}" in log
+    assert result["module_key_sha256"] == fingerprint
+    assert label_args(tmp_path) == [
+        "io.github.precompiled-drivers.kernel-module-type=open",
+        f"io.github.precompiled-drivers.module-signing-key-sha256={fingerprint}",
+        "io.github.precompiled-drivers.kernel-version=5.14.0-427.50.1.el9_4.x86_64",
+        "io.github.precompiled-drivers.openshift-releases=4.18.12,4.18.14",
+    ]
+    # The private key is gone from the work folder once the build is over, and was never printed.
+    assert not list((tmp_path / "tmp").rglob("private_key.priv"))
+    assert "planted-module-private-key" not in proc.stdout + proc.stderr + "\n".join(log)
+
+
+def test_build_without_key_uses_nvidias_throwaway_key_and_says_so(tmp_path: Path, build_tools: Path) -> None:
+    env = build_env(tmp_path, MODULE_SIGNING_DIR=str(tmp_path / "empty-optional-volume"))
+    proc, result = run("build_driver_image.sh", tmp_path, env)
+    assert proc.returncode == 0, proc.stderr
+    assert result["module_key_sha256"] == ""
+    assert "throw-away key" in proc.stdout
+    assert not [c for c in calls(tmp_path) if c.startswith("make saw")]
+    from precompiled_drivers.signing import THROWAWAY_KEY
+
+    assert f"io.github.precompiled-drivers.module-signing-key-sha256={THROWAWAY_KEY}" in label_args(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("files", "required", "error"),
+    [
+        ((), "true", "module signing is required (PRECOMPILED_DRIVERS_REQUIRE_MODULE_SIGNING=true)"),
+        (("public_key.der",), "false", "holds only one of private_key.priv and public_key.der"),
+        (("private_key.priv",), "true", "holds only one of private_key.priv and public_key.der"),
+    ],
+)
+def test_build_refuses_without_a_whole_key_pair(
+    tmp_path: Path, build_tools: Path, files: tuple[str, ...], required: str, error: str
+) -> None:
+    keys = module_keys(tmp_path, *files)
+    env = build_env(tmp_path, MODULE_SIGNING_DIR=str(keys), REQUIRE_MODULE_SIGNING=required)
+    proc, result = run("build_driver_image.sh", tmp_path, env)
+    assert proc.returncode == 2
+    assert result is None
+    assert error in proc.stderr
+    assert calls(tmp_path) == []  # refused before fetching or building anything

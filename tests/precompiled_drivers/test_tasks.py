@@ -213,6 +213,24 @@ def test_plan_builds_and_select() -> None:
     assert len(tasks.select_builds(config(force_rebuild=True), planned["candidates"], {IMAGE: DIGEST})) == 1
 
 
+def test_select_builds_refuses_before_any_build_without_a_required_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    planned = tasks.plan_builds(config(), seen(CLUSTER), [TOOLKIT])
+    monkeypatch.setenv("PRECOMPILED_DRIVERS_REQUIRE_MODULE_SIGNING", "true")
+    no_keys = seen({**CLUSTER, "signing_keys": {"module": "", "image": ""}})
+    with pytest.raises(AirflowFailException, match="no build was started") as err:
+        tasks.select_builds(config(), planned["candidates"], {IMAGE: ""}, no_keys)
+    assert "precompiled-drivers-module-signing" in str(err.value)
+    # Nothing to build: nothing to sign, no refusal.
+    assert tasks.select_builds(config(), planned["candidates"], {IMAGE: DIGEST}, no_keys) == []
+    with_key = seen({**CLUSTER, "signing_keys": {"module": "ab" * 32, "image": ""}})
+    [todo] = tasks.select_builds(config(), planned["candidates"], {IMAGE: ""}, with_key)
+    assert todo["env_vars"]["REQUIRE_MODULE_SIGNING"] == "true"
+
+
 K419 = "5.14.0-570.12.1.el9_6.x86_64"
 MIXED = {
     **CLUSTER,

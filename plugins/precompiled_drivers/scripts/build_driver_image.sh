@@ -10,7 +10,11 @@
 #       IMAGE, TAG         the final reference and tag, echoed for the push step
 #       PULL_SECRET_FILE, RHSM_ORG_FILE, RHSM_ACTIVATIONKEY_FILE  mounted secret files
 #       TLS_VERIFY         true|false;  CONTAINERS_STORAGE  podman's graph root (an emptyDir)
-# Result: {"image", "tag", "staging_image", "digest"}
+#       MODULE_SIGNING_DIR  where the Secure Boot key pair (private_key.priv, public_key.der) is mounted when
+#                          its Secret exists; REQUIRE_MODULE_SIGNING=true refuses to build without it
+#       MODULE_KEY_LABEL   the label recording sha256 of public_key.der (or that the throw-away key was used)
+#       PROVENANCE_LABELS  KEY=VALUE lines: labels put on the image (releases, DTK, kernel, versions, recipe)
+# Result: {"image", "tag", "staging_image", "digest", "module_key_sha256": "<hex>"|""}
 # Runs after lib.sh (prepended in the pod): write_result, token_authfile, kubectl_retry and their env.
 set -euo pipefail
 
@@ -23,13 +27,44 @@ for name in DRIVER_REPO_URL DRIVER_REPO_REF BUILD_DIR DRIVER_VERSION KERNEL_VERS
   fi
 done
 TLS_VERIFY="${TLS_VERIFY:-true}"
+REQUIRE_MODULE_SIGNING="${REQUIRE_MODULE_SIGNING:-false}"
 workdir="$(mktemp -d)"
+# The private key is copied into the recipe's folder for the build: removed whatever happens.
+trap 'rm -rf "$workdir/recipe"' EXIT
 podman_args=(--root "${CONTAINERS_STORAGE:-$workdir/storage}")
+
+# Secure Boot: both halves of the key pair, or neither (NVIDIA's Dockerfile then signs with a throw-away key).
+private_key="${MODULE_SIGNING_DIR:-/nonexistent}/private_key.priv"
+public_key="${MODULE_SIGNING_DIR:-/nonexistent}/public_key.der"
+module_key=""
+THROWAWAY_KEY="none (NVIDIA throw-away key: Secure Boot nodes refuse these modules)"
+if [[ -s "$private_key" && -s "$public_key" ]]; then
+  module_key="$(sha256sum "$public_key" | cut -d' ' -f1)"
+  echo "Signing the kernel modules with the organisation's key (sha256 of public_key.der: $module_key)"
+elif [[ -s "$private_key" || -s "$public_key" ]]; then
+  echo "ERROR: the module signing Secret holds only one of private_key.priv and public_key.der; it needs" \
+    "both (the key pair your Secure Boot nodes trust)." >&2
+  exit 2
+elif [[ "$REQUIRE_MODULE_SIGNING" == "true" ]]; then
+  echo "ERROR: module signing is required (PRECOMPILED_DRIVERS_REQUIRE_MODULE_SIGNING=true) but no key pair" \
+    "is mounted: create the module signing Secret (PRECOMPILED_DRIVERS_MODULE_SIGNING_SECRET) with" \
+    "private_key.priv and public_key.der." >&2
+  exit 2
+else
+  echo "WARNING: no module signing Secret: NVIDIA's Dockerfile signs with a throw-away key that Secure Boot" \
+    "nodes do not trust."
+fi
 
 echo "Fetching $DRIVER_REPO_URL at $DRIVER_REPO_REF"
 git -C "$workdir" init -q recipe
 git -C "$workdir/recipe" fetch -q --depth 1 "$DRIVER_REPO_URL" "$DRIVER_REPO_REF"
 git -C "$workdir/recipe" checkout -q FETCH_HEAD
+if [[ -n "$module_key" ]]; then
+  # Where NVIDIA's Dockerfile picks them up (COPY ... private_key.priv* public_key.der* in the builder stage;
+  # only the signed modules reach the final image).
+  install -m 0600 "$private_key" "$workdir/recipe/$BUILD_DIR/private_key.priv"
+  install -m 0644 "$public_key" "$workdir/recipe/$BUILD_DIR/public_key.der"
+fi
 
 staging_repo="${STAGING_IMAGE%:*}"
 image_registry="${staging_repo%/*}"
@@ -46,12 +81,19 @@ make -C "$workdir/recipe/$BUILD_DIR" SHELL=/bin/bash image \
   IMAGE_REGISTRY="$image_registry" IMAGE_NAME="$image_name" \
   DRIVER_EPOCH="${DRIVER_EPOCH:-1}" BUILDER_USER="precompiled-drivers" BUILDER_EMAIL="precompiled-drivers@localhost"
 
-# NVIDIA's Dockerfile records no module type; a FROM-only build adds the label (config only, no layer), so a
-# later run can tell a tag built with the other type from one it may reuse.
+# NVIDIA's Dockerfile records no module type nor where the image comes from; a FROM-only build adds the
+# labels (config only, no layer): a later run can tell a tag built with the other module type from one it
+# may reuse, and anyone can read the image's provenance with `skopeo inspect`.
+labels=(--label "$MODULE_TYPE_LABEL=$KERNEL_MODULE_TYPE")
+if [[ -n "${MODULE_KEY_LABEL:-}" ]]; then
+  labels+=(--label "$MODULE_KEY_LABEL=${module_key:-$THROWAWAY_KEY}")
+fi
+while IFS= read -r line; do
+  [[ -n "$line" ]] && labels+=(--label "$line")
+done <<<"${PROVENANCE_LABELS:-}"
 mkdir "$workdir/label"
 printf 'FROM %s\n' "$STAGING_IMAGE" >"$workdir/label/Containerfile"
-podman "${podman_args[@]}" build --label "$MODULE_TYPE_LABEL=$KERNEL_MODULE_TYPE" --tag "$STAGING_IMAGE" \
-  "$workdir/label"
+podman "${podman_args[@]}" build "${labels[@]}" --tag "$STAGING_IMAGE" "$workdir/label"
 
 push_auth=()
 if token_authfile "${image_registry%%/*}" "$workdir/auth.json"; then
@@ -62,5 +104,5 @@ podman "${podman_args[@]}" push "${push_auth[@]}" --tls-verify="$TLS_VERIFY" \
 digest="$(cat "$workdir/digest")"
 echo "staged $STAGING_IMAGE@$digest"
 
-write_result '{"image": "%s", "tag": "%s", "staging_image": "%s", "digest": "%s"}' \
-  "$IMAGE" "$TAG" "$STAGING_IMAGE" "$digest"
+write_result '{"image": "%s", "tag": "%s", "staging_image": "%s", "digest": "%s", "module_key_sha256": "%s"}' \
+  "$IMAGE" "$TAG" "$STAGING_IMAGE" "$digest" "$module_key"

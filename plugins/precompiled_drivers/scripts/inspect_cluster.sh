@@ -5,9 +5,12 @@
 # Env:  POLICY_NAME          ClusterPolicy name (usually gpu-cluster-policy)
 #       OPERATOR_NAMESPACE   namespace of the GPU Operator (e.g. nvidia-gpu-operator)
 #       OPERATOR_DEPLOYMENT  its Deployment (gpu-operator)
+#       MODULE_SIGNING_PUBLIC_KEY, IMAGE_SIGNING_PUBLIC_KEY  public_key.der / cosign.pub, mounted from the
+#                            signing Secrets when they exist (optional volumes: absent file = no key)
 # Result: {"nodes": [{"name", "labels"}..., null], "operator": <Deployment|null>,
 #          "policy": <ClusterPolicy|null>, "cluster_version": "<x.y.z>"|"", "cluster_channel": "<channel>"|"",
-#          "nvidia_drivers": <NVIDIADriverList|null>, "gpu_clusters": <GPUClusterList|null>}
+#          "nvidia_drivers": <NVIDIADriverList|null>, "gpu_clusters": <GPUClusterList|null>,
+#          "signing_keys": {"module": "<sha256 of public_key.der>"|"", "image": "<sha256 of cosign.pub>"|""}}
 #         (null: that CRD is not installed, as with an operator older than the kind)
 # Runs after lib.sh (prepended in the pod): write_result, token_authfile, kubectl_retry and their env.
 set -euo pipefail
@@ -55,5 +58,13 @@ cluster_version="$(kubectl get clusterversion version -o 'jsonpath={.status.desi
 cluster_channel="$(kubectl get clusterversion version -o 'jsonpath={.spec.channel}' 2>/dev/null || true)"
 echo "cluster version: ${cluster_version:-unknown} (channel ${cluster_channel:-unknown})"
 
-write_result '{"nodes": [%snull], "operator": %s, "policy": %s, "cluster_version": "%s", "cluster_channel": "%s", "nvidia_drivers": %s, "gpu_clusters": %s}' \
-  "$nodes" "$operator" "$policy" "$cluster_version" "$cluster_channel" "$nvidia_drivers" "$gpu_clusters"
+# Only public keys are mounted here; their fingerprints tell the planning whether signing can happen.
+key_sha256() {
+  if [[ -n "${1:-}" && -s "$1" ]]; then sha256sum "$1" | cut -d' ' -f1; fi
+}
+module_key="$(key_sha256 "${MODULE_SIGNING_PUBLIC_KEY:-}")"
+image_key="$(key_sha256 "${IMAGE_SIGNING_PUBLIC_KEY:-}")"
+echo "module signing key (sha256 of public_key.der): ${module_key:-none}; image signing key (sha256 of cosign.pub): ${image_key:-none}"
+
+write_result '{"nodes": [%snull], "operator": %s, "policy": %s, "cluster_version": "%s", "cluster_channel": "%s", "nvidia_drivers": %s, "gpu_clusters": %s, "signing_keys": {"module": "%s", "image": "%s"}}' \
+  "$nodes" "$operator" "$policy" "$cluster_version" "$cluster_channel" "$nvidia_drivers" "$gpu_clusters" "$module_key" "$image_key"

@@ -216,6 +216,19 @@ def push_secret(settings: Settings) -> SecretFile:
     return SecretFile(settings.push_secret, "push-secret", {"PUSH_AUTH_FILE": ".dockerconfigjson"})
 
 
+def image_signing_secret(settings: Settings) -> SecretFile:
+    """The sigstore key pair and passphrase (``cosign generate-key-pair k8s://...`` layout), as files."""
+    return SecretFile(
+        settings.image_signing_secret,
+        "image-signing",
+        {
+            "SIGNING_KEY_FILE": "cosign.key",
+            "SIGNING_PASSPHRASE_FILE": "cosign.password",
+            "SIGNING_PUBLIC_KEY_FILE": "cosign.pub",
+        },
+    )
+
+
 def rhsm_secret(settings: Settings) -> SecretFile:
     """Red Hat subscription org id and activation key, as two files."""
     return SecretFile(

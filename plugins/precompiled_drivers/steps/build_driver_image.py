@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 from kubernetes.client import models as k8s
 
-from precompiled_drivers import procedure
+from precompiled_drivers import procedure, signing
 from precompiled_drivers.settings import Settings
 from precompiled_drivers.steps.base import (
     MODEL_CONFIG,
+    SECRETS_ROOT,
     pod_task,
     pull_secret,
     resources,
@@ -44,6 +45,35 @@ STORAGE_MOUNT = k8s.V1VolumeMount(
     mount_path="/var/tmp/containers",  # noqa: S108 - a path in the pod
     local_vars_configuration=MODEL_CONFIG,
 )
+# Secure Boot key pair (private_key.priv, public_key.der): an optional volume, so without the Secret the
+# build still runs (NVIDIA's throw-away key) unless the installation requires signing (select_builds
+# then refused the run before this pod, and the script refuses too). Files only: never env or args.
+MODULE_KEY_DIR = f"{SECRETS_ROOT}/module-signing"
+MODULE_KEY_VOLUME = "module-signing"
+
+
+def module_key_volume(settings: Settings) -> tuple[k8s.V1Volume, k8s.V1VolumeMount]:
+    """The module signing Secret as an optional, read-only volume (both files of the key pair)."""
+    volume = k8s.V1Volume(
+        name=MODULE_KEY_VOLUME,
+        secret=k8s.V1SecretVolumeSource(
+            secret_name=settings.module_signing_secret,
+            optional=True,
+            items=[
+                k8s.V1KeyToPath(key=key, path=key, local_vars_configuration=MODEL_CONFIG)
+                for key in (signing.MODULE_PRIVATE_KEY, signing.MODULE_PUBLIC_KEY)
+            ],
+            local_vars_configuration=MODEL_CONFIG,
+        ),
+        local_vars_configuration=MODEL_CONFIG,
+    )
+    mount = k8s.V1VolumeMount(
+        name=MODULE_KEY_VOLUME,
+        mount_path=MODULE_KEY_DIR,
+        read_only=True,
+        local_vars_configuration=MODEL_CONFIG,
+    )
+    return volume, mount
 
 
 def build_security() -> k8s.V1SecurityContext:
@@ -82,8 +112,9 @@ def pod(settings: Settings) -> dict[str, Any]:
         deferrable=settings.deferrable,
         retries=1,
     )
-    kwargs["volumes"] = [*kwargs["volumes"], STORAGE_VOLUME]
-    kwargs["volume_mounts"] = [*kwargs["volume_mounts"], STORAGE_MOUNT]
+    key_volume, key_mount = module_key_volume(settings)
+    kwargs["volumes"] = [*kwargs["volumes"], STORAGE_VOLUME, key_volume]
+    kwargs["volume_mounts"] = [*kwargs["volume_mounts"], STORAGE_MOUNT, key_mount]
     return kwargs
 
 
@@ -113,6 +144,21 @@ def item(settings: Settings, config: RunConfig, build: BuildSpec | Mapping[str, 
         "TAG": b.tag,
         "TLS_VERIFY": tls_verify(settings),
         "CONTAINERS_STORAGE": STORAGE_MOUNT.mount_path,
+        # Where the Secure Boot key pair is mounted when its Secret exists (read by the script only).
+        "MODULE_SIGNING_DIR": MODULE_KEY_DIR,
+        "REQUIRE_MODULE_SIGNING": "true" if settings.require_module_signing else "false",
+        "MODULE_KEY_LABEL": signing.LABEL_MODULE_KEY,
+        "PROVENANCE_LABELS": signing.labels_env(
+            signing.provenance_labels(
+                releases=b.releases,
+                dtk_image=b.dtk_image,
+                kernel=b.kernel,
+                driver_version=b.driver_version,
+                cuda_version=config.cuda_version,
+                recipe_url=settings.driver_repo_url,
+                recipe_ref=config.driver_repo_ref,
+            )
+        ),
     }
     return {
         "env_vars": step_env(STEP.task_id, (pull_secret(settings), rhsm_secret(settings)), env),

@@ -4,16 +4,58 @@ from __future__ import annotations
 
 from typing import Any
 
-from precompiled_drivers import procedure
+from kubernetes.client import models as k8s
+
+from precompiled_drivers import procedure, signing
 from precompiled_drivers.settings import Settings
-from precompiled_drivers.steps.base import StepPodOperator, pod_task, step_env, step_kwargs
+from precompiled_drivers.steps.base import (
+    MODEL_CONFIG,
+    SECRETS_ROOT,
+    StepPodOperator,
+    pod_task,
+    step_env,
+    step_kwargs,
+)
 
 STEP = procedure.step("inspect_cluster")
+# Only the public half of each signing key reaches this pod (a Secret volume's ``items``), and the volume
+# is optional: a missing Secret is an empty folder, reported as "no key", never a pod stuck in mounting.
+PUBLIC_KEYS = {
+    # volume name: (settings field of the Secret, key in it, env variable naming the file)
+    "module-signing-public": (
+        "module_signing_secret",
+        signing.MODULE_PUBLIC_KEY,
+        "MODULE_SIGNING_PUBLIC_KEY",
+    ),
+    "image-signing-public": ("image_signing_secret", signing.IMAGE_PUBLIC_KEY, "IMAGE_SIGNING_PUBLIC_KEY"),
+}
+
+
+def public_key_volumes(settings: Settings) -> tuple[list[k8s.V1Volume], list[k8s.V1VolumeMount]]:
+    """Optional Secret volumes holding one public key each (the private keys are not projected)."""
+    volumes, mounts = [], []
+    for name, (field, key, _) in PUBLIC_KEYS.items():
+        source = k8s.V1SecretVolumeSource(
+            secret_name=getattr(settings, field),
+            optional=True,
+            items=[k8s.V1KeyToPath(key=key, path=key, local_vars_configuration=MODEL_CONFIG)],
+            local_vars_configuration=MODEL_CONFIG,
+        )
+        volumes.append(k8s.V1Volume(name=name, secret=source, local_vars_configuration=MODEL_CONFIG))
+        mounts.append(
+            k8s.V1VolumeMount(
+                name=name,
+                mount_path=f"{SECRETS_ROOT}/{name}",
+                read_only=True,
+                local_vars_configuration=MODEL_CONFIG,
+            )
+        )
+    return volumes, mounts
 
 
 def pod(settings: Settings) -> dict[str, Any]:
     """The inspect_cluster pod: read-only API access through its own ServiceAccount."""
-    return step_kwargs(
+    kwargs = step_kwargs(
         settings,
         task_id=STEP.task_id,
         service_account="inspect-cluster",
@@ -21,6 +63,10 @@ def pod(settings: Settings) -> dict[str, Any]:
         image=settings.cli_image,
         api_access=True,
     )
+    volumes, mounts = public_key_volumes(settings)
+    kwargs["volumes"] = [*kwargs["volumes"], *volumes]
+    kwargs["volume_mounts"] = [*kwargs["volume_mounts"], *mounts]
+    return kwargs
 
 
 def env(settings: Settings) -> dict[str, str]:
@@ -32,6 +78,7 @@ def env(settings: Settings) -> dict[str, str]:
             "POLICY_NAME": settings.policy_name,
             "OPERATOR_NAMESPACE": settings.operator_namespace,
             "OPERATOR_DEPLOYMENT": settings.operator_deployment,
+            **{var: f"{SECRETS_ROOT}/{name}/{key}" for name, (_, key, var) in PUBLIC_KEYS.items()},
         },
     )
 

@@ -1,6 +1,7 @@
 """Step: copy a built image from staging to the target repository with ``skopeo copy``, digest checked.
 
-Separate from the build so a failed push retries without rebuilding.
+Separate from the build so a failed push retries without rebuilding. With ``sign_images`` it also signs
+the image (sigstore, key from the image signing Secret, see ``signing.py``).
 """
 
 from __future__ import annotations
@@ -11,10 +12,25 @@ from typing import Any
 from precompiled_drivers import procedure
 from precompiled_drivers import validation as v
 from precompiled_drivers.settings import Settings
-from precompiled_drivers.steps.base import pod_task, push_secret, step_env, step_kwargs, tls_verify
+from precompiled_drivers.steps.base import (
+    SecretFile,
+    image_signing_secret,
+    pod_task,
+    push_secret,
+    step_env,
+    step_kwargs,
+    tls_verify,
+)
 
 STEP = procedure.step("push_driver_image")
 PER_ITEM = ("env_vars",)  # what each item gives its pod (left out of the shared partial)
+
+
+def secrets(settings: Settings) -> tuple[SecretFile, ...]:
+    """The push credentials, and the image signing key when images are signed."""
+    if settings.sign_images:
+        return (push_secret(settings), image_signing_secret(settings))
+    return (push_secret(settings),)
 
 
 def pod(settings: Settings) -> dict[str, Any]:
@@ -25,7 +41,7 @@ def pod(settings: Settings) -> dict[str, Any]:
         service_account="push",
         script_name="push_driver_image.sh",
         image=settings.skopeo_image,
-        secrets=(push_secret(settings),),
+        secrets=secrets(settings),
         api_access=True,  # reads the staging image from the internal registry with its token
         retries=4,
         # One failed build must not hold back the images that did build: push every built one
@@ -43,7 +59,7 @@ def item(settings: Settings, built: Mapping[str, Any]) -> dict[str, Any]:
         "EXPECTED_DIGEST": v.digest(built.get("digest"), f"{where}: digest"),
         "TLS_VERIFY": tls_verify(settings),
     }
-    return {"env_vars": step_env(STEP.task_id, (push_secret(settings),), env)}
+    return {"env_vars": step_env(STEP.task_id, secrets(settings), env)}
 
 
 def task(settings: Settings, built: Any, **task_args: Any) -> Any:

@@ -51,6 +51,8 @@ PLANTED = {
     "PULL_SECRET": '{"auths":{"quay.io":{"auth":"cGxhbnRlZC1wdWxsLXNlY3JldA=="}}}',
     "REGISTRY_AUTH_FILE": "/planted/auth.json",
     "AIRFLOW_CONN_KUBERNETES_DEFAULT": "kubernetes://?extra__kubernetes__token=planted-sa-token-ABCD",
+    "PRECOMPILED_DRIVERS_MODULE_SIGNING_KEY": "-----BEGIN PRIVATE KEY-----planted-module-key-1234",
+    "COSIGN_PASSWORD": "planted-cosign-password-CAFE",
 }
 
 
@@ -107,6 +109,7 @@ def planted_pods() -> dict[str, Any]:
     with pytest.MonkeyPatch.context() as mp:
         for name, value in PLANTED.items():
             mp.setenv(name, value)
+        mp.setenv("PRECOMPILED_DRIVERS_SIGN_IMAGES", "true")  # every Secret a pod can mount is mounted
         settings = Settings.from_env().validate()
         return all_step_pods(settings)
 
@@ -157,6 +160,10 @@ def test_secret_volumes_read_only_and_named_by_settings(planted_pods: dict[str, 
         "/etc/precompiled-drivers/pull-secret": "precompiled-drivers-pull-secret",
         "/etc/precompiled-drivers/push-secret": "precompiled-drivers-push-secret",
         "/etc/precompiled-drivers/rhsm": "precompiled-drivers-rhsm",
+        "/etc/precompiled-drivers/module-signing": "precompiled-drivers-module-signing",
+        "/etc/precompiled-drivers/module-signing-public": "precompiled-drivers-module-signing",
+        "/etc/precompiled-drivers/image-signing": "precompiled-drivers-image-signing",
+        "/etc/precompiled-drivers/image-signing-public": "precompiled-drivers-image-signing",
     }
     seen = set()
     for pod in planted_pods.values():
@@ -165,6 +172,50 @@ def test_secret_volumes_read_only_and_named_by_settings(planted_pods: dict[str, 
             assert names[path] == secret
             seen.add(path)
     assert seen == set(names)
+
+
+def secret_files(pod: Any) -> dict[str, set[str] | None]:
+    """``{Secret name: keys projected}`` of a pod's Secret volumes (None: every key of the Secret)."""
+    out: dict[str, set[str] | None] = {}
+    for volume in pod.spec.volumes or []:
+        if volume.secret:
+            items = volume.secret.items
+            out[volume.secret.secret_name] = {i.key for i in items} if items else None
+    return out
+
+
+def test_private_signing_keys_reach_only_the_build_and_push_pods(planted_pods: dict[str, Any]) -> None:
+    """The Secure Boot private key is mounted in the build pod alone, the sigstore key in the push pod
+    alone; inspect_cluster sees the two public keys only (to refuse a run before any build)."""
+    holders: dict[str, set[str]] = {}
+    for task_id, pod in planted_pods.items():
+        for secret, keys in secret_files(pod).items():
+            if secret == "precompiled-drivers-module-signing":
+                assert keys is not None
+                if "private_key.priv" in keys:
+                    holders.setdefault("private_key.priv", set()).add(task_id)
+                assert keys <= {"private_key.priv", "public_key.der"}
+            if secret == "precompiled-drivers-image-signing" and (keys is None or "cosign.key" in keys):
+                holders.setdefault("cosign.key", set()).add(task_id)
+    assert holders == {"private_key.priv": {"build_driver_image"}, "cosign.key": {"push_driver_image"}}
+    assert secret_files(planted_pods["inspect_cluster"]) == {
+        "precompiled-drivers-module-signing": {"public_key.der"},
+        "precompiled-drivers-image-signing": {"cosign.pub"},
+    }
+    # Optional: no Secret means an empty folder (reported as "no key"), not a pod stuck in mounting.
+    optional = {
+        (task_id, v.secret.secret_name, bool(v.secret.items)): v.secret.optional
+        for task_id, pod in planted_pods.items()
+        for v in pod.spec.volumes or []
+        if v.secret and "signing" in v.secret.secret_name
+    }
+    assert optional == {
+        ("inspect_cluster", "precompiled-drivers-module-signing", True): True,
+        ("inspect_cluster", "precompiled-drivers-image-signing", True): True,
+        ("build_driver_image", "precompiled-drivers-module-signing", True): True,
+        # Image signing on: the push pod needs its key (select_builds checked it exists before any build).
+        ("push_driver_image", "precompiled-drivers-image-signing", False): None,
+    }
 
 
 def test_automount_only_for_steps_with_api_rights(planted_pods: dict[str, Any]) -> None:

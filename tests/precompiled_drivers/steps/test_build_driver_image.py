@@ -94,6 +94,22 @@ def test_pod_contract() -> None:
         "TAG": TAG,
         "TLS_VERIFY": "true",
         "CONTAINERS_STORAGE": "/var/tmp/containers",
+        # Secure Boot key pair: a mounted folder (the script reads the files), never a value.
+        "MODULE_SIGNING_DIR": "/etc/precompiled-drivers/module-signing",
+        "REQUIRE_MODULE_SIGNING": "false",
+        "MODULE_KEY_LABEL": "io.github.precompiled-drivers.module-signing-key-sha256",
+        # Provenance labels, one KEY=VALUE a line (the script adds module type and key fingerprint).
+        "PROVENANCE_LABELS": "\n".join(
+            [
+                "io.github.precompiled-drivers.openshift-releases=4.18.12",
+                f"io.github.precompiled-drivers.driver-toolkit-image={DTK}",
+                f"io.github.precompiled-drivers.kernel-version={K418}",
+                "io.github.precompiled-drivers.driver-version=570.158.01",
+                "io.github.precompiled-drivers.cuda-version=12.8.1",
+                "io.github.precompiled-drivers.nvidia-recipe=https://github.com/NVIDIA/gpu-driver-container.git"
+                "@06a208ca9747c82b1ba99b76ecdcf2469b0a0207",
+            ]
+        ),
         "PULL_SECRET_FILE": "/etc/precompiled-drivers/pull-secret/.dockerconfigjson",
         "RHSM_ORG_FILE": "/etc/precompiled-drivers/rhsm/org",
         "RHSM_ACTIVATIONKEY_FILE": "/etc/precompiled-drivers/rhsm/activationkey",
@@ -101,7 +117,15 @@ def test_pod_contract() -> None:
     assert secret_mounts(pod) == {
         "/etc/precompiled-drivers/pull-secret": ("precompiled-drivers-pull-secret", True),
         "/etc/precompiled-drivers/rhsm": ("precompiled-drivers-rhsm", True),
+        "/etc/precompiled-drivers/module-signing": ("precompiled-drivers-module-signing", True),
     }
+    # The key pair's volume is optional: without the Secret, NVIDIA's throw-away key (unless required).
+    [keys] = [v.secret for v in pod.spec.volumes if v.name == "module-signing"]
+    assert keys.optional is True
+    assert [(i.key, i.path) for i in keys.items] == [
+        ("private_key.priv", "private_key.priv"),
+        ("public_key.der", "public_key.der"),
+    ]
     # podman's storage and the scratch dir are emptyDirs.
     volumes = {v.name: v for v in pod.spec.volumes}
     assert volumes["containers"].empty_dir.size_limit == "30Gi"
@@ -213,3 +237,10 @@ def test_build_pod_is_pinned_to_its_arch(arch: str, kernel: str, node_arch: str)
 
 def test_partial_leaves_the_node_selector_to_items() -> None:
     assert "node_selector" not in partial_of(step, Settings()).kwargs
+
+
+def test_module_signing_settings_reach_the_pod() -> None:
+    settings = Settings(module_signing_secret="secure-boot-keys", require_module_signing=True)
+    pod = build_pod(settings)
+    assert env_of(pod)["REQUIRE_MODULE_SIGNING"] == "true"
+    assert secret_mounts(pod)["/etc/precompiled-drivers/module-signing"] == ("secure-boot-keys", True)

@@ -25,8 +25,20 @@ def test_pod_contract() -> None:
         "POLICY_NAME": "gpu-cluster-policy",
         "OPERATOR_NAMESPACE": "nvidia-gpu-operator",
         "OPERATOR_DEPLOYMENT": "gpu-operator",
+        # Public keys only (optional volumes): whether signing can happen is known before any build.
+        "MODULE_SIGNING_PUBLIC_KEY": "/etc/precompiled-drivers/module-signing-public/public_key.der",
+        "IMAGE_SIGNING_PUBLIC_KEY": "/etc/precompiled-drivers/image-signing-public/cosign.pub",
     }
-    assert secret_mounts(pod) == {}
+    assert secret_mounts(pod) == {
+        "/etc/precompiled-drivers/module-signing-public": ("precompiled-drivers-module-signing", True),
+        "/etc/precompiled-drivers/image-signing-public": ("precompiled-drivers-image-signing", True),
+    }
+    projected = {v.secret.secret_name: v.secret for v in pod.spec.volumes if v.secret}
+    assert {name: [(i.key, i.path) for i in s.items] for name, s in projected.items()} == {
+        "precompiled-drivers-module-signing": [("public_key.der", "public_key.der")],
+        "precompiled-drivers-image-signing": [("cosign.pub", "cosign.pub")],
+    }
+    assert all(s.optional for s in projected.values())
     assert not pod.spec.image_pull_secrets
 
 

@@ -68,3 +68,25 @@ def test_build_results_are_checked(built: dict[str, Any], field: str) -> None:
     with pytest.raises(ValidationError) as err:
         step.item(Settings(), built)
     assert err.value.field == f"build_driver_image result for {TAG}: {field}"
+
+
+def test_image_signing_mounts_the_sigstore_key_as_files() -> None:
+    settings = Settings(sign_images=True, image_signing_secret="sigstore-keys")
+    pod = pod_for(settings, BUILT)
+    env = env_of(pod)
+    assert {k: v for k, v in env.items() if k.startswith("SIGNING_")} == {
+        "SIGNING_KEY_FILE": "/etc/precompiled-drivers/image-signing/cosign.key",
+        "SIGNING_PASSPHRASE_FILE": "/etc/precompiled-drivers/image-signing/cosign.password",
+        "SIGNING_PUBLIC_KEY_FILE": "/etc/precompiled-drivers/image-signing/cosign.pub",
+    }
+    assert secret_mounts(pod) == {
+        "/etc/precompiled-drivers/push-secret": ("precompiled-drivers-push-secret", True),
+        "/etc/precompiled-drivers/image-signing": ("sigstore-keys", True),
+    }
+    assert_restricted(pod)
+
+
+def test_no_signing_key_mounted_when_signing_is_off() -> None:
+    pod = pod_for(Settings(), BUILT)
+    assert not any(k.startswith("SIGNING_") for k in env_of(pod))
+    assert "/etc/precompiled-drivers/image-signing" not in secret_mounts(pod)
