@@ -247,7 +247,9 @@ def gpu_check_lines(
 ) -> list[str]:
     """Per kernel, the node that ran the GPU workload check and the line it printed (check_gpu_workload).
 
-    A failed check leaves no result, only its reason (which names each failed kernel, node and output).
+    The script writes its result before it fails, and KubernetesPodOperator.cleanup pushes it before it
+    fails the task; a try that left none (its pod lost) is described by its reason, which names each
+    failed kernel.
     """
     state = states.get(GPU_CHECK)
     result = results.get(GPU_CHECK) or {}
