@@ -39,7 +39,7 @@ def check_pods(world: World) -> list[dict[str, Any]]:
     return [
         p
         for p in world.cluster.store.list_objects("Pod", NAMESPACE)
-        if (p["metadata"].get("labels") or {}).get("precompiled-drivers/step") == "check_gpu_workload"
+        if "precompiled-drivers/gpu-check-kernel" in (p["metadata"].get("labels") or {})
     ]
 
 

@@ -169,6 +169,6 @@ if [[ "$all_ok" == "true" ]]; then
   echo "Checked: a CUDA workload ran on one GPU of every kernel."
   exit 0
 fi
-echo "Failed check pods are kept: kubectl get pods -n $NAMESPACE -l precompiled-drivers/step=check_gpu_workload" >&2
+echo "Failed check pods are kept: kubectl get pods -n $NAMESPACE -l precompiled-drivers/gpu-check-kernel" >&2
 echo "ERROR: GPU workload check failed on $failed" >&2
 exit 1

@@ -28,7 +28,8 @@ CONTAINER = "gpu-check"
 POD_PREFIX = "gpu-check-"
 PART_OF = {"app.kubernetes.io/part-of": "nvidia-precompiled-drivers"}
 STEP_LABEL = "precompiled-drivers/step"
-KERNEL_POD_LABEL = "precompiled-drivers/kernel"
+# Only the check pods carry it (the step's own pod has the same step label): `-l <it>` lists them.
+KERNEL_POD_LABEL = "precompiled-drivers/gpu-check-kernel"
 
 # The taint GPU nodes commonly carry, tolerated as NVIDIA's validator pods do (gpu-operator
 # validator/manifests/*-workload-validation.yaml and assets/state-operator-validation/0500_daemonset.yaml).

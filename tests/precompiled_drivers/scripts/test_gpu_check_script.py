@@ -57,9 +57,7 @@ def run_check(
 
 def check_pods(cluster: TestCluster) -> list[dict[str, Any]]:
     return [
-        p
-        for p in cluster.store.list_objects("Pod", NS)
-        if p["metadata"]["labels"].get(step.STEP_LABEL) == "check_gpu_workload"
+        p for p in cluster.store.list_objects("Pod", NS) if step.KERNEL_POD_LABEL in p["metadata"]["labels"]
     ]
 
 

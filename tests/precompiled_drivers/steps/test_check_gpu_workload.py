@@ -61,7 +61,7 @@ def test_the_check_pod_requests_one_gpu_on_a_gpu_node_of_its_kernel() -> None:
         "labels": {
             "app.kubernetes.io/part-of": "nvidia-precompiled-drivers",
             "precompiled-drivers/step": "check_gpu_workload",
-            "precompiled-drivers/kernel": K_A,
+            "precompiled-drivers/gpu-check-kernel": K_A,
         },
     }
     spec = pod["spec"]
