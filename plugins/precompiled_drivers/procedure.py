@@ -98,7 +98,7 @@ STEPS: tuple[Step, ...] = (
         "check_gpu_workload",
         "pod",
         "per kernel, one pod on one GPU runs NVIDIA's CUDA vectorAdd sample (or `nvidia-smi`); which node, "
-        "what it printed (off: *GPU_CHECK=false*)",
+        "what it printed (off: `PRECOMPILED_DRIVERS_GPU_CHECK=false`)",
         tool="oc",
     ),
     Step("needs_rollback", "python", "only when the patch, its verification or the GPU check failed"),
