@@ -4,7 +4,8 @@
 NVIDIA's documented procedure, automated: for each OpenShift release, find its Driver Toolkit
 image, read its kernel, build the driver image with NVIDIA's Makefile, push it, then switch the GPU
 Operator's ClusterPolicy to `usePrecompiled` and check that the new driver pods run. The policy is
-patched only when every GPU-node kernel has an image, and restored exactly if verification fails.
+patched only when every GPU-node kernel has an image, and restored exactly if verification or the
+GPU workload check fails.
 
 Runs when a new release appears in the followed update channels, or by hand from the form.
 Steps run as pods (KubernetesPodOperator) with static scripts. One task per step of
@@ -40,6 +41,7 @@ from precompiled_drivers.settings import installation
 from precompiled_drivers.steps import (
     approve_rollout,
     build_driver_image,
+    check_gpu_workload,
     check_published_images,
     inspect_cluster,
     inspect_driver_toolkit,
@@ -110,6 +112,8 @@ with DAG(
     approved = approve_rollout.operator(settings, notifiers=notify.approval)
     patched = patch_cluster_policy.task(settings, rollout["patch_env"])
     verified = verify_rollout.task(settings, rollout["verify_env"])
+    # A CUDA workload on one GPU per kernel; skipped when the installation turns it off (or a dry run).
+    gpu_checked = check_gpu_workload.task(settings, rollout["gpu_check_env"])
     # Decides after patch and verify whatever their outcome; skips only the rollback (never the report).
     rollback_needed = task.short_circuit(
         step(tasks.needs_rollback), trigger_rule="all_done", retries=0, ignore_downstream_trigger_rules=False
@@ -128,9 +132,9 @@ with DAG(
     )()
 
     rollout >> approved >> patched
-    patched >> verified >> rollback_needed >> rolled_back
+    patched >> verified >> gpu_checked >> rollback_needed >> rolled_back
     patched >> rollback_needed
-    [rolled_back, verified, tagged, toolkits, readiness] >> summary
+    [rolled_back, gpu_checked, tagged, toolkits, readiness] >> summary
 
 # One task per registered step, in procedure order (a step added here but not to procedure.STEPS, or the
 # other way round, is an import error naming it).

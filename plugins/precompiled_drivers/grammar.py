@@ -203,6 +203,15 @@ FILE_PATH = Grammar(
     1024,
 )
 
+# One word of a command a pod runs without a shell (the GPU check's, e.g. ``nvidia-smi -L``): options allowed.
+COMMAND_WORD = Grammar(
+    r"[A-Za-z0-9_./=,:+-]+",
+    "a command of plain words like 'nvidia-smi -L' (letters, digits and _ . / = , : + -)",
+    "nvidia-smi -L",
+    REF_MAX,
+)
+COMMAND_MAX_WORDS = 20
+
 # An e-mail address for notifications: no display name, no spaces; the domain's labels in any case.
 _MAIL_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 EMAIL = Grammar(

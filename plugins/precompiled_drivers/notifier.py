@@ -33,7 +33,7 @@ ROLLBACK = "rollback"
 APPROVAL = "approval"
 EVENTS = (FAILURE, ROLLBACK, APPROVAL)
 # What a rollback follows, in the order the report reads them.
-ROLLBACK_CAUSES = ("patch_cluster_policy", "verify_rollout")
+ROLLBACK_CAUSES = ("patch_cluster_policy", "verify_rollout", "check_gpu_workload")
 
 
 class PipelineNotifier(BaseNotifier):

@@ -94,7 +94,14 @@ STEPS: tuple[Step, ...] = (
         tool="oc",
     ),
     Step("verify_rollout", "pod", "waits until the new driver pods are Ready on every kernel", tool="oc"),
-    Step("needs_rollback", "python", "only when the patch or its verification failed"),
+    Step(
+        "check_gpu_workload",
+        "pod",
+        "per kernel, one pod on one GPU runs NVIDIA's CUDA vectorAdd sample (or `nvidia-smi`); which node, "
+        "what it printed (off: `PRECOMPILED_DRIVERS_GPU_CHECK=false`)",
+        tool="oc",
+    ),
+    Step("needs_rollback", "python", "only when the patch, its verification or the GPU check failed"),
     Step("rollback_cluster_policy", "pod", "restores the previous `spec.driver` exactly", tool="oc"),
     Step(
         "report",

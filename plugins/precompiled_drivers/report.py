@@ -237,8 +237,41 @@ def render_report(
     if rows:
         header = ("kernel", "OS tag in use", "OS tags published", "digest", "driver pods Ready")
         out += ["", *_table(header, rows)]
+    out += gpu_check_lines(results, states, failures)
     out += readiness_lines(results)
     return "\n".join(out)
+
+
+GPU_CHECK = "check_gpu_workload"
+
+
+def gpu_check_lines(
+    results: Mapping[str, Any], states: Mapping[str, str], failures: Mapping[str, Any] | None = None
+) -> list[str]:
+    """Per kernel, the node that ran the GPU workload check and the line it printed (check_gpu_workload).
+
+    The script writes its result before it fails, and KubernetesPodOperator.cleanup pushes it before it
+    fails the task; a try that left none (its pod lost) is described by its reason, which names each
+    failed kernel.
+    """
+    state = states.get(GPU_CHECK)
+    result = results.get(GPU_CHECK) or {}
+    kernels = result.get("kernels") or {}
+    if kernels:
+        rows = [
+            (kernel, k.get("node", "-"), k.get("status", "-"), k.get("output", ""))
+            for kernel, k in kernels.items()
+        ]
+        head = f"GPU workload check ({result.get('image', '-')}):"
+        return ["", head, *_table(("kernel", "node", "result", "output"), rows)]
+    if state == "failed":
+        return ["", f"GPU workload check FAILED: {_reason(failure_records(failures, GPU_CHECK))}"]
+    if state == "skipped" and states.get("verify_rollout") == "success":
+        return [
+            "",
+            "GPU workload check: not run (turned off by PRECOMPILED_DRIVERS_GPU_CHECK, or a dry run).",
+        ]
+    return []
 
 
 def readiness_lines(results: Mapping[str, Any]) -> list[str]:

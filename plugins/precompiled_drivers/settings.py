@@ -77,6 +77,15 @@ class Settings:
     smtp_conn_id: str = "smtp_default"
     # The fleet: a JSON list of clusters (fleet.py); "" = one cluster, on kubernetes_conn_id.
     clusters: str = ""
+    # After verify_rollout, one pod per GPU-node kernel runs a CUDA workload on one GPU (check_gpu_workload);
+    # a failure rolls the patch back. Off: verified driver pods are trusted as they are.
+    gpu_check: bool = True
+    # NVIDIA's CUDA vectorAdd sample (what NVIDIA's OpenShift docs run to test a GPU); set a mirror's copy
+    # on a disconnected cluster. The command "" runs the image's own (vectorAdd); e.g. "nvidia-smi -L".
+    gpu_check_image: str = "nvcr.io/nvidia/k8s/cuda-sample:vectoradd-cuda12.5.0-ubi8"
+    gpu_check_command: str = ""
+    # The whole check, image pulls included; a pod not done by then fails the check (and rolls back).
+    gpu_check_timeout_seconds: int = 600
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -139,11 +148,19 @@ class Settings:
             v.email_address(self.notify_from, name("notify_from"))
         v.k8s_name(self.smtp_conn_id.replace("_", "-"), name("smtp_conn_id"))
         self.fleet()
+        v.boolean(self.gpu_check, name("gpu_check"))
+        v.image_ref(self.gpu_check_image, name("gpu_check_image"))
+        self.gpu_check_words()
+        v.positive_int(self.gpu_check_timeout_seconds, name("gpu_check_timeout_seconds"), 86_400)
         return self
 
     def fleet(self) -> tuple[fleet_config.Cluster, ...]:
         """The clusters this installation covers, wave by wave (one, ``default``, unless CLUSTERS is set)."""
         return fleet_config.parse_fleet(self.clusters, self.kubernetes_conn_id)
+
+    def gpu_check_words(self) -> list[str]:
+        """The check pod's command, word by word ([] = the image's own entrypoint), each word checked."""
+        return v.command_words(self.gpu_check_command, PREFIX + "GPU_CHECK_COMMAND")
 
     def notify_recipients(self) -> list[str]:
         """The notification addresses, each checked ([] = notifications off)."""

@@ -249,7 +249,12 @@ def plan_rollout(
     from precompiled_drivers import readiness, rollout
     from precompiled_drivers.cluster import ClusterState
     from precompiled_drivers.cluster_policy import PolicyError
-    from precompiled_drivers.steps import patch_cluster_policy, rollback_cluster_policy, verify_rollout
+    from precompiled_drivers.steps import (
+        check_gpu_workload,
+        patch_cluster_policy,
+        rollback_cluster_policy,
+        verify_rollout,
+    )
 
     cfg, settings = _load(config)
     state = ClusterState.from_dict(cluster)
@@ -284,6 +289,8 @@ def plan_rollout(
         "verify_env": verify_rollout.env(
             settings, planned.expected_lines, cfg.verify_timeout_seconds, cfg.dry_run
         ),
+        # None (the check skips) when the installation turns it off or on a dry run.
+        "gpu_check_env": check_gpu_workload.env(settings, [k.kernel for k in planned.kernels], cfg.dry_run),
         "rollback_env": rollback_cluster_policy.env(settings, planned.rollback, planned.previous_driver),
         **ready,
     }
@@ -354,10 +361,14 @@ def failed_steps(states: Mapping[str, str]) -> list[str]:
     )
 
 
-def needs_rollback(ti: Any, dag_run: Any) -> bool:
-    """True when the ClusterPolicy may hold our patch and the patch or its verification failed.
+# What must succeed after the patch for it to stand: a failure of any restores the previous driver spec.
+CHECKS_AFTER_PATCH = ("verify_rollout", "check_gpu_workload")
 
-    Runs after both, whatever their outcome. Nothing to restore when the patch never ran (a failed
+
+def needs_rollback(ti: Any, dag_run: Any) -> bool:
+    """True when the ClusterPolicy may hold our patch and the patch, its verification or the GPU check failed.
+
+    Runs after them, whatever their outcome. Nothing to restore when the patch never ran (a failed
     plan or gate), or when it failed and says it changed nothing (its guard refused: someone else's
     edit is left alone, not fought by a rollback that its own guard would refuse).
     """
@@ -365,26 +376,29 @@ def needs_rollback(ti: Any, dag_run: Any) -> bool:
         ti.get_task_states(
             dag_id=dag_run.dag_id,
             run_ids=[dag_run.run_id],
-            task_ids=["patch_cluster_policy", "verify_rollout"],
+            task_ids=["patch_cluster_policy", *CHECKS_AFTER_PATCH],
         ).get(dag_run.run_id, {})
     )
     patch = ti.xcom_pull(task_ids="patch_cluster_policy")
     needed, why = rollback_decision(states, patch if isinstance(patch, Mapping) else None)
-    log.info("patch/verify states: %s; rollback %s: %s", states, "needed" if needed else "not needed", why)
+    log.info("patch/checks states: %s; rollback %s: %s", states, "needed" if needed else "not needed", why)
     return needed
 
 
 def rollback_decision(states: Mapping[str, str], patch: Mapping[str, Any] | None) -> tuple[bool, str]:
-    """(rollback needed, why) from the patch and verify states and the patch step's result."""
-    patch_state, verify_state = states.get("patch_cluster_policy"), states.get("verify_rollout")
+    """(rollback needed, why) from the states of the patch and the checks after it, and the patch's result."""
+    patch_state = states.get("patch_cluster_policy")
     if patch_state == "failed":
         if patch is not None and patch.get("patched") is False:
             return False, "the patch failed and changed nothing"
         return True, "the patch failed and may have been applied"
-    if patch_state == "success" and verify_state == "failed":
+    failed = [step for step in CHECKS_AFTER_PATCH if states.get(step) == "failed"]
+    if patch_state == "success" and failed:
         if patch is not None and patch.get("patched") is False:
             return False, "the patch was not applied (dry run)"
-        return True, "the patched policy did not verify"
+        if failed[0] == "verify_rollout":
+            return True, "the patched policy did not verify"
+        return True, "the GPU workload check failed on the patched policy"
     return False, "the patch was not applied" if patch_state != "success" else "the rollout verified"
 
 

@@ -220,6 +220,32 @@ def email_address(value: object, field: str) -> str:
     return _matching(value, field, g.EMAIL)
 
 
+def command_words(value: object, field: str) -> list[str]:
+    """A command run without a shell, split on single spaces ("" = none: the image's own entrypoint).
+
+    Each word must be a plain ``COMMAND_WORD``; options (``-L``) are what a command takes, so unlike a
+    name a word may start with '-'.
+    """
+    expected = g.COMMAND_WORD.expected
+    if not isinstance(value, str):
+        raise ValidationError(field, value, expected, f"not a string but {type(value).__name__}")
+    if not value:
+        return []
+    if len(value) > g.COMMAND_WORD.max_len:
+        raise ValidationError(field, value, expected, f"longer than {g.COMMAND_WORD.max_len} chars")
+    words = value.split(" ")
+    if len(words) > g.COMMAND_MAX_WORDS:
+        raise ValidationError(field, value, expected, f"more than {g.COMMAND_MAX_WORDS} words")
+    for word in words:
+        if not word:
+            raise ValidationError(field, value, expected, "words must be separated by exactly one space")
+        if not g.COMMAND_WORD.regex.fullmatch(word):
+            raise ValidationError(field, value, expected, f"the word {word!r} holds another character")
+    if words[0].startswith("-"):
+        raise ValidationError(field, value, expected, "starts with an option, not a command")
+    return words
+
+
 def positive_int(value: object, field: str, maximum: int) -> int:
     """An integer 1..maximum (an int, or a string of digits from a form)."""
     expected = f"a whole number from 1 to {maximum}"

@@ -126,7 +126,8 @@ def test_dag_metadata(parsed: dict) -> None:
     assert dag["doc"]
     assert dag["max_active_runs"] == 1
     pod_steps = [t for t in dag["tasks"] if t not in ("report", "needs_rollback", "patch_cluster_policy")]
-    pod_steps = [t for t in pod_steps if t not in ("verify_rollout", "approve_rollout")]
+    # These wait themselves (a retry would double the wait) or must not repeat.
+    pod_steps = [t for t in pod_steps if t not in ("verify_rollout", "check_gpu_workload", "approve_rollout")]
     assert all(dag["retries"][t] >= 1 for t in pod_steps), dag["retries"]
     # A retried approval would post a second request; a timeout is an answer of its own.
     assert dag["retries"]["approve_rollout"] == 0
@@ -155,6 +156,7 @@ def test_dag_reads_like_the_procedure(parsed: dict) -> None:
         "approve_rollout",
         "patch_cluster_policy",
         "verify_rollout",
+        "check_gpu_workload",
         "needs_rollback",
         "rollback_cluster_policy",
         "report",
@@ -212,7 +214,9 @@ def test_rollback_is_decided_after_patch_and_verify_whatever_they_did(parsed: di
     graph = parsed["dags"]["nvidia_precompiled_driver"]["graph"]
     decide = graph["needs_rollback"]
     assert decide["trigger_rule"] == "all_done"
-    assert {"patch_cluster_policy", "verify_rollout"} <= set(decide["all_upstream"])
+    assert {"patch_cluster_policy", "verify_rollout", "check_gpu_workload"} <= set(decide["all_upstream"])
+    # The GPU check runs only after a verified rollout.
+    assert "check_gpu_workload" in graph["verify_rollout"]["downstream"]
     assert decide["downstream"] == ["rollback_cluster_policy"], "it may skip the rollback, nothing else"
 
 

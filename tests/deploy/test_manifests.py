@@ -68,6 +68,10 @@ EXPECTED: dict[str, tuple[str, set[Grant]]] = {
         "precompiled-drivers-verify",
         grants(CLUSTER, "nvidia.com", "clusterpolicies", "get") | grants(OPERATOR_NS, "", "pods", "list"),
     ),
+    "check_gpu_workload": (
+        "precompiled-drivers-gpu-check",
+        grants(PIPELINE_NS, "", "pods", "create get delete") | grants(PIPELINE_NS, "", "pods/log", "get"),
+    ),
     "rollback_cluster_policy": (
         "precompiled-drivers-rollback",
         grants(CLUSTER, "nvidia.com", "clusterpolicies", "get patch"),

@@ -61,9 +61,12 @@ NAMESPACE_VARS = {
 # Object names the scripts take from env vars, where the Role pins them with resourceNames.
 NAME_VARS = {'"$CONFIGMAP_NAME"': "precompiled-drivers-readiness"}
 # Calls that read the object from a file (`-f`): its kind and name, from the manifest the pipeline builds.
-FILE_OBJECTS = {"record_readiness": ("configmap", '"$CONFIGMAP_NAME"')}
+FILE_OBJECTS = {
+    "record_readiness": ("configmap", '"$CONFIGMAP_NAME"'),
+    "check_gpu_workload": ("pod", '"$name"'),  # one check pod per kernel (steps/check_gpu_workload.check_pod)
+}
 # kubectl flags that take a value (so the value is not read as an object name).
-VALUE_FLAGS = {"-o", "-n", "-l", "-L", "-p", "--type", "--namespace", "--selector", "-f"}
+VALUE_FLAGS = {"-o", "-n", "-l", "-L", "-p", "-c", "--type", "--namespace", "--selector", "-f"}
 
 # The internal registry authorizes with the pod's token (OpenShift's system:image-builder and
 # system:image-puller): push = imagestreams/layers get+update and imagestreams create (the stream is
@@ -128,6 +131,8 @@ def grants_of_call(words: list[str], file_object: tuple[str, str] | None = None)
     if "--local" in words:
         return set()
     verb, rest = words[0], words[1:]
+    if verb == "logs":  # `kubectl logs <pod>`: the pod's log subresource
+        rest = ["pod", *rest]
     if file_object and "-f" in rest:
         rest = [*file_object, *rest]
     kind, positional, namespace, i = None, [], PIPELINE_NS, 0
@@ -152,6 +157,8 @@ def grants_of_call(words: list[str], file_object: tuple[str, str] | None = None)
     if verb == "get":
         verb = "get" if positional else "list"
     verb = {"replace": "update"}.get(verb, verb)
+    if words[0] == "logs":
+        plural, verb = f"{plural}/log", "get"
     if positional and positional[0] in NAME_VARS and verb != "create":
         plural = f"{plural}/{NAME_VARS[positional[0]]}"
     return {(scope, group, plural, verb)}
@@ -203,10 +210,12 @@ def test_the_parser_reads_kubectl_lines() -> None:
         'kubectl_retry patch clusterpolicy "$POLICY_NAME" --type=json -p "$PATCH_JSON"\n'
         "kubectl patch --local -f \"$f\" --type=merge -p '{}'\n"
         "kubectl get clusterversion version -o 'jsonpath={.spec.channel}'\n"
+        'log="$(kubectl logs "$name" -n "$NAMESPACE" -c gpu-check --tail=200 2>&1 || true)"\n'
     )
     grants = set().union(*(grants_of_call(c) for c in calls))
     assert grants == {
         (OPERATOR_NS, "", "pods", "list"),
+        (PIPELINE_NS, "", "pods/log", "get"),
         (CLUSTER, "nvidia.com", "clusterpolicies", "patch"),
         (CLUSTER, "config.openshift.io", "clusterversions", "get"),
     }

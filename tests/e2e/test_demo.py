@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from precompiled_drivers.naming import sanitize_kernel
 from precompiled_drivers.procedure import TASK_IDS
 from testcluster.fleet import DEMO_NODES
 
@@ -44,6 +45,14 @@ def test_demo_runs_the_pipeline_and_reports_every_kernel(tmp_path: Path) -> None
         assert row[2].split(",") == ["rhcos4.18", "rhel9"]
         assert row[1] in row[2].split(",")
     assert "uses ONE OS tag for every kernel" in report
+    # The GPU workload check ran vectorAdd on a GPU node of every kernel (testcluster/gpuworkload.py).
+    checks = report.split(
+        "GPU workload check (nvcr.io/nvidia/k8s/cuda-sample:vectoradd-cuda12.5.0-ubi8):", 1
+    )[1]
+    checks = checks.split("\n\n", 1)[0]
+    for kernel in {kernel for _name, kernel, _os_id, _version in DEMO_NODES}:
+        ran = rf"^{re.escape(sanitize_kernel(kernel))}\s+gpu-worker-[0-2]\s+ok\s+Test PASSED\s*$"
+        assert re.search(ran, checks, re.M), checks
     assert "Task logs:" in out
     # It reads like a tool: a line per step as it finishes, then the report; Airflow's own logs in a file.
     progress = out.split("=== Steps (as they finish) ===", 1)[1].split("=== Report", 1)[0]

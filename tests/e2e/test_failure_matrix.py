@@ -105,6 +105,7 @@ CASES = [
     ("approve_rollout", "approval_request", "injected failure of approve_rollout"),
     ("patch_cluster_policy", "api_forbidden", "ERROR: the API server rejected the patch"),
     ("verify_rollout", "script", "ERROR: injected failure of verify_rollout"),
+    ("check_gpu_workload", "script", "ERROR: injected failure of check_gpu_workload"),
     ("needs_rollback", "python", "injected failure of needs_rollback"),
     ("rollback_cluster_policy", "script", "ERROR: injected failure of rollback_cluster_policy"),
 ]
@@ -168,8 +169,8 @@ def test_a_failed_step_fails_the_run_and_the_report_names_it(
         if states.get(other) == "upstream_failed":
             assert state.startswith("not run because of "), (other, state)
 
-    if step == "verify_rollout":
-        # Patched, not verified: the exact previous spec.driver is back.
+    if step in ("verify_rollout", "check_gpu_workload"):
+        # Patched, then not verified or no GPU computes: the exact previous spec.driver is back.
         assert states["patch_cluster_policy"] == "success"
         assert states["rollback_cluster_policy"] == "success"
         assert xcom(dag_run, "rollback_cluster_policy")["rolled_back"] is True
@@ -182,6 +183,7 @@ def test_a_failed_step_fails_the_run_and_the_report_names_it(
     elif step == "record_readiness":
         # Readiness is a record beside the rollout, not a gate: the rollout went on and stands.
         assert states["patch_cluster_policy"] == states["verify_rollout"] == "success", states
+        assert states["check_gpu_workload"] == "success", states
         assert states["rollback_cluster_policy"] == "skipped"
         assert world.policy_driver()["usePrecompiled"] is True
         assert "not recorded (see record_readiness)" in report

@@ -94,8 +94,8 @@ def pod_texts(recorder: PodRecorder) -> dict[str, str]:
 
 
 def assert_pod_security(recorder: PodRecorder) -> None:
-    """Every step pod the server received: non-root, read-only root, no capabilities, no privilege
-    escalation; the build step alone differs, on its own ServiceAccount and SCC."""
+    """Every step pod the server received (the GPU check's pods too): non-root, read-only root, no
+    capabilities, no privilege escalation; the build step alone differs, on its own ServiceAccount and SCC."""
     assert recorder.created
     for pod in recorder.created:
         step = pod["metadata"]["labels"]["precompiled-drivers/step"]
@@ -183,7 +183,10 @@ def test_planted_secrets_appear_in_no_log_xcom_pod_or_report(
     # The searches are not vacuous: the logs hold every step's output, the pods mount the secrets.
     assert all(f"task_id={step}" in out or step in out for step in TASK_IDS)
     assert "rhsm-register: invalid activation key" in out and "pushed " in out
-    mounted = {v.get("secret", {}).get("secretName") for p in pods.created for v in p["spec"]["volumes"]}
+    # The GPU check's pods (check_gpu_workload) mount nothing; they are held to the same security below.
+    mounted = {
+        v.get("secret", {}).get("secretName") for p in pods.created for v in p["spec"].get("volumes") or []
+    }
     assert {
         "precompiled-drivers-rhsm",
         "precompiled-drivers-pull-secret",

@@ -81,6 +81,23 @@ def test_rollback_mail_names_the_failed_step(mails: MailCatcher) -> None:
     assert "then verify_rollout failed: ERROR: pods not Ready\n" in html.unescape(mail["text"])
 
 
+def test_rollback_mail_after_a_failed_gpu_check(mails: MailCatcher) -> None:
+    reason = "ERROR: GPU workload check failed on kernel k (node gpu-2, pod p): failed: Failed to allocate"
+    ti = FakeTI(
+        {
+            ("rollback_cluster_policy", "return_value"): {
+                "rolled_back": True,
+                "driver_after": {"version": "1"},
+            },
+            ("check_gpu_workload", FAILURE_KEY): {"reason": reason, "map_index": -1},
+        }
+    )
+    make("rollback").notify({"ti": ti})
+    [mail] = mails.received()
+    assert mail["Subject"] == f"[{DAG}] {RUN}: ClusterPolicy ROLLED BACK after check_gpu_workload failed"
+    assert f"then check_gpu_workload failed: {reason}" in html.unescape(mail["text"])
+
+
 def test_approval_mail_reads_the_request_from_the_task(mails: MailCatcher) -> None:
     task = approve_rollout.operator(Settings(approval_timeout_seconds=1800))
     task.subject, task.body = "Roll out NVIDIA driver 570.158.01?", "| kernel | image |"

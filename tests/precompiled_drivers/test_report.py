@@ -276,3 +276,42 @@ def test_upgrade_readiness_is_listed_with_where_it_is_recorded() -> None:
     ]
     assert "not recorded (see record_readiness)" in render_report({"readiness": doc}, {})
     assert "Upgrade readiness" not in render_report({}, {})
+
+
+def test_gpu_check_table_names_node_and_output_per_kernel() -> None:
+    data = results()
+    data["check_gpu_workload"] = {
+        "checked": True,
+        "image": "nvcr.io/nvidia/k8s/cuda-sample:vectoradd-cuda12.5.0-ubi8",
+        "kernels": {
+            "5.14.0-427.50.1.el9.4": {
+                "status": "ok",
+                "node": "gpu-0",
+                "pod": "gpu-check-x",
+                "output": "Test PASSED",
+            },
+            "5.14.0-570.12.1.el9.6": {
+                "status": "ok",
+                "node": "gpu-2",
+                "pod": "gpu-check-y",
+                "output": "Test PASSED",
+            },
+        },
+    }
+    lines = render_report(data, {"check_gpu_workload": "success"}).splitlines()
+    start = lines.index("GPU workload check (nvcr.io/nvidia/k8s/cuda-sample:vectoradd-cuda12.5.0-ubi8):")
+    assert lines[start + 1].split() == ["kernel", "node", "result", "output"]
+    assert lines[start + 3].split() == ["5.14.0-427.50.1.el9.4", "gpu-0", "ok", "Test", "PASSED"]
+    assert lines[start + 4].split() == ["5.14.0-570.12.1.el9.6", "gpu-2", "ok", "Test", "PASSED"]
+
+
+def test_a_failed_gpu_check_says_why_and_a_skipped_one_says_so() -> None:
+    reason = "ERROR: GPU workload check failed on kernel k (node gpu-2, pod p): failed: Failed to allocate"
+    failures = {"check_gpu_workload": {"reason": reason, "map_index": -1}}
+    text = render_report({}, {"check_gpu_workload": "failed"}, failures)
+    assert f"GPU workload check FAILED: {reason}" in text.splitlines()
+    text = render_report({}, {"verify_rollout": "success", "check_gpu_workload": "skipped"})
+    assert "GPU workload check: not run (turned off by PRECOMPILED_DRIVERS_GPU_CHECK, or a dry run)." in text
+    # Nothing to say when the rollout never got that far.
+    text = render_report({}, {"verify_rollout": "upstream_failed", "check_gpu_workload": "upstream_failed"})
+    assert "GPU workload check" not in text

@@ -123,6 +123,10 @@ def test_bad_int_is_refused_naming_the_variable(raw: str) -> None:
         ("notify_from", "airflow at example.org"),
         ("notify_from", "root"),
         ("smtp_conn_id", "smtp default"),
+        ("gpu_check", "maybe"),
+        ("gpu_check_image", "nvcr.io/nvidia/k8s/cuda-sample"),  # no tag
+        ("gpu_check_command", "nvidia-smi && reboot"),
+        ("gpu_check_timeout_seconds", "0"),
     ],
 )
 def test_bad_value_names_the_variable(field: str, raw: str) -> None:
@@ -202,3 +206,26 @@ def test_a_bad_notification_address_is_named_with_its_position(raw: str, index: 
         settings.validate()
     assert err.value.field == f"PRECOMPILED_DRIVERS_NOTIFY_EMAIL[{index}]"
     assert why in str(err.value)
+
+
+def test_gpu_check_is_on_by_default_with_nvidias_vectoradd_sample() -> None:
+    settings = Settings().validate()
+    assert settings.gpu_check is True
+    assert settings.gpu_check_image == "nvcr.io/nvidia/k8s/cuda-sample:vectoradd-cuda12.5.0-ubi8"
+    assert settings.gpu_check_words() == []  # the image's own command
+    assert settings.gpu_check_timeout_seconds == 600
+
+
+def test_gpu_check_variables() -> None:
+    settings = Settings.from_env(
+        {
+            PREFIX + "GPU_CHECK": "off",
+            PREFIX + "GPU_CHECK_IMAGE": "mirror.example.com/nvidia/k8s/cuda-sample:vectoradd-cuda12.5.0-ubi8",
+            PREFIX + "GPU_CHECK_COMMAND": "nvidia-smi -L",
+            PREFIX + "GPU_CHECK_TIMEOUT_SECONDS": "120",
+        }
+    ).validate()
+    assert settings.gpu_check is False
+    assert settings.gpu_check_image.startswith("mirror.example.com/")
+    assert settings.gpu_check_words() == ["nvidia-smi", "-L"]
+    assert settings.gpu_check_timeout_seconds == 120

@@ -148,6 +148,33 @@ def test_rollback_decision(
     assert why
 
 
+@pytest.mark.parametrize(
+    ("check_state", "patch", "needed", "why"),
+    [
+        ("success", PATCHED, False, "the rollout verified"),
+        ("skipped", PATCHED, False, "the rollout verified"),  # switched off, or a dry run
+        ("failed", PATCHED, True, "the GPU workload check failed on the patched policy"),
+        ("failed", UNCHANGED, False, "the patch was not applied (dry run)"),
+    ],
+)
+def test_a_failed_gpu_check_rolls_back_like_a_failed_verification(
+    check_state: str, patch: dict[str, Any], needed: bool, why: str
+) -> None:
+    states = {
+        "patch_cluster_policy": "success",
+        "verify_rollout": "success",
+        "check_gpu_workload": check_state,
+    }
+    assert tasks.rollback_decision(states, patch) == (needed, why)
+    # A failed verification leaves the check upstream_failed: the verification is the reason.
+    states = {
+        "patch_cluster_policy": "success",
+        "verify_rollout": "failed",
+        "check_gpu_workload": "upstream_failed",
+    }
+    assert tasks.rollback_decision(states, PATCHED) == (True, "the patched policy did not verify")
+
+
 # ----------------------------------------------------------------------------- planning from XComs
 
 

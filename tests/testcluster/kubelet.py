@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from testcluster import hostrun
+from testcluster import gpuworkload, hostrun
 from testcluster.errors import ApiError
 from testcluster.podlogs import LogBuffer
 from testcluster.resources import ResourceType, by_kind
@@ -110,6 +110,8 @@ class Kubelet:
         # image reference -> GOARCH of a single-arch image (e.g. a release payload's DTK). Images not
         # listed are taken as multi-arch manifest lists: they run on any node.
         self.image_arches: dict[str, str] = {}
+        # node -> the CUDA error its GPU returns (e.g. "unknown error"): GPU workloads there fail.
+        self.gpu_faults: dict[str, str] = {}
         self.runs: dict[tuple[str, str], PodRun] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
 
@@ -178,10 +180,20 @@ class Kubelet:
         if spec.get("nodeName"):
             return spec["nodeName"]
         selector = spec.get("nodeSelector") or {}
+        gpus = self._nodes_with_gpus() if gpuworkload.requests_gpu(pod) else None
         for name, labels in self.nodes():
-            if all(labels.get(k) == val for k, val in selector.items()):
+            if all(labels.get(k) == val for k, val in selector.items()) and (gpus is None or name in gpus):
                 return name
         return None
+
+    def _nodes_with_gpus(self) -> set[str]:
+        return gpuworkload.nodes_with_gpus(self.store.list(PODS)[0])
+
+    def _gpu_unschedulable_message(self, pod: dict[str, Any]) -> str:
+        selector = pod["spec"].get("nodeSelector") or {}
+        nodes = self.nodes()
+        fit = [n for n, labels in nodes if all(labels.get(k) == v for k, v in selector.items())]
+        return gpuworkload.insufficient_message(len(nodes), len(fit))
 
     def _exec_format_error(self, container: dict[str, Any], node: str) -> str | None:
         """runc's message when the container's image is of another arch than the node, else None."""
@@ -228,10 +240,10 @@ class Kubelet:
         }
         self.store.create(EVENTS, run.namespace, body)
 
-    def _unschedulable(self, run: PodRun) -> None:
+    def _unschedulable(self, run: PodRun, message: str | None = None) -> None:
         """What the default scheduler leaves on a pod no node fits: Pending, PodScheduled False."""
         count = len(self.nodes())
-        message = (
+        message = message or (
             f"0/{count} nodes are available: {count} node(s) didn't match Pod's node affinity/selector. "
             f"preemption: 0/{count} nodes are available: {count} Preemption is not helpful for scheduling."
         )
@@ -245,6 +257,12 @@ class Kubelet:
         containers = pod["spec"]["containers"]
         base = containers[0]
         node = self._place(pod)
+        if node is None and gpuworkload.requests_gpu(pod):
+            # The scheduler retries: the pod is bound once a node of its selector has a GPU to give.
+            self._unschedulable(run, self._gpu_unschedulable_message(pod))
+            while node is None:
+                await asyncio.sleep(0.2)
+                node = self._place(pod)
         if node is None:
             self._unschedulable(run)
             return
@@ -368,6 +386,13 @@ class Kubelet:
             # The process never starts: no scenario action, no host command, no XCom file.
             log.append(error)
             return EXEC_FORMAT_EXIT, None
+        if gpuworkload.requests_gpu(run.pod) and not scenario.run_on_host and scenario.action is None:
+            node = run.pod["spec"].get("nodeName") or self.node_name
+            exit_code, lines = gpuworkload.run(base, node, self.gpu_faults.get(node))
+            for line in lines:
+                await asyncio.sleep(scenario.duration / (len(lines) + 1))
+                log.append(line)
+            return exit_code, _termination_message(None, exit_code, base, log)
         if scenario.run_on_host:
             env = hostrun.container_env(self.store, run.pod, base, mounts)
             home = run.pod_dir / "home"
