@@ -283,6 +283,7 @@ def mapped_task_counts(
         "approve_rollout",
         "patch_cluster_policy",
         "verify_rollout",
+        "check_gpu_workload",
         "needs_rollback",
         "rollback_cluster_policy",
     )

@@ -20,7 +20,7 @@ from harness.pipeline_world import NAMESPACE, World
 pytestmark = pytest.mark.e2e
 
 ONE_DRIVER = ["570.158.01"]
-KERNEL_A, KERNEL_B = "5.14.0-427.50.1.el9.4", "5.14.0-570.12.1.el9.6"  # sanitized, as verify names them
+KERNEL_A, KERNEL_B = "5.14.0-427.50.1.el9_4.x86_64", "5.14.0-570.12.1.el9_6.x86_64"  # as nodes report them
 VECTOR_ADD_ERROR = "Failed to allocate device vector A (error code unknown error)!"
 
 

@@ -284,13 +284,13 @@ def test_gpu_check_table_names_node_and_output_per_kernel() -> None:
         "checked": True,
         "image": "nvcr.io/nvidia/k8s/cuda-sample:vectoradd-cuda12.5.0-ubi8",
         "kernels": {
-            "5.14.0-427.50.1.el9.4": {
+            "5.14.0-427.50.1.el9_4.x86_64": {
                 "status": "ok",
                 "node": "gpu-0",
                 "pod": "gpu-check-x",
                 "output": "Test PASSED",
             },
-            "5.14.0-570.12.1.el9.6": {
+            "5.14.0-570.12.1.el9_6.x86_64": {
                 "status": "ok",
                 "node": "gpu-2",
                 "pod": "gpu-check-y",
@@ -301,8 +301,8 @@ def test_gpu_check_table_names_node_and_output_per_kernel() -> None:
     lines = render_report(data, {"check_gpu_workload": "success"}).splitlines()
     start = lines.index("GPU workload check (nvcr.io/nvidia/k8s/cuda-sample:vectoradd-cuda12.5.0-ubi8):")
     assert lines[start + 1].split() == ["kernel", "node", "result", "output"]
-    assert lines[start + 3].split() == ["5.14.0-427.50.1.el9.4", "gpu-0", "ok", "Test", "PASSED"]
-    assert lines[start + 4].split() == ["5.14.0-570.12.1.el9.6", "gpu-2", "ok", "Test", "PASSED"]
+    assert lines[start + 3].split() == ["5.14.0-427.50.1.el9_4.x86_64", "gpu-0", "ok", "Test", "PASSED"]
+    assert lines[start + 4].split() == ["5.14.0-570.12.1.el9_6.x86_64", "gpu-2", "ok", "Test", "PASSED"]
 
 
 def test_a_failed_gpu_check_says_why_and_a_skipped_one_says_so() -> None:

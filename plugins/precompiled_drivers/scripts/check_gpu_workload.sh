@@ -10,7 +10,7 @@
 # nvidia.com/gpu only once the node's driver is ready). Any failure exits 1: the pipeline then rolls back.
 #
 # Env:  NAMESPACE        where the check pods run (the pipeline's namespace)
-#       CHECKS           lines <sanitized kernel> <check pod JSON>, one per kernel
+#       CHECKS           lines <kernel> <check pod JSON>, one per kernel (as the nodes report it)
 #       CHECK_IMAGE      the workload image (for the messages only; each pod names its own)
 #       TIMEOUT_SECONDS  give up after this long, image pulls included (default 600)
 #       POLL_SECONDS     wait between polls (default 5)
@@ -34,12 +34,12 @@ die() {
 [[ "$TIMEOUT_SECONDS" =~ ^[0-9]+$ ]] || die "TIMEOUT_SECONDS must be a whole number, got '$TIMEOUT_SECONDS'."
 [[ "$POLL_SECONDS" =~ ^[1-9][0-9]*$ ]] || die "POLL_SECONDS must be a positive whole number, got '$POLL_SECONDS'."
 
-kernels=()   # sanitized kernel names, in CHECKS order
+kernels=()   # kernel names, in CHECKS order
 manifests=() # the check pod of each
 while read -r kernel manifest; do
   [[ -z "${kernel:-}" ]] && continue
   # Values end up in the JSON result and in messages: only the characters these names can hold.
-  [[ "$kernel" =~ ^[a-z0-9][a-z0-9._-]*$ ]] || die "CHECKS kernel '$kernel' is not a sanitized kernel name."
+  [[ "$kernel" =~ ^[A-Za-z0-9][A-Za-z0-9._+-]*$ ]] || die "CHECKS kernel '$kernel' is not a kernel release."
   [[ "${manifest:-}" == "{"*"}" ]] || die "CHECKS line for kernel $kernel needs a check pod as JSON after the name."
   kernels+=("$kernel")
   manifests+=("$manifest")

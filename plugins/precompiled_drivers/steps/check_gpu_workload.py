@@ -15,7 +15,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from precompiled_drivers import naming, procedure
+from precompiled_drivers import procedure
 from precompiled_drivers.settings import Settings
 from precompiled_drivers.steps.base import StepPodOperator, pod_task, step_env, step_kwargs
 
@@ -105,12 +105,12 @@ def check_pod(settings: Settings, kernel: str) -> dict[str, Any]:
 
 
 def checks(settings: Settings, kernels: Sequence[str]) -> str:
-    """The script's CHECKS: ``<sanitized kernel> <check pod JSON>`` per kernel (compact JSON: one line).
+    """The script's CHECKS: ``<kernel> <check pod JSON>`` per kernel (compact JSON: one line).
 
-    The sanitized name is how verify_rollout and the report name a kernel.
+    The kernel as the GPU nodes report it: how verify_rollout and the report name a kernel.
     """
     return "\n".join(
-        f"{naming.sanitize_kernel(k)} {json.dumps(check_pod(settings, k), separators=(',', ':'))}"
+        f"{k} {json.dumps(check_pod(settings, k), separators=(',', ':'))}"
         for k in sorted(set(kernels))
     )
 
