@@ -141,6 +141,9 @@ def rollback_outcome(results: Mapping[str, Any], states: Mapping[str, str]) -> s
     if state == "failed":
         return "ROLLBACK FAILED: the ClusterPolicy may still hold the pipeline's patch (see the failure)."
     if state in ("upstream_failed",):
+        if patch_state not in ("success", "failed"):
+            # plan_rollout refused (or an earlier step failed): the patch step never ran.
+            return "Rollback: not needed, the ClusterPolicy was not patched."
         return "Rollback: NOT run; check the ClusterPolicy by hand."
     if patch_state == "failed" and (results.get("patch_cluster_policy") or {}).get("patched") is False:
         return "Rollback: nothing to restore (the patch changed nothing)."

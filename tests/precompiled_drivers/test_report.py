@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from precompiled_drivers.report import STEPS, kernel_rows, render_report, step_state
+import pytest
+
+from precompiled_drivers.report import STEPS, kernel_rows, render_report, rollback_outcome, step_state
 
 K418 = "5.14.0-427.50.1.el9_4.x86_64"
 K419 = "5.14.0-570.12.1.el9_6.x86_64"
@@ -315,3 +317,21 @@ def test_a_failed_gpu_check_says_why_and_a_skipped_one_says_so() -> None:
     # Nothing to say when the rollout never got that far.
     text = render_report({}, {"verify_rollout": "upstream_failed", "check_gpu_workload": "upstream_failed"})
     assert "GPU workload check" not in text
+
+
+@pytest.mark.parametrize(
+    ("patch_state", "line"),
+    [
+        ("upstream_failed", "Rollback: not needed, the ClusterPolicy was not patched."),
+        (None, "Rollback: not needed, the ClusterPolicy was not patched."),
+        ("success", "Rollback: NOT run; check the ClusterPolicy by hand."),
+        ("failed", "Rollback: NOT run; check the ClusterPolicy by hand."),
+    ],
+)
+def test_a_rollback_that_could_not_run_alarms_only_when_the_patch_ran(
+    patch_state: str | None, line: str
+) -> None:
+    states = {"rollback_cluster_policy": "upstream_failed"}
+    if patch_state:
+        states["patch_cluster_policy"] = patch_state
+    assert rollback_outcome({}, states) == line
