@@ -110,8 +110,7 @@ def checks(settings: Settings, kernels: Sequence[str]) -> str:
     The kernel as the GPU nodes report it: how verify_rollout and the report name a kernel.
     """
     return "\n".join(
-        f"{k} {json.dumps(check_pod(settings, k), separators=(',', ':'))}"
-        for k in sorted(set(kernels))
+        f"{k} {json.dumps(check_pod(settings, k), separators=(',', ':'))}" for k in sorted(set(kernels))
     )
 
 
