@@ -39,6 +39,9 @@ test: $(STAMP) test-tools
 lint: $(STAMP)
 	$(VENV)/bin/ruff check $(PY_DIRS)
 	$(VENV)/bin/ruff format --check $(PY_DIRS)
+	@# tests/ has no __init__.py: two test files with one basename stop pytest's collection.
+	@dups="$$(git ls-files 'tests/*test_*.py' | xargs -n1 basename | sort | uniq -d)"; \
+	if [ -n "$$dups" ]; then echo "test file names used twice under tests/: $$dups" >&2; exit 1; fi
 	$(VENV)/bin/shellcheck $$(git ls-files '*.sh') .ci/run
 
 fmt: $(STAMP)
