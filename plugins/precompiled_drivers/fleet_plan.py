@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from precompiled_drivers import kernel_module, naming, ocp_version, os_tag, plan
+from precompiled_drivers import kernel_module, naming, ocp_version, os_tag, plan, procedure
 from precompiled_drivers import validation as v
 from precompiled_drivers.cluster import ClusterError, ClusterState, parse_cluster
 from precompiled_drivers.config import RunConfig
@@ -278,15 +278,10 @@ def mapped_task_counts(
     ``releases`` resolved once each, ``builds`` built and pushed once each, ``copies`` published by
     digest (one pod for all). The rollout steps after the plan run once per reachable cluster.
     """
-    per_cluster = (
-        "record_readiness",
-        "approve_rollout",
-        "patch_cluster_policy",
-        "verify_rollout",
-        "check_gpu_workload",
-        "needs_rollback",
-        "rollback_cluster_policy",
-    )
+    # Every step between the plan and the report acts on one cluster (procedure order, so a new rollout
+    # step counts without an edit here).
+    steps = procedure.TASK_IDS
+    per_cluster = steps[steps.index("plan_rollout") + 1 : steps.index("report")]
     return {
         "validate_inputs": 1,
         "inspect_cluster": clusters,
