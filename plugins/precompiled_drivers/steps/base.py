@@ -238,6 +238,24 @@ def rhsm_secret(settings: Settings) -> SecretFile:
     )
 
 
+def optional_secret_volume(
+    name: str, secret_name: str, keys: tuple[str, ...]
+) -> tuple[k8s.V1Volume, k8s.V1VolumeMount]:
+    """Only ``keys`` of a Secret, read-only at ``SECRETS_ROOT/<name>``. Optional: a missing Secret is an
+    empty folder (the script says what is absent), never a pod stuck mounting."""
+    source = k8s.V1SecretVolumeSource(
+        secret_name=secret_name,
+        optional=True,
+        items=[k8s.V1KeyToPath(key=key, path=key, local_vars_configuration=MODEL_CONFIG) for key in keys],
+        local_vars_configuration=MODEL_CONFIG,
+    )
+    volume = k8s.V1Volume(name=name, secret=source, local_vars_configuration=MODEL_CONFIG)
+    mount = k8s.V1VolumeMount(
+        name=name, mount_path=f"{SECRETS_ROOT}/{name}", read_only=True, local_vars_configuration=MODEL_CONFIG
+    )
+    return volume, mount
+
+
 def restricted_security() -> k8s.V1SecurityContext:
     """Non-root, read-only root file system, no capabilities: what every step but build runs with."""
     return k8s.V1SecurityContext(

@@ -17,6 +17,7 @@ from precompiled_drivers.settings import Settings
 from precompiled_drivers.steps.base import (
     MODEL_CONFIG,
     SECRETS_ROOT,
+    optional_secret_volume,
     pod_task,
     pull_secret,
     resources,
@@ -48,32 +49,14 @@ STORAGE_MOUNT = k8s.V1VolumeMount(
 # Secure Boot key pair (private_key.priv, public_key.der): an optional volume, so without the Secret the
 # build still runs (NVIDIA's throw-away key) unless the installation requires signing (select_builds
 # then refused the run before this pod, and the script refuses too). Files only: never env or args.
-MODULE_KEY_DIR = f"{SECRETS_ROOT}/module-signing"
 MODULE_KEY_VOLUME = "module-signing"
+MODULE_KEY_DIR = f"{SECRETS_ROOT}/{MODULE_KEY_VOLUME}"  # where optional_secret_volume mounts it
 
 
 def module_key_volume(settings: Settings) -> tuple[k8s.V1Volume, k8s.V1VolumeMount]:
     """The module signing Secret as an optional, read-only volume (both files of the key pair)."""
-    volume = k8s.V1Volume(
-        name=MODULE_KEY_VOLUME,
-        secret=k8s.V1SecretVolumeSource(
-            secret_name=settings.module_signing_secret,
-            optional=True,
-            items=[
-                k8s.V1KeyToPath(key=key, path=key, local_vars_configuration=MODEL_CONFIG)
-                for key in (signing.MODULE_PRIVATE_KEY, signing.MODULE_PUBLIC_KEY)
-            ],
-            local_vars_configuration=MODEL_CONFIG,
-        ),
-        local_vars_configuration=MODEL_CONFIG,
-    )
-    mount = k8s.V1VolumeMount(
-        name=MODULE_KEY_VOLUME,
-        mount_path=MODULE_KEY_DIR,
-        read_only=True,
-        local_vars_configuration=MODEL_CONFIG,
-    )
-    return volume, mount
+    keys = (signing.MODULE_PRIVATE_KEY, signing.MODULE_PUBLIC_KEY)
+    return optional_secret_volume(MODULE_KEY_VOLUME, settings.module_signing_secret, keys)
 
 
 def build_security() -> k8s.V1SecurityContext:

@@ -9,9 +9,9 @@ from kubernetes.client import models as k8s
 from precompiled_drivers import procedure, signing
 from precompiled_drivers.settings import Settings
 from precompiled_drivers.steps.base import (
-    MODEL_CONFIG,
     SECRETS_ROOT,
     StepPodOperator,
+    optional_secret_volume,
     pod_task,
     step_env,
     step_kwargs,
@@ -33,24 +33,11 @@ PUBLIC_KEYS = {
 
 def public_key_volumes(settings: Settings) -> tuple[list[k8s.V1Volume], list[k8s.V1VolumeMount]]:
     """Optional Secret volumes holding one public key each (the private keys are not projected)."""
-    volumes, mounts = [], []
-    for name, (field, key, _) in PUBLIC_KEYS.items():
-        source = k8s.V1SecretVolumeSource(
-            secret_name=getattr(settings, field),
-            optional=True,
-            items=[k8s.V1KeyToPath(key=key, path=key, local_vars_configuration=MODEL_CONFIG)],
-            local_vars_configuration=MODEL_CONFIG,
-        )
-        volumes.append(k8s.V1Volume(name=name, secret=source, local_vars_configuration=MODEL_CONFIG))
-        mounts.append(
-            k8s.V1VolumeMount(
-                name=name,
-                mount_path=f"{SECRETS_ROOT}/{name}",
-                read_only=True,
-                local_vars_configuration=MODEL_CONFIG,
-            )
-        )
-    return volumes, mounts
+    pairs = [
+        optional_secret_volume(name, getattr(settings, field), (key,))
+        for name, (field, key, _) in PUBLIC_KEYS.items()
+    ]
+    return [volume for volume, _ in pairs], [mount for _, mount in pairs]
 
 
 def pod(settings: Settings) -> dict[str, Any]:
