@@ -9,12 +9,13 @@ from collections import Counter
 from collections.abc import Callable
 
 import pytest
-from airflow.sdk import Asset
-from airflow.sdk.execution_time import task_runner
-from airflow.sdk.execution_time.context import AssetStateStoreAccessors, TriggeringAssetEventsAccessor
+from airflow.sdk.execution_time.context import TriggeringAssetEventsAccessor
 from test_discovery import DictStore, _event, _release
 from test_releases import GraphServer, graph_doc
-from test_trigger import ASSET, POLL, FakeSupervisor
+from test_trigger import FakeSupervisor
+from test_trigger import make_trigger as trigger_for
+from test_trigger import server as server
+from test_trigger import supervisor as supervisor
 
 from precompiled_drivers.fleet import Cluster
 from precompiled_drivers.releases.graph import Release
@@ -29,37 +30,9 @@ FLEET = [
 ]
 
 
-@pytest.fixture
-def supervisor(monkeypatch: pytest.MonkeyPatch) -> FakeSupervisor:
-    """test_trigger's stand-in for the triggerer's asset state store."""
-    fake = FakeSupervisor()
-    monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", fake, raising=False)
-    return fake
-
-
-@pytest.fixture
-def server():
-    srv = GraphServer()
-    yield srv
-    srv.close()
-
-
 def make_trigger(server: GraphServer, **kwargs: object) -> NewReleaseTrigger:
-    settings: dict[str, object] = {
-        "graph_url": server.url,
-        "channels": ["eus-4.8"],  # the Variable's channel: no cluster of FLEET follows it
-        "arches": ["x86_64"],
-        "poll_interval": POLL,
-        "first_sight": "baseline",
-        "commit_delay": 0,
-        "retries": 0,
-        "backoff": 0,
-        "timeout": 2,
-    }
-    settings.update(kwargs)
-    trigger = NewReleaseTrigger(**settings)
-    trigger.asset_state_store = AssetStateStoreAccessors(inlets=[Asset(name=ASSET, uri=ASSET)])
-    return trigger
+    """test_trigger's trigger, following the Variable's channel eus-4.8, which no cluster of FLEET follows."""
+    return trigger_for(server, **{"channels": ["eus-4.8"], **kwargs})
 
 
 def drive(
