@@ -42,6 +42,7 @@ KINDS: dict[str, tuple[str, str, bool]] = {
     "pods": ("", "pods", True),
     "deployment": ("apps", "deployments", True),
     "deployments": ("apps", "deployments", True),
+    "daemonsets": ("apps", "daemonsets", True),
     "clusterpolicy": ("nvidia.com", "clusterpolicies", False),
     "clusterpolicies": ("nvidia.com", "clusterpolicies", False),
     "nvidiadriver": ("nvidia.com", "nvidiadrivers", False),
@@ -64,6 +65,8 @@ NAME_VARS = {'"$CONFIGMAP_NAME"': "precompiled-drivers-readiness"}
 FILE_OBJECTS = {
     "record_readiness": ("configmap", '"$CONFIGMAP_NAME"'),
     "check_gpu_workload": ("pod", '"$name"'),  # one check pod per kernel (steps/check_gpu_workload.check_pod)
+    # the replacement NVIDIADriver, or the original on undo (steps/roll_out_nvidia_drivers.stage_env)
+    "roll_out_nvidia_drivers": ("nvidiadriver", '"$name"'),
 }
 # kubectl flags that take a value (so the value is not read as an object name).
 VALUE_FLAGS = {"-o", "-n", "-l", "-L", "-p", "-c", "--type", "--namespace", "--selector", "-f"}
