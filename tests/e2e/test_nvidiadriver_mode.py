@@ -17,65 +17,17 @@ from typing import Any
 import pytest
 
 from harness.dag_runner import task_states, xcom
+from harness.nvidia_drivers import POOL, create_pools, into_pools, nvidia_driver, use_nvidia_driver_crd
 from harness.pipeline_world import NAMESPACE
 from testcluster.resources import by_kind
 
 pytestmark = pytest.mark.e2e
 OPERATOR_NS = "nvidia-gpu-operator"
-POOL = "example.com/gpu-pool"
 K418 = "5.14.0-427.50.1.el9_4.x86_64"
 K419 = "5.14.0-570.12.1.el9_6.x86_64"
 NEW = "570.158.01"
 STEP = "roll_out_nvidia_drivers"
 CP_STEPS = ("patch_cluster_policy", "verify_rollout", "check_gpu_workload", "rollback_cluster_policy")
-
-
-def into_pools(world: Any) -> None:
-    """gpu-worker-0/1 (RHCOS 4.18) in pool "a", gpu-worker-2 (RHEL 9.6) in pool "b"."""
-    store = world.cluster.store
-    for node in store.list_objects("Node"):
-        name = node["metadata"]["name"]
-        if name.startswith("gpu-worker-"):
-            node["metadata"]["labels"][POOL] = "b" if name == "gpu-worker-2" else "a"
-            store.put("Node", node)
-
-
-def nvidia_driver(name: str, pool: str, repository: str, precompiled: bool = True) -> dict[str, Any]:
-    """A pool CR shaped like NVIDIA's sample (gpu-driver-container rhel9-precompiled-nvidiadriver.json)."""
-    return {
-        "metadata": {
-            "name": name,
-            "labels": {"team": "ml", "pool": pool},
-            "annotations": {"example.com/owner": "gpu platform team"},
-        },
-        "spec": {
-            "driverType": "gpu",
-            "usePrecompiled": precompiled,
-            "repository": repository,
-            "image": "driver",
-            "version": "550.90.07",
-            "imagePullPolicy": "Always",
-            "nodeSelector": {POOL: pool},
-            "manager": {},
-        },
-    }
-
-
-def use_nvidia_driver_crd(world: Any) -> None:
-    """The ClusterPolicy half of NVIDIA's sample pair: drivers come from NVIDIADriver resources."""
-    store = world.cluster.store
-    policy = store.get_object("ClusterPolicy", "gpu-cluster-policy")
-    policy["spec"]["driver"]["useNvidiaDriverCRD"] = True
-    store.put("ClusterPolicy", policy)
-
-
-def create_pools(world: Any, precompiled: bool = True) -> None:
-    into_pools(world)
-    for name, pool in (("pool-a", "a"), ("pool-b", "b")):
-        world.cluster.store.create(
-            by_kind("NVIDIADriver"), None, nvidia_driver(name, pool, world.repository, precompiled)
-        )
-    world.cluster.operator.reconcile_now()
 
 
 def drivers(world: Any) -> dict[str, dict[str, Any]]:
