@@ -20,7 +20,7 @@ driver DaemonSet per node pool of each NVIDIADriver resource (NVIDIA/gpu-operato
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from precompiled_drivers import cluster_policy, naming
@@ -357,6 +357,7 @@ class Stage:
     replacement: dict[str, Any]  # "replace": the new NVIDIADriver (every other field kept); else {}
     original: dict[str, Any]  # "replace": the original, as recreated on undo; else {}
     uid: str = ""  # the NVIDIADriver's UID as read: a replacement deletes only that object
+    selector: dict[str, str] = field(default_factory=dict)  # its nodeSelector (what its pools' nodes carry)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form for XCom."""
@@ -379,9 +380,9 @@ def driver_patch(cr: Mapping[str, Any], *, repository: str, image: str, version:
     spec = dict(cr.get("spec") or {})
     wanted = {"repository": repository, "image": image, "version": version}
     ops: list[dict[str, Any]] = [{"op": "test", "path": SPEC_PATH, "value": spec}]
-    for field in _DRIVER_FIELDS:
-        op = "replace" if field in spec else "add"
-        ops.append({"op": op, "path": f"{SPEC_PATH}/{field}", "value": wanted[field]})
+    for key in _DRIVER_FIELDS:
+        op = "replace" if key in spec else "add"
+        ops.append({"op": op, "path": f"{SPEC_PATH}/{key}", "value": wanted[key]})
     return ops
 
 
@@ -473,10 +474,14 @@ def plan_stages(
             applied = dict(cr.get("spec") or {})
             applied.update(repository=repository, image=image, version=version)
             undo = cluster_policy.rollback_patch(dict(cr.get("spec") or {}), applied, SPEC_PATH)
-            stages.append(Stage(plan.name, "patch", nodes, pools, patch, undo, {}, {}, plan.uid))
+            stages.append(
+                Stage(plan.name, "patch", nodes, pools, patch, undo, {}, {}, plan.uid, plan.selector)
+            )
         else:
             new = replacement(cr, repository=repository, image=image, version=version)
-            stages.append(Stage(plan.name, "replace", nodes, pools, [], [], new, original(cr), plan.uid))
+            stages.append(
+                Stage(plan.name, "replace", nodes, pools, [], [], new, original(cr), plan.uid, plan.selector)
+            )
     if problems:
         raise StageRefused(
             "not rolling out the NVIDIADriver resources:\n"

@@ -68,7 +68,9 @@ EXPECTED: dict[str, tuple[str, set[Grant]]] = {
         "precompiled-drivers-roll-out-nvidia-drivers",
         grants(CLUSTER, "nvidia.com", "nvidiadrivers", "get patch create delete")
         | grants(OPERATOR_NS, "", "pods", "list")
-        | grants(OPERATOR_NS, "apps", "daemonsets", "list"),
+        | grants(OPERATOR_NS, "apps", "daemonsets", "list")
+        | grants(PIPELINE_NS, "", "pods", "create get delete")
+        | grants(PIPELINE_NS, "", "pods/log", "get"),
     ),
     "verify_rollout": (
         "precompiled-drivers-verify",

@@ -169,6 +169,36 @@ def test_precompiled_pools_bump_the_driver_canary_first(world, run_dag) -> None:
         assert cr["metadata"]["labels"] == {"team": "ml", "pool": cr["spec"]["nodeSelector"][POOL]}
 
 
+def test_a_gpu_check_failing_in_the_second_pool_restores_that_pool_only(world, run_dag) -> None:
+    """#15 in NVIDIADriver mode: after each stage verifies, a CUDA workload runs on one GPU of each of its
+    pools. Pool a's GPUs are broken: its patch is reversed exactly, the canary (pool b) stays."""
+    use_nvidia_driver_crd(world)
+    create_pools(world)
+    before = as_written(drivers(world)["pool-a"])
+    for name in ("gpu-worker-0", "gpu-worker-1"):  # pool a's nodes: wherever its check lands
+        world.cluster.kubelet.gpu_faults[name] = "unknown error"
+
+    dag_run = run_dag(driver_versions=[NEW])
+    states = task_states(dag_run)
+    assert dag_run.state == "failed", states
+    assert states[STEP] == "failed" and states["check_gpu_workload"] == "skipped"
+    result = xcom(dag_run, STEP)
+    assert [(s["driver"], s["outcome"]) for s in result["stages"]] == [
+        ("pool-b", "verified"),
+        ("pool-a", "restored"),
+    ]
+    assert (
+        "GPU workload check passed: 5.14.0-570.12.1.el9_6.x86_64 on gpu-worker-2: Test PASSED"
+        in (result["stages"][0]["reason"])
+    )
+    failed = result["stages"][1]["reason"]
+    assert failed.startswith(f"GPU workload check failed: kernel {K418} on gpu-worker-"), failed
+    assert "Failed to allocate device vector A (error code unknown error)!" in failed
+    assert as_written(drivers(world)["pool-a"]) == before  # the patch reversed exactly
+    assert drivers(world)["pool-b"]["spec"]["version"] == NEW
+    assert "Stages already verified stay on the new driver: pool-b." in xcom(dag_run, "report")
+
+
 def test_compiled_pools_are_replaced_and_a_failed_second_pool_is_restored_exactly(world, run_dag) -> None:
     """(b) Compiled CRs, restart allowed: each is replaced by a precompiled one keeping every other field.
     The second pool's nodes cannot pull its image: that pool's original CR is back byte for byte, its

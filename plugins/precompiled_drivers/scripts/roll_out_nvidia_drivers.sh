@@ -23,6 +23,11 @@
 #       STAGE_<n>_TARGET    JSON patch of one `test` op: the NVIDIADriver already has the stage's spec
 #       STAGE_<n>_EXPECTED  lines <image ref> <sha256:digest> <DaemonSet, or - when named after a new UID>
 #                           <node,node,...>: what verification must see per pool
+#       STAGE_<n>_CHECKS    optional: lines <kernel> <check pod JSON> (steps/check_gpu_workload.check_pod, held
+#                           to the NVIDIADriver's nodes): once the stage verifies, each pod must run its CUDA
+#                           workload to success on one GPU of that pool, else the stage is restored
+#       NAMESPACE           where the check pods run (the pipeline's namespace; with CHECKS)
+#       CHECK_TIMEOUT_SECONDS  a stage's GPU checks give up after this long (default 600)
 #       TIMEOUT_SECONDS     verification of one stage gives up after this long (default 1800)
 #       POLL_SECONDS        wait between polls (default 15)
 #       DRY_RUN             true: print every stage and its undo, change nothing
@@ -51,6 +56,9 @@ case "$DRY_RUN" in
 esac
 [[ "$TIMEOUT_SECONDS" =~ ^[0-9]+$ ]] || die "TIMEOUT_SECONDS must be a whole number, got '$TIMEOUT_SECONDS'."
 [[ "$POLL_SECONDS" =~ ^[1-9][0-9]*$ ]] || die "POLL_SECONDS must be a positive whole number, got '$POLL_SECONDS'."
+CHECK_TIMEOUT_SECONDS="${CHECK_TIMEOUT_SECONDS:-600}"
+[[ "$CHECK_TIMEOUT_SECONDS" =~ ^[0-9]+$ ]] ||
+  die "CHECK_TIMEOUT_SECONDS must be a whole number, got '$CHECK_TIMEOUT_SECONDS'."
 
 names=()
 actions=()
@@ -73,6 +81,13 @@ for i in "${!names[@]}"; do
   for kind in APPLY UNDO GUARD TARGET EXPECTED; do
     [[ -n "$(stage_var $((i + 1)) "$kind")" ]] || die "STAGE_$((i + 1))_$kind is empty (stage of ${names[$i]})."
   done
+  # Checked now, before any stage changes anything.
+  while read -r kernel manifest; do
+    [[ -n "${kernel:-}" ]] || continue
+    [[ "$kernel" =~ ^[A-Za-z0-9][A-Za-z0-9._+-]*$ && "${manifest:-}" == "{"*"}" ]] ||
+      die "STAGE_$((i + 1))_CHECKS needs lines '<kernel> <check pod JSON>'."
+    [[ -n "${NAMESPACE:-}" ]] || die "NAMESPACE must name the namespace the GPU check pods run in."
+  done <<<"$(stage_var $((i + 1)) CHECKS)"
 done
 
 outcomes=()
@@ -282,6 +297,84 @@ verify_stage() {
   done
 }
 
+# The line that says how a workload went, from its log on stdin (as check_gpu_workload.sh reads it): the last
+# line naming a verdict (vectorAdd prints "Test PASSED"), else the last line; one line, at most 200 characters.
+output_line() {
+  local lines verdict
+  lines="$(tr -d '\000-\011\013-\037' | grep -v '^[[:space:]]*$' || true)"
+  verdict="$(grep -E 'PASSED|FAILED' <<<"$lines" | tail -n 1 || true)"
+  [[ -n "$verdict" ]] || verdict="$(tail -n 1 <<<"$lines")"
+  printf '%s' "${verdict:0:200}"
+}
+
+# check_stage I: the stage's GPU workload checks (STAGE_<n>_CHECKS), one pod per pool, all at once; appends
+# what each printed to reasons[I], or sets why one failed and returns 1. Failed pods are kept for logs.
+check_stage() {
+  local i="$1" n=$(($1 + 1)) checks kernel manifest name k row phase node deadline now busy log line
+  local failed="" passed=""
+  local -a kernels=() pods=() states=() where=()
+  checks="$(stage_var "$n" CHECKS)"
+  [[ -n "$checks" ]] || return 0
+  while read -r kernel manifest; do
+    [[ -n "${kernel:-}" ]] || continue
+    printf '%s\n' "$manifest" >"$work/check.json"
+    # The pipeline's own manifest (generateName: a pod of its own per run); the API server validates it.
+    if ! name="$(kubectl_retry create -n "$NAMESPACE" --validate=false -f "$work/check.json" \
+      -o jsonpath='{.metadata.name}')" || [[ -z "$name" ]]; then
+      failed+="${failed:+; }kernel $kernel: the check pod could not be created in namespace $NAMESPACE"
+      continue
+    fi
+    echo "Stage $n: GPU check pod $name for kernel $kernel"
+    kernels+=("$kernel")
+    pods+=("$name")
+    states+=("pending")
+    where+=("-")
+  done <<<"$checks"
+  deadline=$(($(date +%s) + CHECK_TIMEOUT_SECONDS))
+  while ((${#pods[@]} > 0)); do
+    busy=0
+    for k in "${!pods[@]}"; do
+      [[ "${states[$k]}" == "pending" ]] || continue
+      if ! row="$(kubectl get pod "${pods[$k]}" -n "$NAMESPACE" -o jsonpath='{.status.phase}{"|"}{.spec.nodeName}')"; then
+        busy=$((busy + 1))
+        continue
+      fi
+      IFS='|' read -r phase node <<<"$row"
+      [[ -z "${node:-}" ]] || where[k]="$node"
+      case "${phase:-}" in
+        Succeeded) states[k]="ok" ;;
+        Failed) states[k]="failed" ;;
+        *) busy=$((busy + 1)) ;;
+      esac
+    done
+    ((busy > 0)) || break
+    now=$(date +%s)
+    ((now < deadline)) || break
+    sleep "$(((deadline - now) < POLL_SECONDS ? (deadline - now) : POLL_SECONDS))"
+  done
+  for k in "${!pods[@]}"; do
+    if [[ "${states[$k]}" == "pending" ]]; then
+      failed+="${failed:+; }kernel ${kernels[$k]} (pod ${pods[$k]}): not done within ${CHECK_TIMEOUT_SECONDS}s"
+      kubectl delete pod "${pods[$k]}" -n "$NAMESPACE" --ignore-not-found --wait=false >/dev/null || true
+      continue
+    fi
+    log="$(kubectl logs "${pods[$k]}" -n "$NAMESPACE" -c gpu-check --tail=200 2>&1 || true)"
+    line="$(output_line <<<"$log")"
+    echo "Stage $n: GPU check of kernel ${kernels[$k]} on ${where[$k]}: ${states[$k]}: ${line:-(no output)}"
+    if [[ "${states[$k]}" == "ok" ]]; then
+      passed+="${passed:+; }${kernels[$k]} on ${where[$k]}: ${line:-(no output)}"
+      kubectl delete pod "${pods[$k]}" -n "$NAMESPACE" --ignore-not-found --wait=false >/dev/null || true
+    else
+      failed+="${failed:+; }kernel ${kernels[$k]} on ${where[$k]} (pod ${pods[$k]}, kept): ${line:-(no output)}"
+    fi
+  done
+  if [[ -n "$failed" ]]; then
+    reasons[i]="GPU workload check failed: $failed"
+    return 1
+  fi
+  reasons[i]+="; GPU workload check passed: $passed"
+}
+
 # restore_stage I: puts the stage's NVIDIADriver back exactly as it was read; returns 1 when it cannot.
 restore_stage() {
   local i="$1" n=$(($1 + 1)) name="${names[$1]}" file="$work/current.json" uid
@@ -313,7 +406,7 @@ for i in "${!names[@]}"; do
   role="stage $n"
   ((n == 1)) && role="canary (stage 1)"
   echo "=== $role of ${#names[@]}: ${actions[$i]} NVIDIADriver ${names[$i]}"
-  if apply_stage "$i" && verify_stage "$i"; then
+  if apply_stage "$i" && verify_stage "$i" && check_stage "$i"; then
     outcomes[i]="verified"
     echo "Stage $n verified: ${reasons[$i]}."
     continue

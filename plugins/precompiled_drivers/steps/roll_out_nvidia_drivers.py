@@ -23,7 +23,8 @@ STEP = procedure.step("roll_out_nvidia_drivers")
 
 
 def pod(settings: Settings) -> dict[str, Any]:
-    """The rollout pod: get/patch/create/delete NVIDIADrivers, list driver DaemonSets and pods.
+    """The rollout pod: get/patch/create/delete NVIDIADrivers, list driver DaemonSets and pods; creates,
+    reads and deletes the GPU check pods in the pipeline namespace.
 
     Like the ClusterPolicy patch, a script that ran and failed is final (it has already restored the
     failed stage); the one retry serves a try that never finished, and finds applied stages applied.
@@ -45,16 +46,21 @@ def _compact(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
-def stage_env(number: int, stage: Stage) -> dict[str, str]:
-    """One stage's variables (``STAGE_<number>_*``): what to apply, its undo, its guards, what to expect."""
+def stage_env(number: int, stage: Stage, settings: Settings | None = None) -> dict[str, str]:
+    """One stage's variables (``STAGE_<number>_*``): what to apply, its undo, its guards, what to expect.
+
+    With ``settings`` (the GPU check on), ``CHECKS``: one CUDA check pod per pool (check_gpu_workload's
+    pod, held to the NVIDIADriver's nodes by its nodeSelector), run once the stage verifies.
+    """
     from precompiled_drivers import nvidia_driver
+    from precompiled_drivers.steps import check_gpu_workload
 
     replace = stage.action == "replace"
     expected = "\n".join(
         f"{t.image} {t.digest} {t.daemonset or '-'} {','.join(t.nodes)}" for t in stage.targets
     )
     prefix = f"STAGE_{number}_"
-    return {
+    values = {
         prefix + "APPLY": _compact(stage.replacement if replace else stage.patch),
         prefix + "UNDO": _compact(stage.original if replace else stage.undo),
         prefix + "GUARD": _compact(nvidia_driver.guard(stage)),
@@ -63,6 +69,12 @@ def stage_env(number: int, stage: Stage) -> dict[str, str]:
         ),
         prefix + "EXPECTED": expected,
     }
+    if settings is not None:
+        values[prefix + "CHECKS"] = "\n".join(
+            f"{t.kernel} {_compact(check_gpu_workload.check_pod(settings, t.kernel, stage.selector))}"
+            for t in stage.targets
+        )
+    return values
 
 
 def env(
@@ -78,8 +90,15 @@ def env(
         "POLL_SECONDS": str(max(settings.poll_seconds, 1)),
         "DRY_RUN": "true" if dry_run else "false",
     }
+    # The GPU workload check, per pool after its stage verifies (off: the installation turns it off).
+    check = settings.gpu_check is True and not dry_run
+    if check:
+        values.update(
+            NAMESPACE=settings.namespace,
+            CHECK_TIMEOUT_SECONDS=str(settings.gpu_check_timeout_seconds),
+        )
     for number, stage in enumerate(stages, 1):
-        values.update(stage_env(number, stage))
+        values.update(stage_env(number, stage, settings if check else None))
     return step_env(STEP.task_id, (), values)
 
 

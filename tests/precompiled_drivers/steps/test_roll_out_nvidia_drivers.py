@@ -88,6 +88,15 @@ def test_pod_contract() -> None:
     daemonset = nvidia_driver.daemonset_name("gpu", "uid-pool-a", "rhcos4.18", K418)
     assert env["STAGE_1_EXPECTED"] == f"{image} sha256:{'1' * 64} {daemonset} a1"
     assert env["STAGE_2_EXPECTED"] == f"{image} sha256:{'1' * 64} - b1,b2"
+    # The GPU workload check per pool, held to the NVIDIADriver's nodes, once each stage verifies.
+    kernel, manifest = env["STAGE_2_CHECKS"].split(" ", 1)
+    check = json.loads(manifest)
+    assert kernel == K418
+    assert check["spec"]["nodeSelector"] == {POOL: "b", KERNEL_LABEL: K418, "nvidia.com/gpu.present": "true"}
+    assert check["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert (env["NAMESPACE"], env["CHECK_TIMEOUT_SECONDS"]) == ("nvidia-precompiled-drivers", "600")
+    off = step.env(Settings(gpu_check=False), planned, 900, dry_run=False)
+    assert off is not None and not [k for k in off if k.endswith("_CHECKS")]
     # A failed stage is final: the script has restored it; only a lost try is retried.
     assert op.retries == 1 and op.retry_only_lost_tries is True
 
