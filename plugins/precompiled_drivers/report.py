@@ -277,16 +277,17 @@ def nvidia_driver_lines(
         headline = "NOT applied: the step did not run"
     out = ["", f"NVIDIADriver rollout ({headline}): {plan.get('mode_note', '')}"]
     out += [f"  {line}" for line in plan.get("pools") or []]
-    rows = []
+    rows, why = [], []
     for number, stage in enumerate(plan.get("stages") or [], 1):
         outcome = done.get(stage.get("driver")) or {}
         shown = STAGE_OUTCOMES.get(str(outcome.get("outcome")), "-") if outcome else "-"
         rows.append((str(number), stage.get("driver", ""), stage.get("action", ""), shown))
-        out_reason = str(outcome.get("reason") or "")
-        if out_reason and outcome.get("outcome") not in ("verified", "not_started"):
-            rows.append(("", "", "", f"  {out_reason}"))
+        reason = str(outcome.get("reason") or "")
+        if reason and outcome.get("outcome") != "not_started":
+            why.append(f"  stage {number} ({stage.get('driver', '')}): {reason}")
     out += ["", "Stages (canary first, one at a time):"]
-    out += [f"  {row}" for row in _table(("stage", "NVIDIADriver", "action", "outcome"), rows)]
+    out += [f"  {row}".rstrip() for row in _table(("stage", "NVIDIADriver", "action", "outcome"), rows)]
+    out += ["", *why] if why else []
     out += ["", "Planned stages:"] + [f"  {line}" for line in plan.get("stage_lines") or []]
     verified = [d for d, s in done.items() if s.get("outcome") == "verified"]
     failed = [d for d, s in done.items() if s.get("outcome") not in ("verified", "not_started")]
