@@ -170,6 +170,7 @@ changed=false  # whether this stage changed the cluster (then a failure is resto
 apply_stage() {
   local i="$1" n=$(($1 + 1)) name="${names[$1]}" file="$work/current.json" old_uid
   changed=false
+  applied_uid=""
   if ! read_driver "$name" "$file"; then
     reasons[i]="NVIDIADriver $name not found (or unreadable): deleted since the pipeline read it? Nothing changed"
     return 1
@@ -188,7 +189,7 @@ apply_stage() {
       if read_driver "$name" "$file" && passes "$file" "$(stage_var "$n" TARGET)"; then
         echo "An earlier attempt had already applied the patch."
       else
-        reasons[i]="the API server refused the patch of NVIDIADriver $name (a failed 'test' op: it changed since the pipeline read it); nothing changed"
+        reasons[i]="the API server refused the patch of NVIDIADriver $name, nothing changed (a failed 'test' operation: it changed since the pipeline read it; run again so it is read afresh)"
         return 1
       fi
     fi
@@ -205,6 +206,11 @@ apply_stage() {
   changed=true
   if ! kubectl_retry delete nvidiadriver "$name" --wait=false || ! wait_gone "$name" "$old_uid"; then
     reasons[i]="could not delete NVIDIADriver $name to replace it"
+    if [[ "$(uid_of "$name" || true)" == "$old_uid" ]]; then
+      # Still there, as read (or being deleted, held by a finalizer): nothing to restore, it says so.
+      changed=false
+      reasons[i]+=" (it is still there, uid $old_uid)"
+    fi
     return 1
   fi
   if ! create_from "$(stage_var "$n" APPLY)"; then

@@ -114,7 +114,7 @@ def test_a_patch_guard_refuses_a_concurrent_edit_and_nothing_else_starts(
     proc, result = run(test_cluster, tmp_path, planned)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert outcomes(result) == [("pool-a", "not_applied"), ("pool-b", "not_started")]
-    assert "failed 'test' op" in proc.stderr
+    assert "a failed 'test' operation: it changed since the pipeline read it" in result["stages"][0]["reason"]
     assert {n: written(test_cluster, n) for n in before} == before
 
 
@@ -160,4 +160,21 @@ def test_a_patch_that_does_not_verify_is_reversed_and_a_dry_run_changes_nothing(
     proc, result = run(test_cluster, tmp_path, planned)
     assert proc.returncode == 1
     assert outcomes(result) == [("pool-a", "restored")]
+    assert written(test_cluster, "pool-a") == before
+
+
+def test_a_replacement_whose_delete_is_refused_changes_nothing(
+    test_cluster: TestCluster, tmp_path: Path
+) -> None:
+    seed(test_cluster, "pool-a", "a", False)
+    planned = stages(test_cluster)
+    before = written(test_cluster, "pool-a")
+    test_cluster.faults.fail_next(r"/nvidiadrivers/pool-a$", n=1, status=403, method="DELETE")
+    proc, result = run(test_cluster, tmp_path, planned)
+    assert proc.returncode == 1
+    assert outcomes(result) == [("pool-a", "not_applied")]
+    assert (
+        "could not delete NVIDIADriver pool-a to replace it (it is still there"
+        in result["stages"][0]["reason"]
+    )
     assert written(test_cluster, "pool-a") == before
