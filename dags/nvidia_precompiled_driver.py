@@ -50,6 +50,7 @@ from precompiled_drivers.steps import (
     push_driver_image,
     record_readiness,
     resolve_driver_toolkit,
+    roll_out_nvidia_drivers,
     rollback_cluster_policy,
     verify_rollout,
 )
@@ -111,6 +112,9 @@ with DAG(
     # Passes at once unless the run requires approval; reject skips the patch.
     approved = approve_rollout.operator(settings, notifiers=notify.approval)
     patched = patch_cluster_policy.task(settings, rollout["patch_env"])
+    # NVIDIADriver mode (the patch then skips: no input): one NVIDIADriver at a time, canary first; a failed
+    # stage is restored by the step itself, so no ClusterPolicy rollback follows it.
+    staged = roll_out_nvidia_drivers.task(settings, rollout["nvd_env"])
     verified = verify_rollout.task(settings, rollout["verify_env"])
     # A CUDA workload on one GPU per kernel; skipped when the installation turns it off (or a dry run).
     gpu_checked = check_gpu_workload.task(settings, rollout["gpu_check_env"])
@@ -131,10 +135,10 @@ with DAG(
         on_failure_callback=notify.failure,
     )()
 
-    rollout >> approved >> patched
+    rollout >> approved >> [patched, staged]
     patched >> verified >> gpu_checked >> rollback_needed >> rolled_back
     patched >> rollback_needed
-    [rolled_back, gpu_checked, tagged, toolkits, readiness] >> summary
+    [rolled_back, gpu_checked, staged, tagged, toolkits, readiness] >> summary
 
 # One task per registered step, in procedure order (a step added here but not to procedure.STEPS, or the
 # other way round, is an import error naming it).

@@ -34,6 +34,9 @@ def request_subject(config: Mapping[str, Any], plan: Mapping[str, Any]) -> str:
     kernels = plan.get("kernels") or []
     policy = (config.get("settings") or {}).get("policy_name", "the ClusterPolicy")
     version = config.get("rollout_driver_version", "?")
+    if plan.get("mode") == "NVIDIADriver":
+        names = ", ".join(s.get("driver", "?") for s in plan.get("stages") or [])
+        return f"Roll out NVIDIA driver {version} (precompiled) to NVIDIADriver {names}, one at a time?"
     noun = "kernel" if len(kernels) == 1 else "kernels"
     return f"Roll out NVIDIA driver {version} (precompiled) to {len(kernels)} GPU-node {noun} via {policy}?"
 
@@ -67,6 +70,8 @@ def gate_result(plan: Mapping[str, Any]) -> str:
 def request_body(config: Mapping[str, Any], plan: Mapping[str, Any], timeout_seconds: int) -> str:
     """The request's Markdown: the gate, the ClusterPolicy diff and JSON patch, the kernel -> image table."""
     policy = (config.get("settings") or {}).get("policy_name", "the ClusterPolicy")
+    if plan.get("mode") == "NVIDIADriver":
+        return nvidia_driver_request_body(config, plan, timeout_seconds)
     lines = [
         f"**Coverage gate**: {gate_result(plan)}.",
         "",
@@ -96,6 +101,35 @@ def request_body(config: Mapping[str, Any], plan: Mapping[str, Any], timeout_sec
     ]
     if config.get("dry_run"):
         lines += ["", "*Dry run*: on approval the patch is printed, not applied."]
+    return "\n".join(lines)
+
+
+def nvidia_driver_request_body(
+    config: Mapping[str, Any], plan: Mapping[str, Any], timeout_seconds: int
+) -> str:
+    """NVIDIADriver mode's request: the pools, each stage (canary first) with its undo, the commands."""
+    lines = [
+        f"**{plan.get('mode_note', 'NVIDIADriver mode')}**",
+        "",
+        "**Coverage gate**: passed: every pool of every NVIDIADriver has a published image.",
+        "",
+        "#### Pools now",
+        "",
+        *(f"- {_md_cell(line)}" for line in plan.get("pools") or []),
+        "",
+        "#### Stages, one at a time (the first failure restores that NVIDIADriver and stops)",
+        "",
+        *(f"1. {_md_cell(line)}" for line in plan.get("stage_lines") or []),
+        "",
+        "```",
+        *(plan.get("commands") or []),
+        "```",
+        "",
+        f"**Approve**: the stages run. **Reject**, or no answer within {duration(timeout_seconds)}: "
+        "no NVIDIADriver is changed; the images stay published.",
+    ]
+    if config.get("dry_run"):
+        lines += ["", "*Dry run*: on approval the stages are printed, not applied."]
     return "\n".join(lines)
 
 

@@ -56,6 +56,10 @@ class RunConfig:
     verify_timeout_seconds: int
     # Ask a person before the patch (the form's field; a run without it, the installation's setting).
     require_approval: bool = False
+    # NVIDIADriver mode: may a compiled NVIDIADriver be replaced by a precompiled one (its pool's driver
+    # pods restart), and which NVIDIADriver rolls out first ("" = the one with the fewest GPU nodes).
+    allow_driver_restart: bool = False
+    canary_pool: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form for XCom."""
@@ -141,7 +145,16 @@ def run_config(
         require_approval=v.boolean(
             _or_default(params, "require_approval", settings.require_approval), "require_approval"
         ),
+        allow_driver_restart=v.boolean(
+            _or_default(params, "allow_driver_restart", False), "allow_driver_restart"
+        ),
+        canary_pool=_canary_pool(params.get("canary_pool")),
     )
+
+
+def _canary_pool(value: Any) -> str:
+    """The form's canary_pool: null or "" mean the default (the smallest pool), else an NVIDIADriver name."""
+    return "" if value in (None, "") else v.nvidia_driver_name(value, "canary_pool")
 
 
 def _or_default(params: Mapping[str, Any], key: str, default: Any) -> Any:

@@ -157,6 +157,22 @@ def form_params(settings: Settings) -> dict[str, Param]:
             description_md="Ask a person (Required Actions) to approve the ClusterPolicy patch, once the "
             "images are pushed. Default: the installation's PRECOMPILED_DRIVERS_REQUIRE_APPROVAL.",
         ),
+        "allow_driver_restart": Param(
+            False,
+            type="boolean",
+            title="Allow driver restart (NVIDIADriver mode)",
+            description_md="When the cluster takes drivers from NVIDIADriver resources: may an NVIDIADriver "
+            "with usePrecompiled: false be replaced by a precompiled one (the field is immutable)? Its "
+            "pool's driver pods restart. Off: such a run is refused before anything changes.",
+        ),
+        "canary_pool": Param(
+            None,
+            type=["null", "string"],
+            **g.NVIDIA_DRIVER_NAME.schema(optional=True),
+            title="Canary NVIDIADriver (NVIDIADriver mode)",
+            description_md="The NVIDIADriver rolled out and verified first, like gpu-driver-rhcos; the "
+            "others follow one by one. Empty: the one with the fewest GPU nodes.",
+        ),
     }
     for param in params.values():
         param.schema = {"$schema": SCHEMA_DIALECT, **param.schema}

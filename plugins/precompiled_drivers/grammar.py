@@ -142,6 +142,14 @@ DNS_SUBDOMAIN = Grammar(
     "gpu-cluster-policy",
     NAME_MAX,
 )
+# An NVIDIADriver resource's name (cluster-scoped custom resource: a DNS-1123 subdomain), e.g. the form's
+# canary_pool.
+NVIDIA_DRIVER_NAME = Grammar(
+    DNS_SUBDOMAIN.core,
+    "the name of an NVIDIADriver resource like gpu-driver-rhcos (lowercase a-z, 0-9, '-', '.')",
+    "gpu-driver-rhcos",
+    NAME_MAX,
+)
 HOST = (
     rf"(?:localhost|{DNS_LABEL_CORE}(?:\.{DNS_LABEL_CORE})+|[0-9]{{1,3}}(?:\.[0-9]{{1,3}}){{3}})"
     r"(?::[0-9]{1,5})?"

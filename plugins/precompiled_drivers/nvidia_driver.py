@@ -20,7 +20,7 @@ driver DaemonSet per node pool of each NVIDIADriver resource (NVIDIA/gpu-operato
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from precompiled_drivers import cluster_policy, naming
@@ -339,6 +339,9 @@ class PoolTarget:
     nodes: tuple[str, ...]
     image: str
     digest: str
+    # The DaemonSet that serves the pool after the stage, when known before it: a patched CR keeps its UID
+    # (so its DaemonSet names); a replacement gets a new UID, hence new names ("": matched by owner).
+    daemonset: str = ""
 
 
 @dataclass(frozen=True)
@@ -353,6 +356,8 @@ class Stage:
     undo: list[dict[str, Any]]  # "patch": restores /spec exactly, guarded by the applied spec
     replacement: dict[str, Any]  # "replace": the new NVIDIADriver (every other field kept); else {}
     original: dict[str, Any]  # "replace": the original, as recreated on undo; else {}
+    uid: str = ""  # the NVIDIADriver's UID as read: a replacement deletes only that object
+    selector: dict[str, str] = field(default_factory=dict)  # its nodeSelector (what its pools' nodes carry)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form for XCom."""
@@ -375,9 +380,9 @@ def driver_patch(cr: Mapping[str, Any], *, repository: str, image: str, version:
     spec = dict(cr.get("spec") or {})
     wanted = {"repository": repository, "image": image, "version": version}
     ops: list[dict[str, Any]] = [{"op": "test", "path": SPEC_PATH, "value": spec}]
-    for field in _DRIVER_FIELDS:
-        op = "replace" if field in spec else "add"
-        ops.append({"op": op, "path": f"{SPEC_PATH}/{field}", "value": wanted[field]})
+    for key in _DRIVER_FIELDS:
+        op = "replace" if key in spec else "add"
+        ops.append({"op": op, "path": f"{SPEC_PATH}/{key}", "value": wanted[key]})
     return ops
 
 
@@ -453,7 +458,15 @@ def plan_stages(
         if problems:
             continue
         pools = tuple(
-            PoolTarget(tag, kernel, names, ref, available[ref]) for tag, kernel, names, ref in targets
+            PoolTarget(
+                tag,
+                kernel,
+                names,
+                ref,
+                available[ref],
+                daemonset_name(plan.driver_type, plan.uid, tag, kernel) if plan.precompiled else "",
+            )
+            for tag, kernel, names, ref in targets
         )
         nodes = tuple(sorted({*plan.nodes, *plan.skipped}))
         if plan.precompiled:
@@ -461,10 +474,14 @@ def plan_stages(
             applied = dict(cr.get("spec") or {})
             applied.update(repository=repository, image=image, version=version)
             undo = cluster_policy.rollback_patch(dict(cr.get("spec") or {}), applied, SPEC_PATH)
-            stages.append(Stage(plan.name, "patch", nodes, pools, patch, undo, {}, {}))
+            stages.append(
+                Stage(plan.name, "patch", nodes, pools, patch, undo, {}, {}, plan.uid, plan.selector)
+            )
         else:
             new = replacement(cr, repository=repository, image=image, version=version)
-            stages.append(Stage(plan.name, "replace", nodes, pools, [], [], new, original(cr)))
+            stages.append(
+                Stage(plan.name, "replace", nodes, pools, [], [], new, original(cr), plan.uid, plan.selector)
+            )
     if problems:
         raise StageRefused(
             "not rolling out the NVIDIADriver resources:\n"
@@ -472,6 +489,24 @@ def plan_stages(
             + "\nNothing on the cluster was changed."
         )
     return tuple(stages)
+
+
+def target_spec(stage: Stage) -> dict[str, Any]:
+    """The NVIDIADriver's spec once its stage is applied (a CR found with it needs no apply: a re-run)."""
+    if stage.action == "replace":
+        return dict(stage.replacement["spec"])
+    spec = dict(stage.patch[0]["value"])
+    spec.update({op["path"].rsplit("/", 1)[1]: op["value"] for op in stage.patch[1:]})
+    return spec
+
+
+def guard(stage: Stage) -> list[dict[str, Any]]:
+    """``test`` ops that hold when the NVIDIADriver is still as read (its UID and spec): checked on the
+    object just before a replacement deletes it, so a concurrent change is never deleted."""
+    ops = [{"op": "test", "path": "/metadata/uid", "value": stage.uid}] if stage.uid else []
+    if stage.action == "replace":
+        return [*ops, {"op": "test", "path": SPEC_PATH, "value": stage.original["spec"]}]
+    return [*ops, stage.patch[0]]
 
 
 def describe_stages(stages: Sequence[Stage]) -> list[str]:

@@ -93,6 +93,15 @@ STEPS: tuple[Step, ...] = (
         "switches the ClusterPolicy to `usePrecompiled` (*Dry run*: prints)",
         tool="oc",
     ),
+    Step(
+        "roll_out_nvidia_drivers",
+        "pod",
+        "NVIDIADriver mode instead of the ClusterPolicy steps: one NVIDIADriver at a time, canary first "
+        "(guarded patch, or replacement when *Allow driver restart*), each verified (its pools' driver pods "
+        "Ready on the pushed digest, status ready, then the GPU workload check per pool); the first failure "
+        "restores that NVIDIADriver exactly and stops, stages already verified stay (*Dry run*: prints)",
+        tool="oc",
+    ),
     Step("verify_rollout", "pod", "waits until the new driver pods are Ready on every kernel", tool="oc"),
     Step(
         "check_gpu_workload",

@@ -227,7 +227,9 @@ def render_report(
     approved = approval.outcome(results.get(approval.TASK_ID), approval_state, why_not)
     if approved:
         out += ["", approved]
-    if plan:
+    if plan.get("mode") == NVIDIA_DRIVER_MODE:
+        out += nvidia_driver_lines(plan, results, states)
+    elif plan:
         out += ["", f"ClusterPolicy patch ({patch_outcome(results, states)}):", plan.get("summary", "")]
     rollback = rollback_outcome(results, states)
     if rollback:
@@ -243,6 +245,60 @@ def render_report(
     out += gpu_check_lines(results, states, failures)
     out += readiness_lines(results)
     return "\n".join(out)
+
+
+NVIDIA_DRIVER_MODE = "NVIDIADriver"  # nvidia_driver.NVIDIA_DRIVER: plan_rollout's plan "mode"
+NVD_STEP = "roll_out_nvidia_drivers"
+STAGE_OUTCOMES = {
+    "verified": "verified (stays on the new driver)",
+    "restored": "FAILED, restored exactly as it was",
+    "restore_failed": "FAILED, RESTORE FAILED: check it by hand",
+    "not_applied": "FAILED before any change (nothing changed)",
+    "not_started": "not started",
+}
+
+
+def nvidia_driver_lines(
+    plan: Mapping[str, Any], results: Mapping[str, Any], states: Mapping[str, str]
+) -> list[str]:
+    """NVIDIADriver mode: the pools, then per stage (canary first) what roll_out_nvidia_drivers did."""
+    result = results.get(NVD_STEP) or {}
+    done = {s.get("driver"): s for s in result.get("stages") or [] if isinstance(s, Mapping)}
+    state = states.get(NVD_STEP)
+    if result.get("dry_run"):
+        headline = "NOT applied: dry run"
+    elif result.get("verified"):
+        headline = "every stage verified"
+    elif state == "failed":
+        headline = "FAILED: see the stages"
+    elif approval.was_rejected(results.get(approval.TASK_ID)):
+        headline = "NOT applied: the rollout was not approved"
+    else:
+        headline = "NOT applied: the step did not run"
+    out = ["", f"NVIDIADriver rollout ({headline}): {plan.get('mode_note', '')}"]
+    out += [f"  {line}" for line in plan.get("pools") or []]
+    rows, why = [], []
+    for number, stage in enumerate(plan.get("stages") or [], 1):
+        outcome = done.get(stage.get("driver")) or {}
+        shown = STAGE_OUTCOMES.get(str(outcome.get("outcome")), "-") if outcome else "-"
+        rows.append((str(number), stage.get("driver", ""), stage.get("action", ""), shown))
+        reason = str(outcome.get("reason") or "")
+        if reason and outcome.get("outcome") != "not_started":
+            why.append(f"  stage {number} ({stage.get('driver', '')}): {reason}")
+    out += ["", "Stages (canary first, one at a time):"]
+    out += [f"  {row}".rstrip() for row in _table(("stage", "NVIDIADriver", "action", "outcome"), rows)]
+    out += ["", *why] if why else []
+    out += ["", "Planned stages:"] + [f"  {line}" for line in plan.get("stage_lines") or []]
+    verified = [d for d, s in done.items() if s.get("outcome") == "verified"]
+    failed = [d for d, s in done.items() if s.get("outcome") not in ("verified", "not_started")]
+    if failed:
+        kept = (
+            f"Stages already verified stay on the new driver: {', '.join(verified)}."
+            if verified
+            else "No stage had been verified before it: no NVIDIADriver runs the new driver."
+        )
+        out += ["", f"The rollout stopped at NVIDIADriver {failed[0]}; later stages were not started. {kept}"]
+    return out
 
 
 GPU_CHECK = "check_gpu_workload"

@@ -195,13 +195,89 @@ def nvidia_driver_refusal(
         f"not patching the ClusterPolicy: {nvidia_driver.describe_mode(cluster)}; "
         "its spec.driver is not read.\n"
         + "\n".join(f"  - {line}" for line in lines)
-        + "\nThis pipeline does not roll out NVIDIADriver resources yet: the images are published, "
-        "point your NVIDIADriver resources at them (repository, image, version); "
-        "nothing on the cluster was changed."
+        + "\nThe ClusterPolicy path does not apply: the NVIDIADriver resources are rolled out stage by "
+        "stage instead (plan_nvidia_drivers, roll_out_nvidia_drivers); nothing on the cluster was changed."
     )
     if commands:  # last: the report keeps the beginning of a long reason, the task log all of it
         text += "\nThe stages as commands (guarded patches, exact undos):\n" + "\n".join(commands)
     return text
+
+
+@dataclass(frozen=True)
+class DriverRollout:
+    """NVIDIADriver mode: the stages to roll out (canary first) and what the report says about them."""
+
+    mode_note: str
+    pools: tuple[str, ...]  # each NVIDIADriver's pools as the operator runs them now
+    stages: tuple[nvidia_driver.Stage, ...]
+    stage_lines: tuple[str, ...]  # per stage: the change, what verification waits for, the undo
+    commands: tuple[str, ...]  # the same as kubectl commands (for the log)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form for XCom; ``mode`` tells the report and the approval which plan this is."""
+        return {"mode": nvidia_driver.NVIDIA_DRIVER, "kernels": [], **asdict(self)}
+
+
+def plan_nvidia_drivers(
+    cluster: ClusterState,
+    *,
+    repository: str,
+    image: str,
+    version: str,
+    available: Mapping[str, str],
+    allow_driver_restart: bool = False,
+    canary: str = "",
+) -> DriverRollout:
+    """NVIDIADriver mode's plan: one stage per NVIDIADriver that owns GPU nodes, canary first.
+
+    Raises ``RolloutBlocked`` (before anything changes) where the operator refuses the CRs as they are
+    (overlapping selectors), where a pool has no published image, where a compiled NVIDIADriver would
+    have to be replaced without ``allow_driver_restart``, or for an unknown canary; the message lists
+    each NVIDIADriver's pools and what the user must do.
+    """
+    mode = nvidia_driver.describe_mode(cluster)
+    pools: list[str] = []
+    try:
+        pools = nvidia_driver.describe_plans(nvidia_driver.plan_drivers(cluster), repository, image, version)
+        unowned = nvidia_driver.unowned_nodes(cluster)
+        if unowned:
+            pools.append(
+                f"GPU node(s) {', '.join(unowned)}: no NVIDIADriver selects them, so they get no driver"
+            )
+        stages = nvidia_driver.plan_stages(
+            cluster,
+            repository=repository,
+            image=image,
+            version=version,
+            available=available,
+            allow_driver_restart=allow_driver_restart,
+            canary=canary,
+        )
+    except nvidia_driver.DriverConflict as exc:
+        problems = [str(exc)]
+    except nvidia_driver.StageRefused as exc:  # its lines between the heading and the closing line
+        problems = [line.strip(" -") for line in str(exc).splitlines()[1:-1]]
+    except ValueError as exc:  # an unknown canary, a driver version the operator cannot tag
+        problems = [str(exc)]
+    else:
+        if stages:
+            return DriverRollout(
+                mode_note=mode,
+                pools=tuple(pools),
+                stages=stages,
+                stage_lines=tuple(nvidia_driver.describe_stages(stages)),
+                commands=tuple(nvidia_driver.stage_commands(stages)),
+            )
+        problems = [
+            "no NVIDIADriver owns a GPU node: create one NVIDIADriver per node pool (spec.nodeSelector), "
+            "then run again"
+        ]
+    listed = [line for line in pools if line not in problems]
+    raise RolloutBlocked(
+        f"not rolling out the NVIDIADriver resources: {mode}\n"
+        + "\n".join(f"  - {line}" for line in [*problems, *listed])
+        + "\nThe images of this run are published all the same; nothing on the cluster was changed."
+    )
 
 
 def plan_rollout(

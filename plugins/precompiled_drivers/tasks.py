@@ -246,12 +246,13 @@ def plan_rollout(
     """Upgrade readiness, refusals, coverage gate, guarded patch, its exact undo, and what verification
     must see. Readiness comes first and is kept (XCom ``readiness``) even when the gate refuses.
     ``cluster`` is the ``ClusterState`` plan_releases pushed (``CLUSTER_KEY``)."""
-    from precompiled_drivers import readiness, rollout
+    from precompiled_drivers import nvidia_driver, readiness, rollout
     from precompiled_drivers.cluster import ClusterState
     from precompiled_drivers.cluster_policy import PolicyError
     from precompiled_drivers.steps import (
         check_gpu_workload,
         patch_cluster_policy,
+        roll_out_nvidia_drivers,
         rollback_cluster_policy,
         verify_rollout,
     )
@@ -264,14 +265,27 @@ def plan_rollout(
     ready = upgrade_readiness(cfg, settings, state.cluster_version, builds, available, run_id or "")
     for line in readiness.lines(ready["readiness"]):
         log.info("readiness: %s", line)
+    nvd_mode = nvidia_driver.driver_mode(state) == nvidia_driver.NVIDIA_DRIVER
     try:
-        planned = rollout.plan_rollout(
-            state,
-            repository=cfg.repository,
-            image=cfg.image_name,
-            version=cfg.rollout_driver_version,
-            available=available,
-        )
+        if nvd_mode:
+            # The operator ignores the ClusterPolicy's driver section: the NVIDIADriver resources, staged.
+            staged = rollout.plan_nvidia_drivers(
+                state,
+                repository=cfg.repository,
+                image=cfg.image_name,
+                version=cfg.rollout_driver_version,
+                available=available,
+                allow_driver_restart=cfg.allow_driver_restart,
+                canary=cfg.canary_pool,
+            )
+        else:
+            planned = rollout.plan_rollout(
+                state,
+                repository=cfg.repository,
+                image=cfg.image_name,
+                version=cfg.rollout_driver_version,
+                available=available,
+            )
     except (rollout.RolloutBlocked, PolicyError) as exc:
         from airflow.sdk.exceptions import AirflowFailException
 
@@ -280,6 +294,23 @@ def plan_rollout(
                 ti.xcom_push(key=key, value=value)
         # The same inputs give the same refusal: fail at once instead of retrying it.
         raise AirflowFailException(str(exc)) from exc
+    if nvd_mode:
+        log.info("%s", staged.mode_note)
+        for line in (*staged.pools, *staged.stage_lines):
+            log.info("%s", line)
+        log.info("the stages as commands (guarded patches, exact undos):\n%s", "\n".join(staged.commands))
+        # The ClusterPolicy steps get no input and skip; the rollout's own per-stage restore is its undo.
+        return {
+            "plan": staged.to_dict(),
+            "patch_env": None,
+            "verify_env": None,
+            "gpu_check_env": None,
+            "rollback_env": None,
+            "nvd_env": roll_out_nvidia_drivers.env(
+                settings, staged.stages, cfg.verify_timeout_seconds, cfg.dry_run
+            ),
+            **ready,
+        }
     log.info("%s", planned.os_tag_note)
     log.info("%s", planned.upgrade_note)
     log.info("ClusterPolicy patch:\n%s", planned.summary)
@@ -292,6 +323,7 @@ def plan_rollout(
         # None (the check skips) when the installation turns it off or on a dry run.
         "gpu_check_env": check_gpu_workload.env(settings, [k.kernel for k in planned.kernels], cfg.dry_run),
         "rollback_env": rollback_cluster_policy.env(settings, planned.rollback, planned.previous_driver),
+        "nvd_env": None,  # ClusterPolicy mode: roll_out_nvidia_drivers skips
         **ready,
     }
 

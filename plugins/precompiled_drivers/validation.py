@@ -172,6 +172,11 @@ def k8s_name(value: object, field: str) -> str:
     return _matching(value, field, g.DNS_SUBDOMAIN)
 
 
+def nvidia_driver_name(value: object, field: str) -> str:
+    """The name of an NVIDIADriver resource (a DNS-1123 subdomain), at most 253 chars."""
+    return _matching(value, field, g.NVIDIA_DRIVER_NAME)
+
+
 def dns_label(value: object, field: str) -> str:
     """A DNS-1123 label (namespace names), at most 63 chars."""
     return _matching(value, field, g.DNS_LABEL)

@@ -155,6 +155,7 @@ def test_dag_reads_like_the_procedure(parsed: dict) -> None:
         "record_readiness",
         "approve_rollout",
         "patch_cluster_policy",
+        "roll_out_nvidia_drivers",
         "verify_rollout",
         "check_gpu_workload",
         "needs_rollback",
@@ -226,9 +227,12 @@ def test_the_patch_waits_for_the_approval_which_may_skip_only_the_patch(parsed: 
     # After the images are pushed and the plan is known; before the patch.
     assert {"plan_rollout", "push_driver_image", "publish_os_tags"} <= set(approve["all_upstream"])
     assert "approve_rollout" in graph["patch_cluster_policy"]["all_upstream"]
-    # A reject skips its direct downstream (the patch); verification follows by its trigger rule, the
-    # rollback decision and the report still run (all_done).
-    assert approve["downstream"] == ["patch_cluster_policy"]
+    # A reject skips its direct downstream (the patch, or in NVIDIADriver mode the staged rollout);
+    # verification follows by its trigger rule, the rollback decision and the report still run (all_done).
+    assert approve["downstream"] == ["patch_cluster_policy", "roll_out_nvidia_drivers"]
+    # The staged rollout restores its own failed stage: the ClusterPolicy rollback does not follow it.
+    assert "roll_out_nvidia_drivers" not in graph["needs_rollback"]["all_upstream"]
+    assert "roll_out_nvidia_drivers" in graph["report"]["all_upstream"]
     assert approve["skips_all_downstream"] is False
 
 

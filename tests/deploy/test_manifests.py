@@ -64,6 +64,14 @@ EXPECTED: dict[str, tuple[str, set[Grant]]] = {
         "precompiled-drivers-patch",
         grants(CLUSTER, "nvidia.com", "clusterpolicies", "get patch"),
     ),
+    "roll_out_nvidia_drivers": (
+        "precompiled-drivers-roll-out-nvidia-drivers",
+        grants(CLUSTER, "nvidia.com", "nvidiadrivers", "get patch create delete")
+        | grants(OPERATOR_NS, "", "pods", "list")
+        | grants(OPERATOR_NS, "apps", "daemonsets", "list")
+        | grants(PIPELINE_NS, "", "pods", "create get delete")
+        | grants(PIPELINE_NS, "", "pods/log", "get"),
+    ),
     "verify_rollout": (
         "precompiled-drivers-verify",
         grants(CLUSTER, "nvidia.com", "clusterpolicies", "get") | grants(OPERATOR_NS, "", "pods", "list"),

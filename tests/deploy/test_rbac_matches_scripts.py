@@ -42,6 +42,7 @@ KINDS: dict[str, tuple[str, str, bool]] = {
     "pods": ("", "pods", True),
     "deployment": ("apps", "deployments", True),
     "deployments": ("apps", "deployments", True),
+    "daemonsets": ("apps", "daemonsets", True),
     "clusterpolicy": ("nvidia.com", "clusterpolicies", False),
     "clusterpolicies": ("nvidia.com", "clusterpolicies", False),
     "nvidiadriver": ("nvidia.com", "nvidiadrivers", False),
@@ -64,6 +65,12 @@ NAME_VARS = {'"$CONFIGMAP_NAME"': "precompiled-drivers-readiness"}
 FILE_OBJECTS = {
     "record_readiness": ("configmap", '"$CONFIGMAP_NAME"'),
     "check_gpu_workload": ("pod", '"$name"'),  # one check pod per kernel (steps/check_gpu_workload.check_pod)
+    # By file: the replacement NVIDIADriver or the original on undo (steps/roll_out_nvidia_drivers
+    # .stage_env), and one GPU check pod per pool (steps/check_gpu_workload.check_pod).
+    "roll_out_nvidia_drivers": {
+        '"$file"': ("nvidiadriver", '"$name"'),
+        '"$work/check.json"': ("pod", '"$name"'),
+    },
 }
 # kubectl flags that take a value (so the value is not read as an object name).
 VALUE_FLAGS = {"-o", "-n", "-l", "-L", "-p", "-c", "--type", "--namespace", "--selector", "-f"}
@@ -123,14 +130,19 @@ def kubectl_calls(text: str) -> list[list[str]]:
     return calls
 
 
-def grants_of_call(words: list[str], file_object: tuple[str, str] | None = None) -> set[Grant]:
+def grants_of_call(
+    words: list[str], file_object: tuple[str, str] | dict[str, tuple[str, str]] | None = None
+) -> set[Grant]:
     """The RBAC (scope, group, resource, verb) one kubectl call needs.
 
     A name pinned by resourceNames is part of the resource (``configmaps/<name>``); ``create`` never is.
+    ``file_object``: the kind and name a ``-f`` file holds, or one per file argument.
     """
     if "--local" in words:
         return set()
     verb, rest = words[0], words[1:]
+    if isinstance(file_object, dict) and "-f" in rest:
+        file_object = file_object[rest[rest.index("-f") + 1]]
     if verb == "logs":  # `kubectl logs <pod>`: the pod's log subresource
         rest = ["pod", *rest]
     if file_object and "-f" in rest:

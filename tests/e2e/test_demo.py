@@ -32,7 +32,8 @@ def test_demo_runs_the_pipeline_and_reports_every_kernel(tmp_path: Path) -> None
     report = out.split("=== Report (from the report task) ===", 1)[1]
     states = dict(re.findall(r"^(\w+)\s+(success|skipped|failed|upstream_failed)\s*$", report, re.M))
     assert set(states) == set(TASK_IDS) - {"report"}
-    skipped_when_all_goes_well = {"needs_rollback", "rollback_cluster_policy"}
+    # The NVIDIADriver-mode rollout skips in ClusterPolicy mode (test_nvidiadriver_mode.py runs it).
+    skipped_when_all_goes_well = {"needs_rollback", "rollback_cluster_policy", "roll_out_nvidia_drivers"}
     assert all(states[s] == "success" for s in set(states) - skipped_when_all_goes_well), states
     table = report.split("driver pods Ready", 1)[1]
     for _name, kernel, _os_id, _version in DEMO_NODES:

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from harness.dag_runner import task_states, xcom
+from harness.nvidia_drivers import create_pools, use_nvidia_driver_crd
 from harness.pipeline_world import NAMESPACE, World
 from precompiled_drivers import procedure, tasks
 from testcluster import Scenario, ScenarioResult
@@ -68,6 +69,14 @@ def failing_approval_request(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(hitl, "upsert_hitl_detail", refused)
 
 
+NVD_STEP = "roll_out_nvidia_drivers"
+
+
+def nvidia_driver_specs(world: World) -> dict[str, Any]:
+    """NVIDIADriver name -> spec, as the test server holds them."""
+    return {d["metadata"]["name"]: d["spec"] for d in world.cluster.store.list_objects("NVIDIADriver")}
+
+
 def policy_json(world: World) -> str:
     """spec.driver as a client reads it back (the API server serialises with sorted keys)."""
     return json.dumps(world.policy_driver(), sort_keys=True)
@@ -104,6 +113,8 @@ CASES = [
     # The run requires approval and the request cannot be posted (the Execution API refuses it).
     ("approve_rollout", "approval_request", "injected failure of approve_rollout"),
     ("patch_cluster_policy", "api_forbidden", "ERROR: the API server rejected the patch"),
+    # NVIDIADriver mode (useNvidiaDriverCRD, two pools): the staged rollout's pod fails.
+    ("roll_out_nvidia_drivers", "script", "ERROR: injected failure of roll_out_nvidia_drivers"),
     ("verify_rollout", "script", "ERROR: injected failure of verify_rollout"),
     ("check_gpu_workload", "script", "ERROR: injected failure of check_gpu_workload"),
     ("needs_rollback", "python", "injected failure of needs_rollback"),
@@ -145,7 +156,11 @@ def test_a_failed_step_fails_the_run_and_the_report_names_it(
         world.cluster.faults.fail_next(POLICY_PATH, n=1, status=403, method="PATCH")
     if step in ("rollback_cluster_policy",):
         scenarios.set("verify_rollout", failing_script("verify_rollout"))
+    if step == NVD_STEP:
+        use_nvidia_driver_crd(world)
+        create_pools(world)
     before = policy_json(world)
+    nvidia_drivers = nvidia_driver_specs(world)
 
     dag_run = run_dag(driver_versions=ONE_DRIVER, require_approval=how == "approval_request")
     states = task_states(dag_run)
@@ -180,6 +195,13 @@ def test_a_failed_step_fails_the_run_and_the_report_names_it(
         assert states["rollback_cluster_policy"] == "failed"
         assert world.policy_driver()["usePrecompiled"] is True, "the failed rollback left the patch"
         assert "ROLLBACK FAILED" in report
+    elif step == NVD_STEP:
+        # Its own stages' restore is its undo: the ClusterPolicy steps skipped, nothing else restores.
+        for skipped in ("patch_cluster_policy", "verify_rollout", "rollback_cluster_policy"):
+            assert states[skipped] == "skipped", (skipped, states)
+        assert policy_json(world) == before
+        assert nvidia_driver_specs(world) == nvidia_drivers, "the failed pod changed no NVIDIADriver"
+        assert "NVIDIADriver rollout (FAILED: see the stages)" in report
     elif step == "record_readiness":
         # Readiness is a record beside the rollout, not a gate: the rollout went on and stands.
         assert states["patch_cluster_policy"] == states["verify_rollout"] == "success", states

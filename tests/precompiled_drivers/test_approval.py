@@ -183,3 +183,22 @@ def test_report_of_an_approved_rollout_says_who_approved() -> None:
     assert text.splitlines()[0] == "NVIDIA precompiled driver pipeline: report"
     assert "Rollout approved by alice at 2026-01-01T10:00:00+00:00." in text
     assert "ClusterPolicy patch (applied):" in text
+
+
+def test_an_nvidiadriver_mode_request_shows_the_stages_not_a_clusterpolicy_patch() -> None:
+    plan = {
+        "mode": "NVIDIADriver",
+        "kernels": [],
+        "mode_note": "NVIDIADriver mode (GPUCluster g)",
+        "pools": ["NVIDIADriver a (precompiled), pool rhel9 (nodes n1)"],
+        "stages": [{"driver": "a"}, {"driver": "b"}],
+        "stage_lines": ["canary: patch NVIDIADriver a", "stage 2: replace NVIDIADriver b"],
+        "commands": ["kubectl patch nvidiadriver a --type=json -p '[]'"],
+    }
+    config = {"rollout_driver_version": "570.158.01"}
+    assert approval.request_subject(config, plan) == (
+        "Roll out NVIDIA driver 570.158.01 (precompiled) to NVIDIADriver a, b, one at a time?"
+    )
+    body = approval.request_body(config, plan, 3600)
+    assert "1. canary: patch NVIDIADriver a" in body and "1. stage 2: replace NVIDIADriver b" in body
+    assert "ClusterPolicy" not in body

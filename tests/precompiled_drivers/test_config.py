@@ -224,3 +224,30 @@ def test_a_non_boolean_approval_is_refused_naming_the_field() -> None:
     with pytest.raises(ValidationError) as err:
         run_config(params(require_approval="maybe"), Settings())
     assert err.value.field == "require_approval"
+
+
+def test_nvidiadriver_mode_fields_default_to_no_restart_and_the_smallest_pool() -> None:
+    cfg = run_config(params(), Settings())
+    assert (cfg.allow_driver_restart, cfg.canary_pool) == (False, "")
+    # Emptied form fields (null) and a REST caller's "" mean the defaults too.
+    cfg = run_config(params(allow_driver_restart=None, canary_pool=""), Settings())
+    assert (cfg.allow_driver_restart, cfg.canary_pool) == (False, "")
+    cfg = run_config(params(allow_driver_restart=True, canary_pool="gpu-driver-rhcos"), Settings())
+    assert (cfg.allow_driver_restart, cfg.canary_pool) == (True, "gpu-driver-rhcos")
+    assert RunConfig.from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("allow_driver_restart", "maybe"),
+        ("canary_pool", "Pool_A"),
+        ("canary_pool", "a;id"),
+        ("canary_pool", 3),
+    ],
+)
+def test_bad_nvidiadriver_mode_fields_are_refused_naming_the_field(field: str, value: object) -> None:
+    with pytest.raises(ValidationError) as err:
+        run_config(params(**{field: value}), Settings())
+    assert err.value.field == field
+    assert field in str(err.value)

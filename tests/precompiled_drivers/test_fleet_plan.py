@@ -226,4 +226,4 @@ def test_mapped_task_counts_cover_every_step_of_the_procedure() -> None:
     assert counts["inspect_cluster"] == 4
     assert counts["verify_rollout"] == 3
     assert counts["build_driver_image"] == 2
-    assert sum(counts.values()) == 1 + 4 + 1 + 3 + 3 + 1 + 1 + 1 + 2 + 2 + 1 + 1 + 7 * 3 + 1
+    assert sum(counts.values()) == 1 + 4 + 1 + 3 + 3 + 1 + 1 + 1 + 2 + 2 + 1 + 1 + 8 * 3 + 1

@@ -20,7 +20,7 @@ from precompiled_drivers.settings import Settings
 
 SETTINGS = Settings(target_repository="quay.io/acme/nvidia")
 PARAMS = form.form_params(SETTINGS)
-OPTIONAL = ("ocp_versions", "rollout_driver_version", "repository", "operator_version")
+OPTIONAL = ("ocp_versions", "rollout_driver_version", "repository", "operator_version", "canary_pool")
 
 
 def schema_refuses(field: str, value: Any) -> bool:
@@ -63,7 +63,7 @@ def test_optional_fields_are_nullable_so_the_ui_does_not_require_them(field: str
     run_config(params, SETTINGS)
 
 
-@pytest.mark.parametrize("field", ("rollout_driver_version", "repository", "operator_version"))
+@pytest.mark.parametrize("field", ("rollout_driver_version", "repository", "operator_version", "canary_pool"))
 def test_optional_text_fields_accept_the_empty_string_too(field: str) -> None:
     """A REST caller's "" means the default as null does."""
     assert not schema_refuses(field, "")
@@ -86,6 +86,7 @@ FIELD_GRAMMARS = {
     "image_name": (grammar.IMAGE_NAME, False),
     "driver_repo_ref": (grammar.GIT_REF, False),
     "operator_version": (grammar.OPERATOR_VERSION, True),
+    "canary_pool": (grammar.NVIDIA_DRIVER_NAME, True),
 }
 
 
@@ -123,6 +124,7 @@ def test_schema_patterns_accept_what_validation_accepts() -> None:
         "driver_repo_ref": ["main", "v1.2", "release/25.10", form.DEFAULT_DRIVER_REPO_REF],
         "operator_version": ["v26.7.0", "25.10.0", "v25.10.0-rc.1"],
         "arches": [["x86_64"], ["x86_64", "aarch64"], ["arm64"]],
+        "canary_pool": ["gpu-driver-rhcos", "pool-a", "nvidia.driver.1"],
     }
     for field, values in good.items():
         for value in values:

@@ -93,9 +93,10 @@ TEXT_FIELDS = (
     "image_name",
     "driver_repo_ref",
     "operator_version",
+    "canary_pool",
 )
 LIST_FIELDS = ("ocp_versions", "arches", "driver_versions")
-BOOL_FIELDS = ("include_cluster_release", "force_rebuild", "dry_run")
+BOOL_FIELDS = ("include_cluster_release", "force_rebuild", "dry_run", "allow_driver_restart")
 
 
 def form_cases() -> list[Any]:

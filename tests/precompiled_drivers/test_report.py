@@ -335,3 +335,53 @@ def test_a_rollback_that_could_not_run_alarms_only_when_the_patch_ran(
     if patch_state:
         states["patch_cluster_policy"] = patch_state
     assert rollback_outcome({}, states) == line
+
+
+def nvd_plan() -> dict[str, Any]:
+    return {
+        "mode": "NVIDIADriver",
+        "kernels": [],
+        "mode_note": "NVIDIADriver mode (GPUCluster g): drivers come from NVIDIADriver resources (a, b)",
+        "pools": ["NVIDIADriver a (precompiled), pool rhel9 (nodes n1): DaemonSet d pulls x"],
+        "stages": [{"driver": "a", "action": "patch"}, {"driver": "b", "action": "replace"}],
+        "stage_lines": ["canary: patch NVIDIADriver a", "stage 2: replace NVIDIADriver b"],
+        "commands": [],
+    }
+
+
+def test_nvidiadriver_stages_say_which_stayed_and_which_was_restored() -> None:
+    result = {
+        "verified": False,
+        "dry_run": False,
+        "stages": [
+            {"driver": "a", "action": "patch", "outcome": "verified", "reason": "ok"},
+            {"driver": "b", "action": "replace", "outcome": "restored", "reason": "not verified within 15s"},
+        ],
+    }
+    states = dict.fromkeys(STEPS, "success") | {"roll_out_nvidia_drivers": "failed"}
+    text = render_report({"plan_rollout": {"plan": nvd_plan()}, "roll_out_nvidia_drivers": result}, states)
+    assert "NVIDIADriver rollout (FAILED: see the stages): NVIDIADriver mode (GPUCluster g)" in text
+    assert "ClusterPolicy patch" not in text
+    rows = [line.split() for line in text.splitlines() if line.startswith("  1 ") or line.startswith("  2 ")]
+    assert rows[0][:4] == ["1", "a", "patch", "verified"]
+    assert rows[1][:4] == ["2", "b", "replace", "FAILED,"]
+    assert "not verified within 15s" in text
+    assert (
+        "The rollout stopped at NVIDIADriver b; later stages were not started. "
+        "Stages already verified stay on the new driver: a." in text
+    )
+
+
+def test_nvidiadriver_rollout_verified_or_not_run() -> None:
+    done = {
+        "verified": True,
+        "dry_run": False,
+        "stages": [{"driver": "a", "outcome": "verified"}, {"driver": "b", "outcome": "verified"}],
+    }
+    states = dict.fromkeys(STEPS, "success")
+    text = render_report({"plan_rollout": {"plan": nvd_plan()}, "roll_out_nvidia_drivers": done}, states)
+    assert "NVIDIADriver rollout (every stage verified)" in text and "stopped" not in text
+    text = render_report(
+        {"plan_rollout": {"plan": nvd_plan()}}, states | {"roll_out_nvidia_drivers": "skipped"}
+    )
+    assert "NVIDIADriver rollout (NOT applied: the step did not run)" in text

@@ -412,3 +412,62 @@ def test_an_rt_gpu_node_does_not_stop_the_other_builds_and_the_gate_names_it() -
         AirflowFailException, match=r"gpu-rt run the real-time kernel 5\.14\.0-427\.50\.1\.el9_4\.x86_64_rt"
     ):
         tasks.plan_rollout(config(), seen(cluster), NO_BUILDS, {IMAGE: DIGEST}, None, None)
+
+
+# NVIDIADriver mode: a GPUCluster and one precompiled NVIDIADriver (NVIDIA's sample shape) on gpu-1.
+NVD_CLUSTER = {
+    **CLUSTER,
+    "policy": None,
+    "gpu_clusters": {"items": [{"metadata": {"name": "gpu-cluster"}}]},
+    "nvidia_drivers": {
+        "items": [
+            {
+                "metadata": {"name": "pool-a", "uid": "uid-a"},
+                "spec": {
+                    "driverType": "gpu",
+                    "usePrecompiled": True,
+                    "repository": REPO,
+                    "image": "driver",
+                    "version": "550.90.07",
+                    "nodeSelector": {},
+                },
+            },
+        ]
+    },
+}
+
+
+def test_plan_rollout_in_nvidiadriver_mode_hands_the_stages_to_their_step_only() -> None:
+    out = tasks.plan_rollout(config(), seen(NVD_CLUSTER), NO_BUILDS, {IMAGE: DIGEST}, None, None)
+    # The ClusterPolicy steps get no input (they skip); the staged rollout gets every stage.
+    assert [out[k] for k in ("patch_env", "verify_env", "gpu_check_env", "rollback_env")] == [None] * 4
+    assert out["nvd_env"]["STAGES"] == "pool-a patch"
+    assert f"{IMAGE} {DIGEST} nvidia-gpu-driver-rhcos4.18-" in out["nvd_env"]["STAGE_1_EXPECTED"]
+    assert out["plan"]["mode"] == "NVIDIADriver" and out["plan"]["stages"][0]["driver"] == "pool-a"
+    # ClusterPolicy mode: the staged rollout skips.
+    assert (
+        tasks.plan_rollout(config(), seen(CLUSTER), NO_BUILDS, {IMAGE: DIGEST}, None, None)["nvd_env"] is None
+    )
+
+
+def test_a_compiled_nvidiadriver_without_permission_is_refused_before_any_change() -> None:
+    compiled = json.loads(json.dumps(NVD_CLUSTER))
+    compiled["nvidia_drivers"]["items"][0]["spec"] = {
+        "driverType": "gpu",
+        "usePrecompiled": False,
+        "nodeSelector": {},
+    }
+    ti = XComRecorder()
+    with pytest.raises(AirflowFailException) as err:
+        tasks.plan_rollout(config(), seen(compiled), NO_BUILDS, {IMAGE: DIGEST}, None, None, ti=ti)
+    assert "NVIDIADriver pool-a has usePrecompiled: false" in str(err.value)
+    assert "allow_driver_restart" in str(err.value) and "nothing on the cluster was changed" in str(err.value)
+    assert set(ti.pushed) == {"readiness", "readiness_env"}  # no stage handed on
+    out = tasks.plan_rollout(
+        config(allow_driver_restart=True), seen(compiled), NO_BUILDS, {IMAGE: DIGEST}, None, None
+    )
+    assert out["nvd_env"]["STAGES"] == "pool-a replace"
+    with pytest.raises(AirflowFailException, match="canary_pool 'pool-z' is not an NVIDIADriver"):
+        tasks.plan_rollout(
+            config(canary_pool="pool-z"), seen(NVD_CLUSTER), NO_BUILDS, {IMAGE: DIGEST}, None, None
+        )

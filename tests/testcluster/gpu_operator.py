@@ -68,6 +68,9 @@ class GpuOperator:
         # cluster-wide OS tag comes from the first one, which a real cluster does not let us choose.
         self.list_order = "name"
         self.errors: list[str] = []  # what the last reconcile failed with, as the operator logs it
+        # Fault injection: images the nodes fail to pull even though the registry has them (a node-side
+        # pull failure: its pods stay in ImagePullBackOff, as with a broken mirror or pull secret).
+        self.unpullable: set[str] = set()
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._doomed: dict[tuple[ResourceType, str], float] = {}  # (kind, name) -> delete at
@@ -426,6 +429,8 @@ class GpuOperator:
             container = pod["spec"]["containers"][0]
             precompiled = pod["metadata"]["labels"].get("nvidia.com/precompiled") == "true"
             digest = await self.loop.run_in_executor(None, self._digest, container["image"])
+            if container["image"] in self.unpullable:
+                digest = None
             if digest is None and not precompiled:
                 digest = "sha256:" + "0" * 64  # compiled mode: the driver is built on the node
             if digest:

@@ -26,6 +26,7 @@ from typing import Any
 
 GPU_RESOURCE = "nvidia.com/gpu"
 DRIVER_APP = "nvidia-driver-daemonset"
+DRIVER_COMPONENT = "nvidia-driver"
 
 VECTOR_ADD_OK = (
     "[Vector addition of 50000 elements]",
@@ -53,10 +54,15 @@ def requests_gpu(pod: dict[str, Any]) -> bool:
 
 
 def nodes_with_gpus(pods: list[dict[str, Any]]) -> set[str]:
-    """Nodes where a driver pod runs Ready (any generation): the device plugin advertises GPUs there."""
+    """Nodes where a driver pod runs Ready (any generation): the device plugin advertises GPUs there.
+
+    A driver pod is the ClusterPolicy's (``app=nvidia-driver-daemonset``) or an NVIDIADriver's (``app`` is
+    its DaemonSet's name; both carry ``app.kubernetes.io/component=nvidia-driver``, gpu-operator
+    manifests/state-driver/0500_daemonset.yaml)."""
     nodes = set()
     for pod in pods:
-        if (pod["metadata"].get("labels") or {}).get("app") != DRIVER_APP:
+        labels = pod["metadata"].get("labels") or {}
+        if labels.get("app") != DRIVER_APP and labels.get("app.kubernetes.io/component") != DRIVER_COMPONENT:
             continue
         statuses = (pod.get("status") or {}).get("containerStatuses") or []
         if pod["spec"].get("nodeName") and statuses and statuses[0].get("ready"):

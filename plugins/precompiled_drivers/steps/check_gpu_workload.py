@@ -12,7 +12,7 @@ reports which node ran each and its output line. A failed or timed-out check fai
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from precompiled_drivers import procedure
@@ -55,8 +55,10 @@ def pod(settings: Settings) -> dict[str, Any]:
     )
 
 
-def check_pod(settings: Settings, kernel: str) -> dict[str, Any]:
+def check_pod(settings: Settings, kernel: str, selector: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The check pod for one kernel (its NFD ``kernel-version.full`` label value), as kubectl creates it.
+
+    ``selector``: more node labels the pod must land on (NVIDIADriver mode: the pool's nodeSelector).
 
     One GPU, the GPU taint tolerated, restricted like every step (OpenShift's restricted-v2 SCC assigns
     the user). No token: it calls no API. ``activeDeadlineSeconds``: even if the step's pod is lost, the
@@ -96,7 +98,7 @@ def check_pod(settings: Settings, kernel: str) -> dict[str, Any]:
             "serviceAccountName": "default",
             "automountServiceAccountToken": False,
             "enableServiceLinks": False,
-            "nodeSelector": {KERNEL_LABEL: kernel, GPU_PRESENT_LABEL: "true"},
+            "nodeSelector": {**(selector or {}), KERNEL_LABEL: kernel, GPU_PRESENT_LABEL: "true"},
             "tolerations": [dict(t) for t in TOLERATIONS],
             "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
             "containers": [container],

@@ -26,6 +26,7 @@ def pod(settings: Settings) -> dict[str, Any]:
         api_access=True,
         retries=1,
         retry_only_lost_tries=True,
+        skip_without_env=True,  # NVIDIADriver mode: plan_rollout leaves it no input (and so no patch)
     )
 
 

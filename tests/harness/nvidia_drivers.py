@@ -1,0 +1,59 @@
+"""NVIDIADriver mode on the demo fleet, for the end-to-end tests: node pools and NVIDIADriver resources."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from testcluster.resources import by_kind
+
+POOL = "example.com/gpu-pool"
+
+
+def into_pools(world: Any) -> None:
+    """gpu-worker-0/1 (RHCOS 4.18) in pool "a", gpu-worker-2 (RHEL 9.6) in pool "b"."""
+    store = world.cluster.store
+    for node in store.list_objects("Node"):
+        name = node["metadata"]["name"]
+        if name.startswith("gpu-worker-"):
+            node["metadata"]["labels"][POOL] = "b" if name == "gpu-worker-2" else "a"
+            store.put("Node", node)
+
+
+def nvidia_driver(name: str, pool: str, repository: str, precompiled: bool = True) -> dict[str, Any]:
+    """A pool CR shaped like NVIDIA's sample (gpu-driver-container rhel9-precompiled-nvidiadriver.json),
+    with labels and an annotation a replacement must keep."""
+    return {
+        "metadata": {
+            "name": name,
+            "labels": {"team": "ml", "pool": pool},
+            "annotations": {"example.com/owner": "gpu platform team"},
+        },
+        "spec": {
+            "driverType": "gpu",
+            "usePrecompiled": precompiled,
+            "repository": repository,
+            "image": "driver",
+            "version": "550.90.07",
+            "imagePullPolicy": "Always",
+            "nodeSelector": {POOL: pool},
+            "manager": {},
+        },
+    }
+
+
+def use_nvidia_driver_crd(world: Any) -> None:
+    """The ClusterPolicy half of NVIDIA's sample pair: drivers come from NVIDIADriver resources."""
+    store = world.cluster.store
+    policy = store.get_object("ClusterPolicy", "gpu-cluster-policy")
+    policy["spec"]["driver"]["useNvidiaDriverCRD"] = True
+    store.put("ClusterPolicy", policy)
+
+
+def create_pools(world: Any, precompiled: bool = True) -> None:
+    """NVIDIADrivers pool-a (two nodes) and pool-b (one node), reconciled once by the operator stand-in."""
+    into_pools(world)
+    for name, pool in (("pool-a", "a"), ("pool-b", "b")):
+        world.cluster.store.create(
+            by_kind("NVIDIADriver"), None, nvidia_driver(name, pool, world.repository, precompiled)
+        )
+    world.cluster.operator.reconcile_now()
