@@ -55,6 +55,8 @@ def dynamic(value):
 # The pod operator fields a pod task fills from a result or a template (of a mapped task: its partial).
 def dynamic_fields(task):
     values = getattr(task, "partial_kwargs", None)
+    if values is not None and "pod_models" in values:  # a mapped step's client models (steps/base.PodModels)
+        values = {**values, **values["pod_models"].models}
     if values is None:
         values = {name: getattr(task, name, None) for name in POD_FIELDS}
     return sorted(name for name in POD_FIELDS if dynamic(values.get(name)))

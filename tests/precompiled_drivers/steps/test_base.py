@@ -27,9 +27,11 @@ from precompiled_drivers.steps import (
     verify_rollout,
 )
 from precompiled_drivers.steps.base import (
+    POD_MODEL_KWARGS,
     SECRETS_ROOT,
     SecretFile,
     StepPodOperator,
+    pod_task,
     script,
     script_command,
     step_env,
@@ -322,6 +324,33 @@ def test_step_partial_drops_only_per_item_keys() -> None:
     assert "image" not in partial.kwargs
     assert partial.kwargs["service_account_name"] == "precompiled-drivers-p"
     assert partial.kwargs["arguments"] == kwargs["arguments"]
+
+
+def test_a_mapped_steps_client_models_serialize_as_one_short_value_and_reach_its_pods() -> None:
+    from airflow.serialization.serialized_objects import BaseSerialization
+
+    from precompiled_drivers.procedure import Step
+
+    kwargs = step_kwargs(
+        Settings(), task_id="p", service_account="p", script_name="inspect_cluster.sh", image="quay.io/x/y:1"
+    )
+    partial = step_partial(kwargs)
+    partial._expand_called = True
+    assert not POD_MODEL_KWARGS & partial.kwargs.keys()
+    models = partial.kwargs["pod_models"]
+    # What the dag-processor writes for it at each parse: its text, which names the arguments only.
+    assert BaseSerialization.serialize(models) == (
+        "PodModels(container_resources, container_security_context, volume_mounts, volumes, "
+        "xcom_sidecar_container_security_context)"
+    )
+    # Each pod's task gets the very models the step built.
+    item = {"env_vars": {"A": "1"}}
+    with DAG("contract_models", schedule=None, start_date=datetime(2025, 1, 1)):
+        mapped = pod_task(Step("p", "pod", "doc", per="image"), kwargs, [item])
+    op = mapped.unmap(item)
+    for name in POD_MODEL_KWARGS & kwargs.keys():
+        assert getattr(op, name) == kwargs[name], name
+    assert main_container(pod_of(op)).security_context == kwargs["container_security_context"]
 
 
 def test_mapped_item_may_not_repeat_a_partial_key() -> None:
