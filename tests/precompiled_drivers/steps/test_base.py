@@ -6,6 +6,7 @@ import importlib
 import inspect
 import json
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -293,6 +294,16 @@ def test_script_command_is_static_text() -> None:
         script("no_such_script.sh")
 
 
+def test_a_packaged_script_is_read_at_import_not_at_each_parse(monkeypatch: pytest.MonkeyPatch) -> None:
+    expected = (SCRIPTS / "lib.sh").read_text() + (SCRIPTS / "verify_rollout.sh").read_text()
+
+    def no_read(*args: Any, **kwargs: Any) -> str:
+        raise AssertionError("a script file was read")
+
+    monkeypatch.setattr(Path, "read_text", no_read)
+    assert script("verify_rollout.sh") == expected
+
+
 def test_step_env_order_and_secret_paths() -> None:
     env = step_env("x", (SecretFile("s", "m", {"F_FILE": "f"}),), {"A": "1", "HOME": "/elsewhere"})
     assert env == {"HOME": "/elsewhere", "STEP": "x", "A": "1", "F_FILE": f"{SECRETS_ROOT}/m/f"}
@@ -416,8 +427,6 @@ def test_extra_env_without_env_vars() -> None:
 
 
 def test_every_step_module_has_its_contract_test() -> None:
-    from pathlib import Path
-
     steps = Path(SCRIPTS).parent / "steps"
     here = Path(__file__).resolve().parent
     modules = {p.stem for p in steps.glob("*.py") if p.stem != "__init__"}
