@@ -3,7 +3,9 @@
 Imitates the dag-processor's parser without its bookkeeping, so parts can be switched off: the parent
 process loads ``DagBag``, imports the ``airflow.*`` modules the DAG files name (as the processor does:
 ``_pre_import_airflow_modules`` in airflow/dag_processing/processor.py) and, with ``--layout plugins``,
-every ``precompiled_drivers`` module (as the plugins-folder loader does). Then, for each sample, it forks
+runs Airflow's own plugins loader on ``plugins/`` (as every component does at start: each ``.py`` file
+imported under its file stem; ``precompiled_drivers/parse_path.py`` imports the DAG's modules by name).
+Then, for each sample, it forks
 a child that parses one file (``DagBag``) and serializes its DAGs the way the processor's parser does
 (Airflow's own ``_serialize_dags``), and reports the child's CPU time. Variants, alternated round by round:
 
@@ -25,7 +27,6 @@ import argparse
 import importlib
 import json
 import os
-import pkgutil
 import statistics
 import sys
 import tempfile
@@ -115,10 +116,9 @@ def main(argv: list[str] | None = None) -> int:
             for module in iter_airflow_imports(str(path)):
                 importlib.import_module(module)
         if args.layout == "plugins":
-            import precompiled_drivers
+            from airflow import plugins_manager
 
-            for info in pkgutil.walk_packages(precompiled_drivers.__path__, "precompiled_drivers."):
-                importlib.import_module(info.name)
+            plugins_manager.ensure_plugins_loaded()
         files = {variant: kpo if variant == "one-task KPO" else DAG_FILE for variant in VARIANTS}
         samples: dict[str, list[dict[str, Any]]] = {variant: [] for variant in VARIANTS}
         for round_ in range(args.rounds + 1):

@@ -7,11 +7,12 @@ forms the form really has; the step table is ``procedure.STEPS``, every task of 
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from typing import Any
 
 from precompiled_drivers import procedure, validation
 from precompiled_drivers.form import form_params, help_text
-from precompiled_drivers.settings import Settings
+from precompiled_drivers.settings import Settings, installation
 
 README_HINT = "README.md at the root of the pipeline's repository"
 
@@ -26,6 +27,11 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+# Cached per settings and made once at import for the installation's: the text depends only on the settings
+# and the package, so a parser the dag-processor forks from a plugins-folder parent (which has imported
+# this module) finds it made, ~0.5 ms less per parse (#20). Without the plugins folder a parse imports this
+# module and makes it once, as before.
+@lru_cache(maxsize=8)
 def dag_doc_md(settings: Settings) -> str:
     """The Markdown the UI shows under *Dag Docs*; links the README when ``settings.docs_url`` is set."""
     readme = README_HINT
@@ -69,3 +75,6 @@ def dag_doc_md(settings: Settings) -> str:
         f"Settings, release discovery (Airflow Variables), a real cluster, troubleshooting: {readme}.",
     ]
     return "\n".join(lines)
+
+
+dag_doc_md(installation())

@@ -14,11 +14,14 @@ schema, so the message a person reads on Trigger says the expected form, not jus
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
+
 from airflow.sdk import Param
 
 from precompiled_drivers import config as run
 from precompiled_drivers import grammar as g
-from precompiled_drivers.settings import Settings
+from precompiled_drivers.settings import Settings, installation
 
 # NVIDIA/gpu-driver-container commit the build recipe is pinned to (overridable per run).
 DEFAULT_DRIVER_REPO_REF = "06a208ca9747c82b1ba99b76ecdcf2469b0a0207"
@@ -177,3 +180,35 @@ def form_params(settings: Settings) -> dict[str, Param]:
     for param in params.values():
         param.schema = {"$schema": SCHEMA_DIALECT, **param.schema}
     return params
+
+
+def schema_patterns(schema: object) -> Iterator[str]:
+    """Every ``pattern`` keyword's regex in a JSON Schema (nested ones included)."""
+    if isinstance(schema, dict):
+        for key, value in schema.items():
+            if key == "pattern" and isinstance(value, str):
+                yield value
+            else:
+                yield from schema_patterns(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            yield from schema_patterns(value)
+
+
+def warm_validation() -> None:
+    """Do once, in this process, the first-use work of validating the form (not the validation itself).
+
+    Every parse validates the form when the DAG assigns it. jsonschema compiles each field's ``pattern``
+    through ``re``'s process-wide cache (the meta-schema's ``regex`` format check, then the match) and sets
+    up its draft-7 meta-schema check on first use. Done at import, this lands in the dag-processor's own
+    process when the package is its plugins folder (every component imports the plugins folder at start),
+    so each parser it forks starts warm: about 2 ms less per parse (#20). Otherwise the parse pays it
+    once, as it would have anyway (the compiled patterns are cache hits later; the warm-up check is tiny).
+    """
+    for param in form_params(installation({})).values():
+        for pattern in schema_patterns(param.schema):
+            re.compile(pattern)
+    Param("", schema={"$schema": SCHEMA_DIALECT, "type": "string", "pattern": "^$"}).resolve()
+
+
+warm_validation()

@@ -55,6 +55,8 @@ def dynamic(value):
 # The pod operator fields a pod task fills from a result or a template (of a mapped task: its partial).
 def dynamic_fields(task):
     values = getattr(task, "partial_kwargs", None)
+    if values is not None and "pod_models" in values:  # a mapped step's client models (steps/base.PodModels)
+        values = {**values, **values["pod_models"].models}
     if values is None:
         values = {name: getattr(task, name, None) for name in POD_FIELDS}
     return sorted(name for name in POD_FIELDS if dynamic(values.get(name)))
@@ -403,3 +405,53 @@ def test_parsing_imports_and_reads_only_what_building_the_dag_needs(import_budge
     scripts = ROOT / "plugins" / "precompiled_drivers" / "scripts"
     others = {p for p in budget["opened"] if not p.endswith((".py", ".pyc"))}
     assert {Path(p).parent for p in others} <= {scripts}, others
+
+
+# Runs in a fresh interpreter whose sys.path does not hold plugins/: Airflow's own plugins loader imports the
+# plugins folder (every .py file, under its file stem) as each component does at start, then the airflow.*
+# modules the DAG file names are imported (the dag-processor's pre-import), then the DAG is parsed.
+PLUGINS_LOADER_SCRIPT = r"""
+import importlib, json, sys
+from airflow import plugins_manager
+from airflow.dag_processing.dagbag import DagBag
+from airflow.utils.file import iter_airflow_imports
+
+dag_file = sys.argv[1]
+plugins_manager.ensure_plugins_loaded()
+for module in iter_airflow_imports(dag_file):
+    importlib.import_module(module)
+baseline = set(sys.modules)
+bag = DagBag(dag_file)
+print(json.dumps({
+    "errors": {k: str(v) for k, v in bag.import_errors.items()},
+    "plugin_errors": plugins_manager.get_import_errors(),
+    "loaded_at_start": sorted(m for m in baseline if m.startswith("precompiled_drivers")),
+    "parse_imported": sorted(m for m in set(sys.modules) - baseline if m.startswith("precompiled_drivers")),
+}))
+"""
+
+
+def test_with_the_package_as_plugins_folder_a_parse_imports_none_of_our_modules(tmp_path: Path) -> None:
+    # The plugins loader imports our files under their stems; precompiled_drivers/parse_path.py imports what
+    # the DAG file needs under the package names, so a parse forked from the dag-processor imports none (#20).
+    env = {
+        **os.environ,
+        "PYTHONPATH": "",
+        "AIRFLOW_HOME": str(tmp_path),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{tmp_path}/airflow.db",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", PLUGINS_LOADER_SCRIPT, str(ROOT / "dags" / "nvidia_precompiled_driver.py")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=PARSE_BUDGET_SECONDS * 2,
+        check=True,
+    )
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["errors"] == {}
+    assert result["plugin_errors"] == {}
+    assert "precompiled_drivers.tasks" in result["loaded_at_start"]  # (the loader did load the package)
+    assert result["parse_imported"] == []

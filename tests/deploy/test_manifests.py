@@ -388,6 +388,8 @@ def step_pods() -> dict[str, dict[str, Any]]:
             kwargs = vars(task)
         elif "service_account_name" not in kwargs:
             continue
+        else:  # a mapped step's partial carries its client models as one value (steps/base.PodModels)
+            kwargs = {**kwargs, **kwargs["pod_models"].models}
         pods[task.task_id] = kwargs
     return pods
 

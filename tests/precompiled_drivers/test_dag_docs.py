@@ -47,3 +47,22 @@ def test_a_hostile_docs_url_is_not_rendered_as_a_link() -> None:
     ):
         text = dag_doc_md(Settings(docs_url=url))
         assert "[README](" not in text and "PRECOMPILED_DRIVERS_DOCS_URL is not an https:// URL" in text, url
+
+
+def test_the_installations_doc_is_made_at_import_so_a_forked_parse_finds_it_made() -> None:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    probe = (
+        "from precompiled_drivers.dag_docs import dag_doc_md\n"
+        "from precompiled_drivers.settings import installation\n"
+        "made = dag_doc_md.cache_info().currsize\n"
+        "dag_doc_md(installation())\n"
+        "print(made, dag_doc_md.cache_info().misses)\n"
+    )
+    plugins = Path(__file__).resolve().parents[2] / "plugins"
+    env = {**os.environ, "PYTHONPATH": str(plugins)}
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env)
+    assert out.stdout.split() == ["1", "1"]  # made once, at import; the DAG's call is a cache hit

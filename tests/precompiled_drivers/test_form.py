@@ -242,3 +242,20 @@ def test_require_approval_defaults_to_the_installation_setting() -> None:
     param = form.form_params(Settings(require_approval=True))["require_approval"]
     assert param.value is True and param.schema["type"] == "boolean"
     assert "PRECOMPILED_DRIVERS_REQUIRE_APPROVAL" in form.help_text(param)
+
+
+def test_the_import_time_warm_up_compiles_every_pattern_the_form_declares() -> None:
+    # warm_validation compiles what schema_patterns finds: it must find each field's pattern, nested
+    # ones (an array's items) included, or the first parse compiles it after all.
+    params = form.form_params(Settings())
+    found = {pattern for param in params.values() for pattern in form.schema_patterns(param.schema)}
+    declared = {
+        pattern
+        for param in params.values()
+        for pattern in (param.schema.get("pattern"), param.schema.get("items", {}).get("pattern"))
+        if pattern
+    }
+    assert grammar.OCP_VERSION.schema_pattern() in found  # ocp_versions' items
+    assert grammar.DRIVER_VERSION.schema_pattern(optional=True) in found  # rollout_driver_version
+    assert found == declared
+    form.warm_validation()  # idempotent: a second import (the plugins loader's copy) is harmless

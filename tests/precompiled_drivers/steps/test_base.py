@@ -6,6 +6,7 @@ import importlib
 import inspect
 import json
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,9 +28,11 @@ from precompiled_drivers.steps import (
     verify_rollout,
 )
 from precompiled_drivers.steps.base import (
+    POD_MODEL_KWARGS,
     SECRETS_ROOT,
     SecretFile,
     StepPodOperator,
+    pod_task,
     script,
     script_command,
     step_env,
@@ -291,6 +294,16 @@ def test_script_command_is_static_text() -> None:
         script("no_such_script.sh")
 
 
+def test_a_packaged_script_is_read_at_import_not_at_each_parse(monkeypatch: pytest.MonkeyPatch) -> None:
+    expected = (SCRIPTS / "lib.sh").read_text() + (SCRIPTS / "verify_rollout.sh").read_text()
+
+    def no_read(*args: Any, **kwargs: Any) -> str:
+        raise AssertionError("a script file was read")
+
+    monkeypatch.setattr(Path, "read_text", no_read)
+    assert script("verify_rollout.sh") == expected
+
+
 def test_step_env_order_and_secret_paths() -> None:
     env = step_env("x", (SecretFile("s", "m", {"F_FILE": "f"}),), {"A": "1", "HOME": "/elsewhere"})
     assert env == {"HOME": "/elsewhere", "STEP": "x", "A": "1", "F_FILE": f"{SECRETS_ROOT}/m/f"}
@@ -322,6 +335,33 @@ def test_step_partial_drops_only_per_item_keys() -> None:
     assert "image" not in partial.kwargs
     assert partial.kwargs["service_account_name"] == "precompiled-drivers-p"
     assert partial.kwargs["arguments"] == kwargs["arguments"]
+
+
+def test_a_mapped_steps_client_models_serialize_as_one_short_value_and_reach_its_pods() -> None:
+    from airflow.serialization.serialized_objects import BaseSerialization
+
+    from precompiled_drivers.procedure import Step
+
+    kwargs = step_kwargs(
+        Settings(), task_id="p", service_account="p", script_name="inspect_cluster.sh", image="quay.io/x/y:1"
+    )
+    partial = step_partial(kwargs)
+    partial._expand_called = True
+    assert not POD_MODEL_KWARGS & partial.kwargs.keys()
+    models = partial.kwargs["pod_models"]
+    # What the dag-processor writes for it at each parse: its text, which names the arguments only.
+    assert BaseSerialization.serialize(models) == (
+        "PodModels(container_resources, container_security_context, volume_mounts, volumes, "
+        "xcom_sidecar_container_security_context)"
+    )
+    # Each pod's task gets the very models the step built.
+    item = {"env_vars": {"A": "1"}}
+    with DAG("contract_models", schedule=None, start_date=datetime(2025, 1, 1)):
+        mapped = pod_task(Step("p", "pod", "doc", per="image"), kwargs, [item])
+    op = mapped.unmap(item)
+    for name in POD_MODEL_KWARGS & kwargs.keys():
+        assert getattr(op, name) == kwargs[name], name
+    assert main_container(pod_of(op)).security_context == kwargs["container_security_context"]
 
 
 def test_mapped_item_may_not_repeat_a_partial_key() -> None:
@@ -387,8 +427,6 @@ def test_extra_env_without_env_vars() -> None:
 
 
 def test_every_step_module_has_its_contract_test() -> None:
-    from pathlib import Path
-
     steps = Path(SCRIPTS).parent / "steps"
     here = Path(__file__).resolve().parent
     modules = {p.stem for p in steps.glob("*.py") if p.stem != "__init__"}
