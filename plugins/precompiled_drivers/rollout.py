@@ -68,15 +68,6 @@ def policy_refusals(policy: Mapping[str, Any]) -> list[str]:
             "spec.driver.enabled is false: the GPU Operator deploys no driver at all (the nodes' drivers are "
             "managed elsewhere); set it to true first if the operator should manage them"
         )
-    if driver.get("useNvidiaDriverCRD") is True:
-        # state_manager.go step(): state-driver is skipped and the ClusterPolicy's driver DaemonSets are
-        # deleted; patching spec.driver would change nothing and verification would wait in vain.
-        problems.append(
-            "spec.driver.useNvidiaDriverCRD is true: the GPU Operator takes drivers from NVIDIADriver "
-            "resources and ignores the ClusterPolicy's driver section. This pipeline does not roll out "
-            "NVIDIADriver resources yet: the images are published, point your NVIDIADriver resources at them "
-            "(usePrecompiled, repository, image, version)"
-        )
     return problems
 
 

@@ -76,7 +76,9 @@ def test_nvidiadriver_mode_is_never_patched_or_waited_for(world, run_dag) -> Non
     report = xcom(dag_run, "report")
     assert report.startswith("Run FAILED at plan_rollout"), report
     assert "spec.driver.useNvidiaDriverCRD is true" in report
-    assert "point your NVIDIADriver resources at them" in report
+    # rollout.nvidia_driver_refusal: NVIDIADriver mode with no NVIDIADriver resource to roll out.
+    assert "no NVIDIADriver owns a GPU node: create one NVIDIADriver per node pool" in report
+    assert states["roll_out_nvidia_drivers"] == "upstream_failed"
 
 
 def module_type_label(world, image: str) -> str:

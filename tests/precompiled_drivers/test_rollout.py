@@ -316,12 +316,20 @@ def test_unparseable_version_id_gets_the_operators_refusal() -> None:
     ("driver", "reason"),
     [
         ({**PREVIOUS_DRIVER, "enabled": False}, "spec.driver.enabled is false"),
-        ({**PREVIOUS_DRIVER, "useNvidiaDriverCRD": True}, "NVIDIADriver resources"),
+        # NVIDIADriver mode is planned elsewhere; with no NVIDIADriver resource it is refused, never patched.
+        ({**PREVIOUS_DRIVER, "useNvidiaDriverCRD": True}, "no NVIDIADriver selects them"),
     ],
 )
 def test_policy_modes_without_a_clusterpolicy_driver_are_refused(driver: dict[str, Any], reason: str) -> None:
-    assert any(reason in p for p in policy_refusals(policy(driver)))
     cluster = state(N1, pol=policy(driver))
     with pytest.raises(RolloutBlocked, match=reason) as err:
         plan_rollout(cluster, repository=REPO, image="driver", version="570.158.01", available={IMG418: D1})
     assert "nothing on the cluster was changed" in str(err.value)
+
+
+def test_the_clusterpolicy_refusals_leave_nvidiadriver_mode_to_its_own_planner() -> None:
+    assert any(
+        "spec.driver.enabled is false" in p
+        for p in policy_refusals(policy({**PREVIOUS_DRIVER, "enabled": False}))
+    )
+    assert policy_refusals(policy({**PREVIOUS_DRIVER, "useNvidiaDriverCRD": True})) == []
