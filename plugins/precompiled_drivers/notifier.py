@@ -26,6 +26,7 @@ from airflow.sdk import BaseNotifier
 
 from precompiled_drivers import messages
 from precompiled_drivers.failures import FAILURE_KEY
+from precompiled_drivers.procedure import sibling
 from precompiled_drivers.settings import Settings
 
 FAILURE = "failure"
@@ -64,10 +65,11 @@ class PipelineNotifier(BaseNotifier):
             report = getattr(context.get("exception"), "report", None) or ti.xcom_pull(task_ids="report")
             return messages.failure_message(dag_id, run_id, str(report or ""), links)
         if self.event == ROLLBACK:
-            rolled = ti.xcom_pull(task_ids="rollback_cluster_policy")
+            # The rollback's own result; in a fleet, its cluster's group holds it and the causes.
+            rolled = ti.xcom_pull(task_ids=sibling(ti.task_id, "rollback_cluster_policy"))
             causes = []
             for step in ROLLBACK_CAUSES:
-                record = ti.xcom_pull(task_ids=step, key=FAILURE_KEY)
+                record = ti.xcom_pull(task_ids=sibling(ti.task_id, step), key=FAILURE_KEY)
                 if isinstance(record, Mapping) and record.get("reason"):
                     causes.append((step, str(record["reason"]).strip().splitlines()[0]))
             return messages.rollback_message(dag_id, run_id, rolled, causes, links)

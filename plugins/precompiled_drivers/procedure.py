@@ -134,11 +134,28 @@ def pod_steps() -> tuple[Step, ...]:
     return tuple(s for s in STEPS if s.kind == "pod")
 
 
+def step_of(task_id: str) -> str:
+    """The step a task runs: its id without its cluster group (``dev.verify_rollout``: ``verify_rollout``)."""
+    return task_id.rpartition(".")[2]
+
+
+def sibling(task_id: str, step: str) -> str:
+    """The task of ``step`` for the same cluster as ``task_id``: in its group for a fleet's cluster
+    (``prod-a.verify_rollout`` -> ``prod-a.patch_cluster_policy``), the bare step id for one cluster."""
+    group, dot, _ = task_id.rpartition(".")
+    return f"{group}{dot}{step}"
+
+
 def check_order(task_ids: Sequence[str]) -> None:
-    """Refuse a DAG whose tasks are not the registry's steps in procedure order (names the difference)."""
-    if tuple(task_ids) != TASK_IDS:
-        missing = [t for t in TASK_IDS if t not in task_ids]
-        extra = [t for t in task_ids if t not in TASK_IDS]
+    """Refuse a DAG whose tasks are not the registry's steps in procedure order (names the difference).
+
+    A fleet's per-cluster steps are in one group per cluster (``dev.inspect_cluster``): each step counts
+    where it first appears, so the groups of later clusters repeat steps without reordering them.
+    """
+    steps = tuple(dict.fromkeys(step_of(t) for t in task_ids))
+    if steps != TASK_IDS:
+        missing = [t for t in TASK_IDS if t not in steps]
+        extra = [t for t in steps if t not in TASK_IDS]
         raise ValueError(
             f"the DAG's tasks {list(task_ids)} are not precompiled_drivers.procedure.STEPS in order "
             f"(missing {missing}, not registered {extra}): add a new step to procedure.STEPS where it runs"

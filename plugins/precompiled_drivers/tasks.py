@@ -404,14 +404,13 @@ def needs_rollback(ti: Any, dag_run: Any) -> bool:
     plan or gate), or when it failed and says it changed nothing (its guard refused: someone else's
     edit is left alone, not fought by a rollback that its own guard would refuse).
     """
-    states = step_states(
-        ti.get_task_states(
-            dag_id=dag_run.dag_id,
-            run_ids=[dag_run.run_id],
-            task_ids=["patch_cluster_policy", *CHECKS_AFTER_PATCH],
-        ).get(dag_run.run_id, {})
-    )
-    patch = ti.xcom_pull(task_ids="patch_cluster_policy")
+    from precompiled_drivers.procedure import sibling, step_of
+
+    # A fleet's cluster: the patch and checks of the same cluster (its group).
+    ids = {sibling(ti.task_id, step): step for step in ("patch_cluster_policy", *CHECKS_AFTER_PATCH)}
+    raw = ti.get_task_states(dag_id=dag_run.dag_id, run_ids=[dag_run.run_id], task_ids=list(ids))
+    states = step_states({step_of(k): v for k, v in raw.get(dag_run.run_id, {}).items()})
+    patch = ti.xcom_pull(task_ids=sibling(ti.task_id, "patch_cluster_policy"))
     needed, why = rollback_decision(states, patch if isinstance(patch, Mapping) else None)
     log.info("patch/checks states: %s; rollback %s: %s", states, "needed" if needed else "not needed", why)
     return needed

@@ -22,8 +22,8 @@ DAG = "nvidia_precompiled_driver"
 class FakeTI:
     """The slice of the task SDK's RuntimeTaskInstance a notifier reads (dag_id, run_id, xcom_pull)."""
 
-    def __init__(self, xcoms: dict[tuple[str, str], Any]) -> None:
-        self.dag_id, self.run_id, self.xcoms = DAG, RUN, xcoms
+    def __init__(self, xcoms: dict[tuple[str, str], Any], task_id: str = "rollback_cluster_policy") -> None:
+        self.dag_id, self.run_id, self.xcoms, self.task_id = DAG, RUN, xcoms, task_id
 
     def xcom_pull(self, task_ids: str, key: str = "return_value") -> Any:
         return self.xcoms.get((task_ids, key))
@@ -79,6 +79,21 @@ def test_rollback_mail_names_the_failed_step(mails: MailCatcher) -> None:
     [mail] = mails.received()
     assert mail["Subject"] == f"[{DAG}] {RUN}: ClusterPolicy ROLLED BACK after verify_rollout failed"
     assert "then verify_rollout failed: ERROR: pods not Ready\n" in html.unescape(mail["text"])
+
+
+def test_a_fleet_clusters_rollback_mail_reads_its_own_clusters_steps(mails: MailCatcher) -> None:
+    ti = FakeTI(
+        {
+            ("prod-a.rollback_cluster_policy", "return_value"): {"rolled_back": True, "driver_after": {}},
+            ("prod-a.verify_rollout", FAILURE_KEY): {"reason": "ERROR: pods not Ready", "map_index": -1},
+            ("dev.check_gpu_workload", FAILURE_KEY): {"reason": "another cluster's", "map_index": -1},
+        },
+        task_id="prod-a.rollback_cluster_policy",
+    )
+    make("rollback").notify({"ti": ti})
+    [mail] = mails.received()
+    assert mail["Subject"] == f"[{DAG}] {RUN}: ClusterPolicy ROLLED BACK after verify_rollout failed"
+    assert "another cluster's" not in html.unescape(mail["text"])
 
 
 def test_rollback_mail_after_a_failed_gpu_check(mails: MailCatcher) -> None:

@@ -25,7 +25,7 @@ from typing import Any
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import BaseNotifier
 
-from precompiled_drivers import approval, failures
+from precompiled_drivers import approval, failures, procedure
 from precompiled_drivers.settings import Settings
 
 TASK_ID = approval.TASK_ID
@@ -42,10 +42,13 @@ class RolloutApproval(ApprovalOperator):
         if not config.get("require_approval"):
             log.info("approval not required for this run: the rollout goes on")
             return {"decision": approval.NOT_REQUIRED, "by": None, "at": None}
-        plan = (ti.xcom_pull(task_ids="plan_rollout") or {}).get("plan") or {}
+        plan = (ti.xcom_pull(task_ids=procedure.sibling(ti.task_id, "plan_rollout")) or {}).get("plan") or {}
         timeout = int(self.response_timeout.total_seconds()) if self.response_timeout else 0
         # Set here, after template rendering: the texts hold data, not templates.
         self.subject = approval.request_subject(config, plan)
+        cluster = ti.task_id.rpartition(".")[0]  # a fleet's cluster: its group
+        if cluster:
+            self.subject = f"cluster {cluster}: {self.subject}"
         self.body = approval.request_body(config, plan, timeout)
         log.info("asking for approval (Required Actions; no answer within %ss: no rollout)", timeout)
         try:

@@ -9,7 +9,11 @@ from precompiled_drivers.settings import Settings
 from precompiled_drivers.steps.base import StepPodOperator, pod_task, step_env, step_kwargs
 
 STEP = procedure.step("verify_rollout")
-PATCHED_AT = "{{ ti.xcom_pull(task_ids='patch_cluster_policy')['patched_at'] }}"
+# The patch of the same cluster: a fleet's cluster has its steps in a group (``prod-a.verify_rollout``).
+PATCHED_AT = (
+    "{{ ti.xcom_pull(task_ids=ti.task_id | replace('verify_rollout', 'patch_cluster_policy'))"
+    "['patched_at'] }}"
+)
 
 
 def pod(settings: Settings) -> dict[str, Any]:

@@ -20,8 +20,9 @@ EXPECTED = (
 class FakeTI:
     """Just enough of a TaskInstance for Jinja's ``ti.xcom_pull``."""
 
-    def __init__(self, value: dict[str, Any]) -> None:
+    def __init__(self, value: dict[str, Any], task_id: str = "verify_rollout") -> None:
         self.value = value
+        self.task_id = task_id
         self.asked: list[str] = []
 
     def xcom_pull(self, task_ids: str | None = None, **_: Any) -> dict[str, Any]:
@@ -29,8 +30,8 @@ class FakeTI:
         return self.value
 
 
-def rendered(op: StepPodOperator, patched_at: str) -> FakeTI:
-    ti = FakeTI({"patched": True, "patched_at": patched_at, "previous_driver": {}})
+def rendered(op: StepPodOperator, patched_at: str, task_id: str = "verify_rollout") -> FakeTI:
+    ti = FakeTI({"patched": True, "patched_at": patched_at, "previous_driver": {}}, task_id)
     op.render_template_fields({"ti": ti})
     return ti
 
@@ -63,6 +64,13 @@ def test_pod_contract_with_patched_at_from_the_patch_step() -> None:
     }
     assert secret_mounts(pod) == {}
     assert op.retries == 0  # the script already waits; a retry would double the timeout
+
+
+def test_a_fleet_clusters_verify_reads_the_patch_of_its_own_cluster() -> None:
+    settings = Settings()
+    op = step.task(settings, step.env(settings, EXPECTED, 60, dry_run=False))
+    ti = rendered(op, "2025-01-31T12:00:00Z", task_id="prod-a.verify_rollout")
+    assert ti.asked == ["prod-a.patch_cluster_policy"]
 
 
 def test_extra_env_overrides_a_variable_of_the_same_name() -> None:
