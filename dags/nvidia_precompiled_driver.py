@@ -16,6 +16,7 @@ The UI shows ``dag_docs.dag_doc_md``: this text, the step and form tables, and a
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 # The dag-processor imports the airflow.* modules a DAG file names, once, in its own process before it
 # forks a parser for the file ([dag_processor] parsing_pre_import_modules). Naming the pod operator's,
@@ -30,10 +31,11 @@ import airflow.providers.standard.operators.empty
 import airflow.providers.standard.operators.hitl
 import airflow.sdk.bases.sensor
 import airflow.sdk.definitions.decorators  # noqa: F401
-from airflow.sdk import DAG, task
+from airflow.sdk import DAG, TaskGroup, task
 
-from precompiled_drivers import failures, procedure, tasks
+from precompiled_drivers import failures, fleet_tasks, procedure, tasks
 from precompiled_drivers.dag_docs import dag_doc_md
+from precompiled_drivers.fleet import is_default, waves
 from precompiled_drivers.form import form_params
 from precompiled_drivers.notifier import callbacks
 from precompiled_drivers.releases.schedule import release_asset_ref, release_schedule
@@ -59,6 +61,10 @@ from precompiled_drivers.steps.base import retry_delay
 # The one settings object: these operators and the Python steps' pod environments both read it.
 settings = installation()
 notify = callbacks(settings)  # e-mail on failure, rollback, pending approval (none without recipients)
+# The clusters to keep covered (PRECOMPILED_DRIVERS_CLUSTERS): one, unless a fleet is configured. A fleet
+# puts each cluster's steps in a group named after it (dev.inspect_cluster, dev.plan_rollout...).
+fleet = settings.fleet()
+single = is_default(fleet)
 
 with DAG(
     dag_id="nvidia_precompiled_driver",
@@ -86,15 +92,29 @@ with DAG(
         inlets=[release_asset_ref()],
         ignore_downstream_trigger_rules=False,
     )()
-    cluster = inspect_cluster.task(settings)
-    config >> cluster  # nothing, not even the cluster inspection, starts before the inputs are valid
-    releases = task(step(tasks.plan_releases))(config, cluster.output)
+    if single:
+        inspections = [inspect_cluster.task(settings)]
+        releases = task(step(tasks.plan_releases))(config, inspections[0].output)
+    else:
+        # A fleet: each cluster inspected in its group, over its own connection, in parallel; one that
+        # cannot be inspected is left out by plan_releases (all_done) and the others go on.
+        groups = {m.name: TaskGroup(m.name, tooltip=f"cluster {m.name} (wave {m.wave})") for m in fleet}
+        inspections = []
+        for member in fleet:
+            with groups[member.name]:
+                inspections.append(inspect_cluster.task(settings, kubernetes_conn_id=member.conn_id))
+        releases = task(step(fleet_tasks.plan_releases), trigger_rule="all_done")(config)
+        inspections >> releases
+    config >> inspections  # nothing, not even the cluster inspection, starts before the inputs are valid
     state = releases[tasks.CLUSTER_KEY]  # the cluster as plan_releases read and validated it, once
 
     resolved = resolve_driver_toolkit.task(settings, releases)  # one pod per release
     toolkits = inspect_driver_toolkit.task(settings, resolved.output)  # one per resolved release
 
-    builds = task(step(tasks.plan_builds), multiple_outputs=True)(config, state, toolkits.output)
+    if single:
+        builds = task(step(tasks.plan_builds), multiple_outputs=True)(config, state, toolkits.output)
+    else:  # each image once for the whole fleet, published under every reference a cluster needs
+        builds = task(step(fleet_tasks.plan_builds), multiple_outputs=True)(config, toolkits.output)
     published = check_published_images.task(settings, builds["check_env"])
     selected = task(step(tasks.select_builds))(config, builds["candidates"], published.output, state)
     built = build_driver_image.task(settings, selected)  # one pod per image
@@ -103,42 +123,71 @@ with DAG(
     # The operator takes one OS tag for the whole cluster: each image also goes under the other tags.
     tagged = publish_os_tags.task(settings, builds["alias_env"], trigger_rule="none_failed_min_one_success")
     pushed >> tagged
+    images = (builds, published.output, pushed.output, tagged.output)
 
-    rollout = task(step(tasks.plan_rollout), multiple_outputs=True, trigger_rule="none_failed")(
-        config, state, builds, published.output, pushed.output, tagged.output
-    )
-    # Which planned releases the cluster can move to: a ConfigMap, written even when the gate refuses.
-    readiness = record_readiness.task(settings, rollout["readiness_env"])
-    # Passes at once unless the run requires approval; reject skips the patch.
-    approved = approve_rollout.operator(settings, notifiers=notify.approval)
-    patched = patch_cluster_policy.task(settings, rollout["patch_env"])
-    # NVIDIADriver mode (the patch then skips: no input): one NVIDIADriver at a time, canary first; a failed
-    # stage is restored by the step itself, so no ClusterPolicy rollback follows it.
-    staged = roll_out_nvidia_drivers.task(settings, rollout["nvd_env"])
-    verified = verify_rollout.task(settings, rollout["verify_env"])
-    # A CUDA workload on one GPU per kernel; skipped when the installation turns it off (or a dry run).
-    gpu_checked = check_gpu_workload.task(settings, rollout["gpu_check_env"])
-    # Decides after patch and verify whatever their outcome; skips only the rollback (never the report).
-    rollback_needed = task.short_circuit(
-        step(tasks.needs_rollback), trigger_rule="all_done", retries=0, ignore_downstream_trigger_rules=False
-    )()
-    rolled_back = rollback_cluster_policy.task(
-        settings, rollout["rollback_env"], on_success_callback=notify.rollback
-    )
+    def roll_out(plan: Any, conn: dict[str, str]) -> tuple[list[Any], Any]:
+        """One cluster's rollout after its plan, over its connection: (its final tasks, record_readiness)."""
+        # Which planned releases the cluster can move to: a ConfigMap, written even when the gate refuses.
+        readiness = record_readiness.task(settings, plan["readiness_env"], **conn)
+        # Passes at once unless the run requires approval; reject skips the patch.
+        approved = approve_rollout.operator(settings, notifiers=notify.approval)
+        patched = patch_cluster_policy.task(settings, plan["patch_env"], **conn)
+        # NVIDIADriver mode (the patch then skips: no input): one NVIDIADriver at a time, canary first; a
+        # failed stage is restored by the step itself, so no ClusterPolicy rollback follows it.
+        staged = roll_out_nvidia_drivers.task(settings, plan["nvd_env"], **conn)
+        verified = verify_rollout.task(settings, plan["verify_env"], **conn)
+        # A CUDA workload on one GPU per kernel; skipped when the installation turns it off (or a dry run).
+        gpu_checked = check_gpu_workload.task(settings, plan["gpu_check_env"], **conn)
+        # Decides after patch and verify whatever their outcome; skips only the rollback (never the report).
+        rollback_needed = task.short_circuit(
+            step(tasks.needs_rollback),
+            trigger_rule="all_done",
+            retries=0,
+            ignore_downstream_trigger_rules=False,
+        )()
+        rolled_back = rollback_cluster_policy.task(
+            settings, plan["rollback_env"], on_success_callback=notify.rollback, **conn
+        )
+        plan >> approved >> [patched, staged]
+        patched >> verified >> gpu_checked >> rollback_needed >> rolled_back
+        patched >> rollback_needed
+        return [rolled_back, gpu_checked, staged, verified], readiness
+
+    if single:
+        finals, readiness = roll_out(
+            task(step(tasks.plan_rollout), multiple_outputs=True, trigger_rule="none_failed")(
+                config, state, *images
+            ),
+            {},
+        )
+        finals.append(readiness)
+    else:
+        # Wave after wave: a wave's clusters in parallel, each after every cluster of the wave before
+        # finished; a failure there stops this wave (none_failed), a wave that verified none skips it.
+        finals, before = [], []
+        for wave in waves(fleet):
+            done = []
+            for member in wave.clusters:
+                with groups[member.name]:  # the group its inspection is in
+                    plan = task(
+                        step(fleet_tasks.plan_rollout), multiple_outputs=True, trigger_rule="none_failed"
+                    )(config, *images)
+                    ended, readiness = roll_out(plan, {"kubernetes_conn_id": member.conn_id})
+                before >> plan
+                done += ended
+                finals.append(readiness)  # the report waits for it; the next wave does not
+            finals += done
+            before = done
     # The only leaf: it always runs, and fails the run when any step failed or could not run; so its
     # failure is the run's, and the failure notification hangs on it (with the report in hand).
     summary = task(
-        tasks.report_run,
+        tasks.report_run if single else fleet_tasks.report_run,
         task_id="report",
         trigger_rule="all_done",
         retries=0,
         on_failure_callback=notify.failure,
     )()
-
-    rollout >> approved >> [patched, staged]
-    patched >> verified >> gpu_checked >> rollback_needed >> rolled_back
-    patched >> rollback_needed
-    [rolled_back, gpu_checked, staged, tagged, toolkits, readiness] >> summary
+    [*finals, *inspections, tagged, toolkits] >> summary
 
 # One task per registered step, in procedure order (a step added here but not to procedure.STEPS, or the
 # other way round, is an import error naming it).

@@ -30,6 +30,7 @@ class Target:
     version: str
     arch: str
     source: str = "form"  # form | event | cluster | upgrade
+    clusters: tuple[str, ...] = ()  # an event's: the fleet's clusters that follow its channel (none: all)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -69,7 +70,9 @@ class RunConfig:
     def from_dict(cls, data: Mapping[str, Any]) -> RunConfig:
         """Inverse of ``to_dict``."""
         values = dict(data)
-        values["targets"] = tuple(Target(**t) for t in values["targets"])
+        values["targets"] = tuple(
+            Target(**{**t, "clusters": tuple(t.get("clusters") or ())}) for t in values["targets"]
+        )
         for key in ("arches", "driver_versions"):
             values[key] = tuple(values[key])
         return cls(**values)
@@ -104,6 +107,7 @@ def run_config(
                 v.ocp_version(event.get("version"), f"event[{i}].version"),
                 v.arch(event.get("arch"), f"event[{i}].arch"),
                 "event",
+                tuple(str(name) for name in event.get("clusters") or ()),
             )
         )
     drivers = tuple(

@@ -259,6 +259,37 @@ def wave_states(waves: Sequence[Wave], outcomes: Mapping[str, str]) -> list[tupl
     return out
 
 
+# A cluster's rollout steps that must not fail (its rollback decision and rollback are its undo).
+ROLLOUT_STEPS = (
+    "plan_rollout",
+    "record_readiness",
+    "approve_rollout",
+    "patch_cluster_policy",
+    "roll_out_nvidia_drivers",
+    "verify_rollout",
+    "check_gpu_workload",
+)
+_DONE = ("success", "skipped")
+
+
+def cluster_outcome(states: Mapping[str, str]) -> str | None:
+    """One cluster's outcome for the wave gate, from its steps' states (step -> state); None: not finished.
+
+    FAILED when a rollout step failed or could not run; SKIPPED when its plan skipped (the cluster was not
+    inspected) or it finished without a rollout to verify (approval rejected); VERIFIED when its
+    ClusterPolicy rollout verified (and its GPU check passed or skipped) or its NVIDIADriver stages did.
+    """
+    if any(states.get(step) in ("failed", "upstream_failed") for step in ROLLOUT_STEPS):
+        return FAILED
+    if states.get("plan_rollout") == "skipped":
+        return SKIPPED
+    if not all(states.get(step) in _DONE for step in ROLLOUT_STEPS):
+        return None
+    if states.get("roll_out_nvidia_drivers") == "success" or states.get("verify_rollout") == "success":
+        return VERIFIED
+    return SKIPPED
+
+
 def clusters_to_roll_out(waves: Sequence[Wave], outcomes: Mapping[str, str]) -> tuple[str, ...]:
     """The clusters to roll out now: the running wave's, those not finished yet (none when stopped)."""
     for (_number, state, _why), wave in zip(wave_states(waves, outcomes), waves, strict=True):
@@ -269,19 +300,17 @@ def clusters_to_roll_out(waves: Sequence[Wave], outcomes: Mapping[str, str]) -> 
     return ()
 
 
-def mapped_task_counts(
-    clusters: int, reachable: int, releases: int, builds: int, copies: int
-) -> dict[str, int]:
-    """Task instances one fleet run creates per step, when cluster steps are mapped over clusters.
+def mapped_task_counts(clusters: int, releases: int, builds: int, copies: int) -> dict[str, int]:
+    """Task instances one fleet run creates per step (the fleet DAG: one group per cluster).
 
-    ``clusters`` inspected (one pod each, reachable or not), ``reachable`` planned and rolled out,
-    ``releases`` resolved once each, ``builds`` built and pushed once each, ``copies`` published by
-    digest (one pod for all). The rollout steps after the plan run once per reachable cluster.
+    ``clusters`` configured: each has its group of steps, inspection to rollback, whether it is reachable
+    or not (an unreachable one's steps are skipped, not absent); ``releases`` resolved once each,
+    ``builds`` built and pushed once each, ``copies`` published by digest (one pod for all).
     """
-    # Every step between the plan and the report acts on one cluster (procedure order, so a new rollout
-    # step counts without an edit here).
+    # Every step from the plan of a rollout to the rollback is in each cluster's group (procedure order,
+    # so a new rollout step counts without an edit here).
     steps = procedure.TASK_IDS
-    per_cluster = steps[steps.index("plan_rollout") + 1 : steps.index("report")]
+    per_cluster = steps[steps.index("plan_rollout") : steps.index("report")]
     return {
         "validate_inputs": 1,
         "inspect_cluster": clusters,
@@ -294,7 +323,6 @@ def mapped_task_counts(
         "build_driver_image": builds,
         "push_driver_image": builds,
         "publish_os_tags": 1 if copies else 0,
-        "plan_rollout": 1,
-        **dict.fromkeys(per_cluster, reachable),
+        **dict.fromkeys(per_cluster, clusters),
         "report": 1,
     }

@@ -26,3 +26,7 @@ STEP_MODULES = tuple(
     for step in procedure.STEPS
     if step.kind != "python"
 )
+# A fleet's Python steps and its configuration (the DAG file reads the fleet while it builds the DAG).
+FLEET_MODULES = tuple(
+    importlib.import_module(f"precompiled_drivers.{name}") for name in ("fleet", "fleet_tasks")
+)

@@ -172,6 +172,9 @@ class World:
     # (epoch seconds, task_id, run_id label) of every pod run so far (fixed_seconds only)
     pods: list[tuple[float, str, str]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    # A fleet's cluster names (their task groups) whose pods this cluster may run: its own, for the
+    # hub also the others' (none for one cluster: task ids without a group).
+    groups: tuple[str, ...] = ()
 
     @property
     def repository(self) -> str:
@@ -214,21 +217,23 @@ class World:
 
     def set_scenarios(self) -> World:
         """(Re)install one scenario per step, e.g. after changing ``fixed_seconds`` between runs."""
-        scenarios = self.cluster.scenarios
         host = Scenario(run_on_host=True, pending=0.05)
         simulated = dict(zip(SIMULATED_STEPS, (self.resolve, self.inspect_dtk, self.build), strict=True))
         for step in HOST_STEPS:
             if self.fixed_seconds is None:
-                scenarios.set(step, host)
+                self._set(step, host)
             else:
                 simulated[step] = self.on_host
         seconds = self.step_seconds if self.fixed_seconds is None else self.fixed_seconds
         pending = 0.1 if self.fixed_seconds is None else 0.05
         for step, action in simulated.items():
-            scenarios.set(
-                step, Scenario(action=self._counted(step, action), duration=seconds, pending=pending)
-            )
+            self._set(step, Scenario(action=self._counted(step, action), duration=seconds, pending=pending))
         return self
+
+    def _set(self, step: str, scenario: Scenario) -> None:
+        # KPO labels a pod with its task id: a fleet's cluster steps are in the cluster's group.
+        for task_id in (step, *(f"{group}.{step}" for group in self.groups)):
+            self.cluster.scenarios.set(task_id, scenario)
 
     def _counted(self, step: str, action: Any) -> Any:
         def run(pod: dict[str, Any]) -> ScenarioResult:

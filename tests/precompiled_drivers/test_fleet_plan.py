@@ -221,9 +221,38 @@ def test_an_unreachable_cluster_does_not_stop_its_wave_but_an_empty_wave_does() 
 
 
 def test_mapped_task_counts_cover_every_step_of_the_procedure() -> None:
-    counts = fleet_plan.mapped_task_counts(clusters=4, reachable=3, releases=3, builds=2, copies=1)
+    counts = fleet_plan.mapped_task_counts(clusters=4, releases=3, builds=2, copies=1)
     assert tuple(counts) == procedure.TASK_IDS
-    assert counts["inspect_cluster"] == 4
-    assert counts["verify_rollout"] == 3
+    assert counts["inspect_cluster"] == counts["plan_rollout"] == counts["verify_rollout"] == 4
     assert counts["build_driver_image"] == 2
-    assert sum(counts.values()) == 1 + 4 + 1 + 3 + 3 + 1 + 1 + 1 + 2 + 2 + 1 + 1 + 8 * 3 + 1
+    assert sum(counts.values()) == 1 + 4 + 1 + 3 + 3 + 1 + 1 + 1 + 2 + 2 + 1 + 9 * 4 + 1
+
+
+@pytest.mark.parametrize(
+    ("states", "outcome"),
+    [
+        # fleet_tasks.cluster_outcomes reads one cluster group's states, step -> state.
+        ({s: "success" for s in fleet_plan.ROLLOUT_STEPS} | {"roll_out_nvidia_drivers": "skipped"}, VERIFIED),
+        (
+            {s: "skipped" for s in fleet_plan.ROLLOUT_STEPS}
+            | {"plan_rollout": "success", "roll_out_nvidia_drivers": "success"},
+            VERIFIED,
+        ),
+        (
+            {"plan_rollout": "success", "verify_rollout": "failed", "check_gpu_workload": "upstream_failed"},
+            FAILED,
+        ),
+        ({"plan_rollout": "failed"}, FAILED),  # the gate refused
+        ({"plan_rollout": "upstream_failed"}, FAILED),  # an earlier wave failed
+        ({s: "skipped" for s in fleet_plan.ROLLOUT_STEPS}, SKIPPED),  # not inspected
+        (
+            {s: "skipped" for s in fleet_plan.ROLLOUT_STEPS}
+            | {"plan_rollout": "success", "approve_rollout": "success"},
+            SKIPPED,
+        ),
+        ({"plan_rollout": "success", "patch_cluster_policy": "success", "verify_rollout": "running"}, None),
+        ({}, None),
+    ],
+)
+def test_a_clusters_outcome_for_the_wave_gate(states: dict[str, str], outcome: str | None) -> None:
+    assert fleet_plan.cluster_outcome(states) == outcome
