@@ -5,7 +5,8 @@ clusters on each), each with its newer releases as look-ahead targets, so the un
 release has its own kernel; half the production clusters pull from a repository of their own. Planning is
 what the fleet's plan tasks would do between pods: every inspection parsed, the union of releases, the
 builds (each image once), the copies and the wave plan. Task instances: ``fleet_plan.mapped_task_counts``
-(one fleet run, cluster steps mapped over clusters) against 20 single-cluster runs of the same work.
+(one fleet run: a group of steps per cluster, as the DAG builds it) against 20 single-cluster runs of the
+same work.
 
     PYTHONPATH=tests:plugins .venv/bin/python bench/fleet.py [--runs 5] [--drivers 1]
 """
@@ -121,10 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         result = plan_fleet(*state)
         timings.append(time.perf_counter() - start)
     seconds = statistics.median(timings)
-    reachable = sum(1 for i in result["inspected"] if i.reachable)
     counts = fleet_plan.mapped_task_counts(
         clusters=args.clusters,
-        reachable=reachable,
         releases=len(result["releases"]),
         builds=len(result["builds"]),
         copies=result["copies"],
@@ -140,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         separate_builds += len(builds)
         separate_tis += sum(
             fleet_plan.mapped_task_counts(
-                1, 1, len(own), len(builds), len(copies.splitlines()) if copies else 0
+                1, len(own), len(builds), len(copies.splitlines()) if copies else 0
             ).values()
         )
     widest = max(counts.values())

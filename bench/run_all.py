@@ -3,9 +3,9 @@
     PYTHONPATH=tests:plugins .venv/bin/python bench/run_all.py \\
         [--seconds 20] [--parse-runs 5] [--parse-parses 12]
 
-Each script runs in its own process (``parse_cost``, ``growth``, ``fleet``, ``orchestration``, ``noop``,
-``airflow_failures``); their
-output streams through, and the last lines are a Markdown table for ``bench/RESULTS.md``.
+Each script runs in its own process (``parse_cost``, ``growth``, ``fleet``, ``fleet_waves``,
+``orchestration``, ``noop``, ``airflow_failures``); their output streams through, and the last lines
+are a Markdown table for ``bench/RESULTS.md``.
 """
 
 from __future__ import annotations
@@ -114,6 +114,14 @@ def table(results: dict[str, dict]) -> list[str]:
             f"{fleet['widest_mapped_step']} | each image built once, < max_map_length | "
             f"{'yes' if fleet['builds'] == fleet['releases'] * fleet['drivers'] else 'no'} |"
         )
+    if waves := results.get("fleet_waves"):
+        rows.append(
+            f"| Fleet rollouts, a wave of {waves['clusters_in_wave']} clusters vs a wave of 1, same run "
+            f"(pod steps {waves['pod_seconds']:g} s) | {waves['wave_wide_seconds']:.1f} s vs "
+            f"{waves['wave_one_seconds']:.1f} s: **{waves['ratio']:.2f}x** (run {waves['state']}) | "
+            f"in parallel (1.00x; one after the other: {waves['clusters_in_wave']}x) | "
+            f"{'yes' if waves['state'] == 'success' and waves['ratio'] < 1.5 else 'no'} |"
+        )
     return rows
 
 
@@ -130,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         ("parse_cost.py", ["--runs", args.parse_runs, "--parses", args.parse_parses]),
         ("growth.py", []),
         ("fleet.py", []),
+        ("fleet_waves.py", []),
         ("orchestration.py", ["--seconds", args.seconds]),
         ("noop.py", []),
         ("airflow_failures.py", ["--seconds", args.seconds]),
