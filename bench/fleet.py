@@ -142,7 +142,10 @@ def main(argv: list[str] | None = None) -> int:
                 1, len(own), len(builds), len(copies.splitlines()) if copies else 0
             ).values()
         )
-    widest = max(counts.values())
+    from precompiled_drivers import procedure
+
+    # Mapped steps expand at run time (max_map_length caps each); the per-cluster steps are groups.
+    widest = max(n for step, n in counts.items() if procedure.step(step).per is not None)
     print(
         f"{args.clusters} clusters (waves {result['waves']}), {len(result['releases'])} releases, "
         f"{args.drivers} driver version(s): plan {seconds * 1000:.1f} ms (median of {args.runs}); "
@@ -150,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"task instances: one fleet run {fleet_tis} (widest mapped step {widest}, max_map_length "
-        f"{MAX_MAP_LENGTH}); {args.clusters} single-cluster runs {separate_tis}, {separate_builds} builds"
+        f"{MAX_MAP_LENGTH}; {args.clusters} tasks per cluster step, one per cluster group); "
+        f"{args.clusters} single-cluster runs {separate_tis}, {separate_builds} builds"
     )
     print("per step:", json.dumps(counts))
     emit(

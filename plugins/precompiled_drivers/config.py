@@ -63,8 +63,12 @@ class RunConfig:
     canary_pool: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form for XCom."""
-        return asdict(self)
+        """JSON-ready form for XCom (a target has ``clusters`` only when an event named some)."""
+        data = asdict(self)
+        for target in data["targets"]:
+            if not target["clusters"]:
+                del target["clusters"]
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunConfig:

@@ -254,7 +254,9 @@ def wave_states(waves: Sequence[Wave], outcomes: Mapping[str, str]) -> list[tupl
             why = f"{', '.join(verified)} verified" + (f"; {', '.join(skipped)} skipped" if skipped else "")
             out.append((wave.number, "verified", why))
         else:
-            out.append((wave.number, "failed", "no cluster of the wave was reachable"))
+            out.append(
+                (wave.number, "failed", "no cluster of the wave verified (unreachable, or not rolled out)")
+            )
             stop = f"wave {wave.number} verified no cluster"
     return out
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any
 
 import pytest
@@ -99,6 +100,16 @@ def test_event_releases_become_targets_and_dedup_with_form() -> None:
     events = [{"version": "4.19.3", "arch": "amd64"}, {"version": "4.18.12", "arch": "x86_64"}]
     cfg = run_config(params(), Settings(), events)
     assert cfg.targets == (Target("4.18.12", "x86_64", "form"), Target("4.19.3", "x86_64", "event"))
+
+
+def test_an_events_clusters_travel_with_its_target_and_a_plain_target_is_as_before() -> None:
+    events = [{"version": "4.19.3", "arch": "x86_64", "clusters": ["prod-a", "prod-b"]}]
+    cfg = run_config(params(), Settings(), events)
+    assert cfg.targets[-1] == Target("4.19.3", "x86_64", "event", ("prod-a", "prod-b"))
+    data = cfg.to_dict()
+    assert data["targets"][0] == {"version": "4.18.12", "arch": "x86_64", "source": "form"}
+    assert list(data["targets"][-1]["clusters"]) == ["prod-a", "prod-b"]
+    assert RunConfig.from_dict(json.loads(json.dumps(data))) == cfg
 
 
 @pytest.mark.parametrize(

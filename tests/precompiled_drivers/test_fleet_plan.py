@@ -199,7 +199,7 @@ def test_waves_roll_out_in_order_each_after_the_previous_verified() -> None:
     assert fleet_plan.clusters_to_roll_out(WAVES, done) == ("prod-b",)
     assert fleet_plan.clusters_to_roll_out(WAVES, {**done, "prod-b": VERIFIED}) == ("lab",)
     states = fleet_plan.wave_states(WAVES, {**done, "prod-b": VERIFIED, "lab": SKIPPED})
-    assert states[-1] == (3, "failed", "no cluster of the wave was reachable")
+    assert states[-1] == (3, "failed", "no cluster of the wave verified (unreachable, or not rolled out)")
 
 
 def test_a_failure_in_wave_one_stops_every_later_wave() -> None:
