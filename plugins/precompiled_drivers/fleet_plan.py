@@ -261,16 +261,11 @@ def wave_states(waves: Sequence[Wave], outcomes: Mapping[str, str]) -> list[tupl
     return out
 
 
-# A cluster's rollout steps that must not fail (its rollback decision and rollback are its undo).
-ROLLOUT_STEPS = (
-    "plan_rollout",
-    "record_readiness",
-    "approve_rollout",
-    "patch_cluster_policy",
-    "roll_out_nvidia_drivers",
-    "verify_rollout",
-    "check_gpu_workload",
-)
+# A cluster's rollout steps that must not fail, plan to GPU check (its rollback decision and rollback
+# are its undo), in procedure order.
+ROLLOUT_STEPS = procedure.TASK_IDS[
+    procedure.TASK_IDS.index("plan_rollout") : procedure.TASK_IDS.index("needs_rollback")
+]
 _DONE = ("success", "skipped")
 
 
@@ -290,16 +285,6 @@ def cluster_outcome(states: Mapping[str, str]) -> str | None:
     if states.get("roll_out_nvidia_drivers") == "success" or states.get("verify_rollout") == "success":
         return VERIFIED
     return SKIPPED
-
-
-def clusters_to_roll_out(waves: Sequence[Wave], outcomes: Mapping[str, str]) -> tuple[str, ...]:
-    """The clusters to roll out now: the running wave's, those not finished yet (none when stopped)."""
-    for (_number, state, _why), wave in zip(wave_states(waves, outcomes), waves, strict=True):
-        if state == "running":
-            return tuple(name for name in wave.names if name not in outcomes)
-        if state in ("failed", "stopped"):
-            return ()
-    return ()
 
 
 def mapped_task_counts(clusters: int, releases: int, builds: int, copies: int) -> dict[str, int]:

@@ -13,25 +13,15 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from precompiled_drivers.procedure import TASK_IDS
 from precompiled_drivers.tasks import CLUSTER_KEY, RunFailed, _load, report, step_states
 
 log = logging.getLogger(__name__)
 
 FLEET_KEY = "fleet"  # plan_releases' XCom: every cluster as inspected (its state, or why it is skipped)
 RELEASES_KEY = "fleet_releases"  # plan_releases' XCom: each release once, with the clusters needing it
-# The steps each cluster runs in its group, after the shared builds (procedure order).
-CLUSTER_STEPS = (
-    "inspect_cluster",
-    "plan_rollout",
-    "record_readiness",
-    "approve_rollout",
-    "patch_cluster_policy",
-    "roll_out_nvidia_drivers",
-    "verify_rollout",
-    "check_gpu_workload",
-    "needs_rollback",
-    "rollback_cluster_policy",
-)
+# The steps each cluster runs in its group: its inspection, and its rollout after the shared builds.
+CLUSTER_STEPS = ("inspect_cluster", *TASK_IDS[TASK_IDS.index("plan_rollout") : TASK_IDS.index("report")])
 
 
 def group_of(task_id: str) -> str:

@@ -117,4 +117,9 @@ def test_three_clusters_start_are_inspected_in_parallel_and_planned_as_one_fleet
     builds = fleet_plan.plan_fleet_builds(cfg, settings, inspected, releases, toolkits)
     assert [(b.spec.kernel, b.clusters) for b in builds] == [(K417, ("prod-b",)), (K418, ("dev", "prod-a"))]
     waves = fleet.waves(settings.fleet())
-    assert fleet_plan.clusters_to_roll_out(waves, {"dev": fleet_plan.VERIFIED}) == ("prod-a", "prod-b")
+    assert [w.names for w in waves] == [("dev",), ("prod-a", "prod-b"), ("edge",)]
+    assert [s for _n, s, _w in fleet_plan.wave_states(waves, {"dev": fleet_plan.VERIFIED})] == [
+        "verified",
+        "running",
+        "waiting",
+    ]
