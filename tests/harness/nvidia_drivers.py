@@ -57,3 +57,47 @@ def create_pools(world: Any, precompiled: bool = True) -> None:
             by_kind("NVIDIADriver"), None, nvidia_driver(name, pool, world.repository, precompiled)
         )
     world.cluster.operator.reconcile_now()
+
+
+# -- the step's pool fixture, shared by its pod-contract and script tests -----------------------------
+K418 = "5.14.0-427.50.1.el9_4.x86_64"
+NEW_VERSION = "570.2"
+
+
+def pool_node(name: str, pool: str) -> Any:
+    """A GPU node (RHCOS 4.18, kernel ``K418``) in ``pool``, with the labels inspect_cluster reads."""
+    from precompiled_drivers.cluster import KERNEL_LABEL, GpuNode
+
+    labels = {
+        "nvidia.com/gpu.present": "true",
+        KERNEL_LABEL: K418,
+        "feature.node.kubernetes.io/system-os_release.ID": "rhcos",
+        "feature.node.kubernetes.io/system-os_release.VERSION_ID": "4.18",
+        POOL: pool,
+    }
+    return GpuNode(name, K418, "rhcos", "4.18", labels=labels)
+
+
+def pool_stages(nvidia_drivers: tuple[dict[str, Any], ...], repository: str, allow: bool = True) -> Any:
+    """The stages plan_rollout computes for nodes a1 (pool "a"), b1 and b2 (pool "b") and ``nvidia_drivers``:
+    driver ``NEW_VERSION`` from ``repository``, its image published."""
+    from precompiled_drivers import nvidia_driver
+    from precompiled_drivers.cluster import ClusterState
+
+    cluster = ClusterState(
+        nodes=(pool_node("a1", "a"), pool_node("b1", "b"), pool_node("b2", "b")),
+        operator_version="v26.7.0",
+        policy=None,
+        cluster_version="4.19.3",
+        nvidia_drivers=nvidia_drivers,
+        gpu_clusters=("gpu-cluster",),
+    )
+    image = f"{repository}/driver:{NEW_VERSION}-{K418}-rhcos4.18"
+    return nvidia_driver.plan_stages(
+        cluster,
+        repository=repository,
+        image="driver",
+        version=NEW_VERSION,
+        available={image: "sha256:" + "1" * 64},
+        allow_driver_restart=allow,
+    )

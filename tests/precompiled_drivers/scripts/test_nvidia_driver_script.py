@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from harness.nvidia_drivers import K418, POOL, pool_stages
 from precompiled_drivers import nvidia_driver
-from precompiled_drivers.cluster import KERNEL_LABEL, ClusterState, GpuNode
 from precompiled_drivers.settings import Settings
 from precompiled_drivers.steps import roll_out_nvidia_drivers as step
 from precompiled_drivers.steps.base import script
@@ -22,22 +22,9 @@ from testcluster.resources import by_kind
 
 ROOT = Path(__file__).resolve().parents[3]
 VENV_BIN = ROOT / ".venv" / "bin"
-K418 = "5.14.0-427.50.1.el9_4.x86_64"
-POOL = "example.com/pool"
 REPO = "quay.io/acme"
 IMAGE = f"{REPO}/driver:570.2-{K418}-rhcos4.18"
 DRIVERS = by_kind("NVIDIADriver")
-
-
-def node(name: str, pool: str) -> GpuNode:
-    labels = {
-        "nvidia.com/gpu.present": "true",
-        KERNEL_LABEL: K418,
-        "feature.node.kubernetes.io/system-os_release.ID": "rhcos",
-        "feature.node.kubernetes.io/system-os_release.VERSION_ID": "4.18",
-        POOL: pool,
-    }
-    return GpuNode(name, K418, "rhcos", "4.18", labels=labels)
 
 
 def seed(cluster: TestCluster, name: str, pool: str, precompiled: bool) -> dict[str, Any]:
@@ -52,22 +39,7 @@ def seed(cluster: TestCluster, name: str, pool: str, precompiled: bool) -> dict[
 
 def stages(cluster: TestCluster, allow: bool = True) -> tuple[nvidia_driver.Stage, ...]:
     """The stages plan_rollout computes from the NVIDIADrivers as the server holds them now."""
-    state = ClusterState(
-        nodes=(node("a1", "a"), node("b1", "b"), node("b2", "b")),
-        operator_version="v26.7.0",
-        policy=None,
-        cluster_version="",
-        nvidia_drivers=tuple(cluster.store.list_objects("NVIDIADriver")),
-        gpu_clusters=("g",),
-    )
-    return nvidia_driver.plan_stages(
-        state,
-        repository=REPO,
-        image="driver",
-        version="570.2",
-        available={IMAGE: "sha256:" + "1" * 64},
-        allow_driver_restart=allow,
-    )
+    return pool_stages(tuple(cluster.store.list_objects("NVIDIADriver")), REPO, allow)
 
 
 def run(cluster: TestCluster, tmp_path: Path, planned: Any, dry_run: bool = False) -> tuple[Any, Any]:

@@ -7,26 +7,14 @@ from typing import Any
 
 from step_pods import assert_common, assert_restricted, env_of, pod_of, secret_mounts
 
+from harness.nvidia_drivers import K418, POOL, pool_stages
 from precompiled_drivers import nvidia_driver
-from precompiled_drivers.cluster import KERNEL_LABEL, ClusterState, GpuNode
+from precompiled_drivers.cluster import KERNEL_LABEL
 from precompiled_drivers.cluster_policy import apply_patch
 from precompiled_drivers.settings import Settings
 from precompiled_drivers.steps import roll_out_nvidia_drivers as step
 
-K418 = "5.14.0-427.50.1.el9_4.x86_64"
-POOL = "example.com/pool"
 REPO = "quay.io/acme"
-
-
-def node(name: str, pool: str) -> GpuNode:
-    labels = {
-        "nvidia.com/gpu.present": "true",
-        KERNEL_LABEL: K418,
-        "feature.node.kubernetes.io/system-os_release.ID": "rhcos",
-        "feature.node.kubernetes.io/system-os_release.VERSION_ID": "4.18",
-        POOL: pool,
-    }
-    return GpuNode(name, K418, "rhcos", "4.18", labels=labels)
 
 
 def cr(name: str, pool: str, precompiled: bool) -> dict[str, Any]:
@@ -37,23 +25,7 @@ def cr(name: str, pool: str, precompiled: bool) -> dict[str, Any]:
 
 
 def stages() -> tuple[nvidia_driver.Stage, ...]:
-    cluster = ClusterState(
-        nodes=(node("a1", "a"), node("b1", "b"), node("b2", "b")),
-        operator_version="v26.7.0",
-        policy=None,
-        cluster_version="4.19.3",
-        nvidia_drivers=(cr("pool-a", "a", True), cr("pool-b", "b", False)),
-        gpu_clusters=("gpu-cluster",),
-    )
-    image = f"{REPO}/driver:570.2-{K418}-rhcos4.18"
-    return nvidia_driver.plan_stages(
-        cluster,
-        repository=REPO,
-        image="driver",
-        version="570.2",
-        available={image: "sha256:" + "1" * 64},
-        allow_driver_restart=True,
-    )
+    return pool_stages((cr("pool-a", "a", True), cr("pool-b", "b", False)), REPO)
 
 
 def test_pod_contract() -> None:
