@@ -141,6 +141,10 @@ def grants_of_call(
     if "--local" in words:
         return set()
     verb, rest = words[0], words[1:]
+    if "--raw" in rest:  # `kubectl <verb> --raw /apis/<group>/<version>/<plural>/<name>` (cluster-scoped)
+        path = rest[rest.index("--raw") + 1].strip('"').split("/")
+        assert path[1] == "apis" and len(path) == 6, f"a raw call the test cannot read: {words}"
+        return {(CLUSTER, path[2], path[4], verb)}
     if isinstance(file_object, dict) and "-f" in rest:
         file_object = file_object[rest[rest.index("-f") + 1]]
     if verb == "logs":  # `kubectl logs <pod>`: the pod's log subresource

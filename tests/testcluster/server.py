@@ -178,7 +178,8 @@ class ApiServer:
             content_type = request.headers.get("Content-Type", "")
             return _json(self.store.patch(res, namespace, name, content_type, await request.json(), sub))
         if method == "DELETE":
-            return _json(self.store.delete(res, namespace, name))
+            options = await request.json() if request.can_read_body else {}
+            return _json(self.store.delete(res, namespace, name, (options or {}).get("preconditions")))
         raise ApiError(405, f"method {method} not allowed")
 
     async def _watch(

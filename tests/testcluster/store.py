@@ -232,10 +232,26 @@ class Store:
         self._notify(res, "MODIFIED", snapshot, old)
         return copy.deepcopy(snapshot)
 
-    def delete(self, res: ResourceType, namespace: str | None, name: str) -> Obj:
-        """Delete at once (no graceful termination, no finalizers); returns the last state."""
+    def delete(
+        self, res: ResourceType, namespace: str | None, name: str, preconditions: Obj | None = None
+    ) -> Obj:
+        """Delete at once (no graceful termination, no finalizers); returns the last state.
+
+        ``preconditions`` (DeleteOptions' ``uid`` / ``resourceVersion``) must match the stored object, else
+        409 Conflict, as k8s.io/apiserver pkg/storage/interfaces.go ``Preconditions.Check`` words it.
+        """
         with self._lock:
             old = self.get(res, namespace, name)
+            meta = old["metadata"]
+            for key, label in (("uid", "UID"), ("resourceVersion", "ResourceVersion")):
+                wanted = (preconditions or {}).get(key)
+                if wanted and wanted != meta.get(key):
+                    raise ApiError(
+                        409,
+                        f'Operation cannot be fulfilled on {res.plural} "{name}": Precondition failed: '
+                        f"{label} in precondition: {wanted}, {label} in object meta: {meta.get(key)}",
+                        "Conflict",
+                    )
             obj = copy.deepcopy(old)
             obj["metadata"]["deletionTimestamp"] = now_rfc3339()
             snapshot = self._commit(res, "DELETED", obj, old)

@@ -88,3 +88,21 @@ def test_a_put_without_resource_version_is_refused_for_a_custom_resource_only(
     core.create_namespaced_config_map("default", cm)
     core.replace_namespaced_config_map("cm", "default", {**cm, "data": {"a": "2"}})
     assert core.read_namespaced_config_map("cm", "default").data == {"a": "2"}
+
+
+def test_delete_preconditions_refuse_another_uid_or_resource_version(api) -> None:
+    # k8s.io/apiserver pkg/storage/interfaces.go Preconditions.Check: a DeleteOptions precondition that does
+    # not match the stored object is a 409 Conflict and nothing is deleted.
+    current = api.get_cluster_custom_object(*ARGS)
+    meta = current["metadata"]
+    for wrong in ({"uid": "another-uid"}, {"uid": meta["uid"], "resourceVersion": "1"}):
+        with pytest.raises(ApiException) as err:
+            api.delete_cluster_custom_object(*ARGS, body={"preconditions": wrong})
+        assert err.value.status == 409
+        assert "Precondition failed" in err.value.body
+        assert api.get_cluster_custom_object(*ARGS) == current
+    matching = {"uid": meta["uid"], "resourceVersion": meta["resourceVersion"]}
+    api.delete_cluster_custom_object(*ARGS, body={"preconditions": matching})
+    with pytest.raises(ApiException) as err:
+        api.get_cluster_custom_object(*ARGS)
+    assert err.value.status == 404

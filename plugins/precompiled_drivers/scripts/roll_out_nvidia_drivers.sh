@@ -6,7 +6,8 @@
 #   refused by the API server, 422), then sets repository, image and version; undone by the exact reverse
 #   patch (guarded by the applied spec);
 # - replace: usePrecompiled is immutable, so the CR is deleted and created again as a precompiled one keeping
-#   every other field; only after a local check that it still has the UID and spec the pipeline read.
+#   every other field; only after a local check that it still has the UID and spec the pipeline read, and
+#   deleted with that UID and the checked resourceVersion as preconditions (any change since: 409, kept).
 #   Undone by deleting the replacement (only ours: its UID) and creating the original as it was read (name,
 #   labels, annotations, spec; the API server assigns the rest).
 # Then the stage is verified: on every node of each of its pools a driver pod of a DaemonSet owned by that
@@ -146,6 +147,19 @@ uid_of() {
   kubectl_retry get nvidiadriver "$1" --ignore-not-found -o jsonpath='{.metadata.uid}'
 }
 
+# delete_exactly NAME UID [FILE]: delete the NVIDIADriver only while it still has that UID (and, with FILE, the
+# resourceVersion of the object read into FILE): the API server refuses otherwise (409, DeleteOptions
+# preconditions), so an object recreated or edited since it was checked is never deleted.
+delete_exactly() {
+  local version="" options="$work/delete-options.json"
+  if [[ -n "${3:-}" ]]; then
+    version="$(kubectl patch --local -f "$3" --type=merge -p '{}' -o 'jsonpath={.metadata.resourceVersion}')"
+  fi
+  printf '{"kind":"DeleteOptions","apiVersion":"v1","preconditions":{"uid":"%s"%s}}\n' "$2" \
+    "${version:+,\"resourceVersion\":\"$version\"}" >"$options"
+  kubectl_retry delete --raw "/apis/nvidia.com/v1alpha1/nvidiadrivers/$1" -f "$options" >/dev/null
+}
+
 # wait_gone NAME UID: wait until the NVIDIADriver with that UID is gone (deletion is asynchronous).
 wait_gone() {
   local left=60
@@ -204,7 +218,7 @@ apply_stage() {
   fi
   printf 'Stage %s: replacing NVIDIADriver %s (uid %s) by:\n%s\n' "$n" "$name" "$old_uid" "$(stage_var "$n" APPLY)"
   changed=true
-  if ! kubectl_retry delete nvidiadriver "$name" --wait=false || ! wait_gone "$name" "$old_uid"; then
+  if ! delete_exactly "$name" "$old_uid" "$file" || ! wait_gone "$name" "$old_uid"; then
     reasons[i]="could not delete NVIDIADriver $name to replace it"
     if [[ "$(uid_of "$name" || true)" == "$old_uid" ]]; then
       # Still there, as read (or being deleted, held by a finalizer): nothing to restore, it says so.
@@ -399,7 +413,7 @@ restore_stage() {
       echo "NVIDIADriver $name (uid $uid) is not the pipeline's replacement (uid ${applied_uid:-none}): left alone." >&2
       return 1
     fi
-    if ! kubectl_retry delete nvidiadriver "$name" --wait=false || ! wait_gone "$name" "$uid"; then
+    if ! delete_exactly "$name" "$uid" || ! wait_gone "$name" "$uid"; then
       return 1
     fi
   fi
