@@ -13,7 +13,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from precompiled_drivers.procedure import TASK_IDS
+from precompiled_drivers.procedure import TASK_IDS, step_of
 from precompiled_drivers.tasks import CLUSTER_KEY, RunFailed, _load, report, step_states
 
 log = logging.getLogger(__name__)
@@ -212,7 +212,7 @@ def cluster_outcomes(ti: Any, dag_run: Any, names: Sequence[str]) -> dict[str, s
     raw = ti.get_task_states(dag_id=dag_run.dag_id, run_ids=[dag_run.run_id], task_ids=ids)
     per_cluster: dict[str, dict[str, str]] = {name: {} for name in names}
     for task_id, state in raw.get(dag_run.run_id, {}).items():
-        per_cluster[group_of(task_id)][task_id.partition(".")[2]] = str(state or "none")
+        per_cluster[group_of(task_id)][step_of(task_id)] = str(state or "none")
     outcomes = {}
     for name, states in per_cluster.items():
         outcome = fleet_plan.cluster_outcome(states)
@@ -222,7 +222,7 @@ def cluster_outcomes(ti: Any, dag_run: Any, names: Sequence[str]) -> dict[str, s
 
 
 def report_run(ti: Any, dag_run: Any) -> str:
-    """The fleet's report: each wave's state, then each cluster's own report (shared builds included).
+    """The fleet's report: each wave's state, the releases and images (once), then each cluster's own report.
 
     Fails the run when any step of any cluster failed or could not run (an unreachable cluster too): the
     other clusters' work is done and reported first.
@@ -230,7 +230,7 @@ def report_run(ti: Any, dag_run: Any) -> str:
     from precompiled_drivers import fleet_plan
     from precompiled_drivers.failures import FAILURE_KEY
     from precompiled_drivers.fleet import waves
-    from precompiled_drivers.report import STEPS
+    from precompiled_drivers.report import STEPS, build_lines
 
     settings = _load_settings()
     fleet = settings.fleet()
@@ -260,11 +260,11 @@ def report_run(ti: Any, dag_run: Any) -> str:
                 task_id = f"{prefix}{step}" if step in CLUSTER_STEPS else step
                 if dag.has_task(task_id):
                     upstream[step] = sorted(
-                        t.partition(".")[2] if t.startswith(prefix) else t
+                        step_of(t) if t.startswith(prefix) else t
                         for t in dag.get_task(task_id).get_flat_relative_ids(upstream=True)
                     )
         try:
-            text = report(results, states, recorded, upstream)
+            text = report(results, states, recorded, upstream, builds=False)
         except RunFailed as exc:
             text = exc.report
             failed[cluster.name] = text.splitlines()[0]
@@ -283,7 +283,12 @@ def report_run(ti: Any, dag_run: Any) -> str:
             for c in fleet
         ),
     ]
-    text = "\n".join([*head, *sections])
+    shared_lines = [
+        "",
+        "Releases and images (built once for the fleet):",
+        *build_lines(shared, shared_failures),
+    ]
+    text = "\n".join([*head, *shared_lines, *sections])
     log.info("\n%s", text)
     if failed:
         ti.xcom_push(key="return_value", value=text)

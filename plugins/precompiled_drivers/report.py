@@ -165,11 +165,14 @@ def render_report(
     states: Mapping[str, str],
     failures: Mapping[str, Any] | None = None,
     upstream: Mapping[str, Sequence[str]] | None = None,
+    *,
+    builds: bool = True,
 ) -> str:
     """The summary printed by the report task and by ``make demo``.
 
     ``failures`` holds each step's failure records (``failures.FAILURE_KEY`` XComs); ``upstream`` each
-    step's ancestors, to name the failure that kept a step from running.
+    step's ancestors, to name the failure that kept a step from running. ``builds=False`` leaves out the
+    releases, images and signing (``build_lines``): a fleet's report prints them once for all clusters.
     """
     out = [headline(results, states, failures)]
     if out[0] != "NVIDIA precompiled driver pipeline: report":
@@ -187,6 +190,37 @@ def render_report(
                 # The rest of a multi-line reason (the gate's list of kernels, each refusal) follows.
                 more = str(record.get("reason") or "").strip().splitlines()[1:]
                 out += [f"      {line.strip()}" for line in more if line.strip()]
+    if builds:
+        out += build_lines(results, failures)
+    plan = (results.get("plan_rollout") or {}).get("plan") or {}
+    approval_state = states.get(approval.TASK_ID)
+    why_not = _reason(failure_records(failures, approval.TASK_ID)) if approval_state == "failed" else None
+    approved = approval.outcome(results.get(approval.TASK_ID), approval_state, why_not)
+    if approved:
+        out += ["", approved]
+    if plan.get("mode") == NVIDIA_DRIVER_MODE:
+        out += nvidia_driver_lines(plan, results, states)
+    elif plan:
+        out += ["", f"ClusterPolicy patch ({patch_outcome(results, states)}):", plan.get("summary", "")]
+    rollback = rollback_outcome(results, states)
+    if rollback:
+        out += ["", rollback]
+    if plan.get("os_tag_note"):
+        out += ["", plan["os_tag_note"] + "."]
+    if plan.get("upgrade_note"):
+        out += ["", plan["upgrade_note"] + "."]
+    rows = kernel_rows(results)
+    if rows:
+        header = ("kernel", "OS tag in use", "OS tags published", "digest", "driver pods Ready")
+        out += ["", *_table(header, rows)]
+    out += gpu_check_lines(results, states, failures)
+    out += readiness_lines(results)
+    return "\n".join(out)
+
+
+def build_lines(results: Mapping[str, Any], failures: Mapping[str, Any] | None = None) -> list[str]:
+    """The releases resolved, the releases left out, the images (built, pushed, copied) and their signing."""
+    out: list[str] = []
     releases = _list(results.get("resolve_driver_toolkit"))
     if releases:
         out += ["", "Releases:"] + [
@@ -221,30 +255,7 @@ def render_report(
             ]
         out += _table(("image", "kernel modules", "outcome", "digest"), rows)
     out += signing.report_lines(results)
-    plan = (results.get("plan_rollout") or {}).get("plan") or {}
-    approval_state = states.get(approval.TASK_ID)
-    why_not = _reason(failure_records(failures, approval.TASK_ID)) if approval_state == "failed" else None
-    approved = approval.outcome(results.get(approval.TASK_ID), approval_state, why_not)
-    if approved:
-        out += ["", approved]
-    if plan.get("mode") == NVIDIA_DRIVER_MODE:
-        out += nvidia_driver_lines(plan, results, states)
-    elif plan:
-        out += ["", f"ClusterPolicy patch ({patch_outcome(results, states)}):", plan.get("summary", "")]
-    rollback = rollback_outcome(results, states)
-    if rollback:
-        out += ["", rollback]
-    if plan.get("os_tag_note"):
-        out += ["", plan["os_tag_note"] + "."]
-    if plan.get("upgrade_note"):
-        out += ["", plan["upgrade_note"] + "."]
-    rows = kernel_rows(results)
-    if rows:
-        header = ("kernel", "OS tag in use", "OS tags published", "digest", "driver pods Ready")
-        out += ["", *_table(header, rows)]
-    out += gpu_check_lines(results, states, failures)
-    out += readiness_lines(results)
-    return "\n".join(out)
+    return out
 
 
 NVIDIA_DRIVER_MODE = "NVIDIADriver"  # nvidia_driver.NVIDIA_DRIVER: plan_rollout's plan "mode"

@@ -360,14 +360,17 @@ def report(
     states: Mapping[str, str],
     failures: Mapping[str, Any] | None = None,
     upstream: Mapping[str, Sequence[str]] | None = None,
+    *,
+    builds: bool = True,
 ) -> str:
     """Print the run's summary; fail the run, with the first failure's reason, when any step failed.
 
     A step that could not run because an earlier one failed (upstream_failed) fails the run too.
+    ``builds=False``: without the releases and images (a fleet's report prints them once).
     """
     from precompiled_drivers.report import rejected_releases, render_report
 
-    text = render_report(results, states, failures, upstream)
+    text = render_report(results, states, failures, upstream, builds=builds)
     log.info("\n%s", text)
     # A release whose driver toolkit was rejected got no image: the run did not do all it was asked.
     if failed_steps(states) or rejected_releases(results):

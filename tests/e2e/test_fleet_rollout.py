@@ -127,6 +127,7 @@ def test_one_run_builds_each_image_once_and_rolls_out_wave_by_wave_past_an_unrea
     assert "wave 2: verified (prod-a verified; prod-b skipped)" in report
     assert "  prod-b (wave 2): skipped; Run FAILED at inspect_cluster: " in report
     assert "=== cluster prod-b (wave 2, k8s_b) ===" in report
+    assert report.count("built+pushed") == 2, "the images are listed once for the fleet, not per cluster"
 
 
 def test_a_verify_failure_in_wave_one_restores_that_cluster_and_stops_wave_two(

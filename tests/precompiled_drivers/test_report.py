@@ -6,7 +6,14 @@ from typing import Any
 
 import pytest
 
-from precompiled_drivers.report import STEPS, kernel_rows, render_report, rollback_outcome, step_state
+from precompiled_drivers.report import (
+    STEPS,
+    build_lines,
+    kernel_rows,
+    render_report,
+    rollback_outcome,
+    step_state,
+)
 
 K418 = "5.14.0-427.50.1.el9_4.x86_64"
 K419 = "5.14.0-570.12.1.el9_6.x86_64"
@@ -103,6 +110,16 @@ def test_releases_and_images_with_outcomes() -> None:
     assert "not built" in row_old
     assert "open" in row419
     assert "proprietary" in row_old
+
+
+def test_a_fleet_clusters_report_leaves_the_shared_builds_to_the_fleets_report() -> None:
+    states = {step: "success" for step in STEPS}
+    whole = render_report(results(), states)
+    own = render_report(results(), states, builds=False)
+    shared = "\n".join(build_lines(results()))
+    assert "Releases:" not in own and IMG419 not in own.split("ClusterPolicy patch")[0]
+    assert shared.strip() and shared.strip() in whole
+    assert own.splitlines()[:5] == whole.splitlines()[:5]  # headline and step table unchanged
 
 
 def test_patch_section() -> None:
