@@ -231,7 +231,8 @@ class World:
         return self
 
     def _set(self, step: str, scenario: Scenario) -> None:
-        # KPO labels a pod with its task id: a fleet's cluster steps are in the cluster's group.
+        # KPO labels a pod with its full task id (provider operators/pod.py _get_ti_pod_labels: "task_id"),
+        # group included: a fleet's cluster steps run as "<cluster>.<step>".
         for task_id in (step, *(f"{group}.{step}" for group in self.groups)):
             self.cluster.scenarios.set(task_id, scenario)
 
