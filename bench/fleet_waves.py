@@ -24,7 +24,7 @@ from typing import Any
 from common import DRIVERS, airflow_env, emit, rebuild_conf, run_once
 
 from harness.airflow_standalone import AirflowStandalone
-from harness.pipeline_world import World
+from harness.pipeline_world import World, kube_connection
 from testcluster.cluster import TestCluster
 from testcluster.fleet import DEMO_NODES, seed_member
 from testcluster.registry import Registry
@@ -48,12 +48,6 @@ def fleet_worlds(names: list[str], seconds: float) -> Iterator[dict[str, World]]
         for cluster in clusters.values():
             cluster.stop()
         registry.stop()
-
-
-def connection(world: World) -> str:
-    return json.dumps(
-        {"conn_type": "kubernetes", "extra": {"kube_config_path": str(world.cluster.kubeconfig_path)}}
-    )
 
 
 def span(tis: list[dict[str, Any]], clusters: list[str]) -> float:
@@ -85,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
             {"name": name, "conn_id": f"k8s_{name.replace('-', '_')}", "wave": 2} for name in wide
         ]
         extra = {"PRECOMPILED_DRIVERS_CLUSTERS": json.dumps(fleet)} | {
-            f"AIRFLOW_CONN_K8S_{name.replace('-', '_').upper()}": connection(worlds[name]) for name in wide
+            f"AIRFLOW_CONN_K8S_{name.replace('-', '_').upper()}": kube_connection(worlds[name].cluster)
+            for name in wide
         }
         started = time.monotonic()
         # Parallelism above the widest wave's pods plus the Python tasks, so the executor never limits it.

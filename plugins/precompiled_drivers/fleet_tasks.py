@@ -231,9 +231,9 @@ def report_run(ti: Any, dag_run: Any) -> str:
     from precompiled_drivers.failures import FAILURE_KEY
     from precompiled_drivers.fleet import waves
     from precompiled_drivers.report import STEPS, build_lines
+    from precompiled_drivers.settings import installation
 
-    settings = _load_settings()
-    fleet = settings.fleet()
+    fleet = installation().fleet()
     raw = ti.get_task_states(dag_id=dag_run.dag_id, run_ids=[dag_run.run_id]).get(dag_run.run_id, {})
     shared_ids = [s for s in STEPS if s not in CLUSTER_STEPS]
     shared = {s: ti.xcom_pull(task_ids=s) for s in shared_ids}
@@ -298,9 +298,3 @@ def report_run(ti: Any, dag_run: Any) -> str:
 
 def _short(line: str, limit: int = 200) -> str:
     return line if len(line) <= limit else line[: limit - 3] + "..."
-
-
-def _load_settings() -> Any:
-    from precompiled_drivers.settings import installation
-
-    return installation()

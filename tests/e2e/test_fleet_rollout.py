@@ -9,14 +9,13 @@ API server here, as the installation's own cluster); each cluster's steps run ov
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from harness.dag_runner import run_pipeline, task_states, xcom
-from harness.pipeline_world import RELEASES, World
+from harness.pipeline_world import RELEASES, World, kube_connection
 from testcluster.cluster import TestCluster
 from testcluster.fleet import seed_member
 from testcluster.registry import Registry
@@ -35,36 +34,29 @@ MEMBERS = {  # name -> (wave, OpenShift version, GPU nodes, connection id)
 }
 
 
-def connection(cluster: TestCluster) -> str:
-    return json.dumps(
-        {"conn_type": "kubernetes", "extra": {"kube_config_path": str(cluster.kubeconfig_path)}}
-    )
-
-
 @pytest.fixture
 def fleet(
-    airflow_db: None, test_clusters: dict[str, TestCluster], registry: Registry
-) -> Iterator[dict[str, World]]:
+    airflow_db: None,
+    test_clusters: dict[str, TestCluster],
+    registry: Registry,
+    monkeypatch: pytest.MonkeyPatch,
+) -> dict[str, World]:
     """The three clusters seeded and installed (one registry), Airflow pointed at them as a fleet."""
     worlds = {}
     for name, (_wave, version, nodes, _conn) in MEMBERS.items():
         seed_member(test_clusters[name], version, nodes)
         worlds[name] = World(test_clusters[name], registry, groups=(name,)).install()
     env = worlds["dev"].env() | {
-        "AIRFLOW_CONN_K8S_A": connection(test_clusters["prod-a"]),
-        "AIRFLOW_CONN_K8S_B": connection(test_clusters["prod-b"]),
+        "AIRFLOW_CONN_K8S_A": kube_connection(test_clusters["prod-a"]),
+        "AIRFLOW_CONN_K8S_B": kube_connection(test_clusters["prod-b"]),
         "PRECOMPILED_DRIVERS_CLUSTERS": json.dumps(
             [{"name": n, "conn_id": conn, "wave": wave} for n, (wave, _v, _nodes, conn) in MEMBERS.items()]
         ),
         "PRECOMPILED_DRIVERS_RETRY_DELAY_SECONDS": "1",
     }
-    saved = dict(os.environ)
-    os.environ.update(env)
-    try:
-        yield worlds
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)  # restored after the test
+    return worlds
 
 
 @pytest.fixture

@@ -89,6 +89,13 @@ def toolkit_release_file(kernel_x86: str, rhel: str, arch: str) -> dict[str, str
     return {"KERNEL_VERSION": kernel, "RT_KERNEL_VERSION": rt, "RHEL_VERSION": rhel}
 
 
+def kube_connection(cluster: TestCluster) -> str:
+    """The Airflow ``kubernetes`` connection (JSON form) that reaches ``cluster``'s API server."""
+    return json.dumps(
+        {"conn_type": "kubernetes", "extra": {"kube_config_path": str(cluster.kubeconfig_path)}}
+    )
+
+
 def pod_env(pod: Mapping[str, Any]) -> dict[str, str]:
     """The base container's plain environment variables."""
     container = pod["spec"]["containers"][0]
@@ -406,9 +413,8 @@ class World:
     # -- Airflow side -----------------------------------------------------------------------------
     def env(self) -> dict[str, str]:
         """Environment for the Airflow process: the connection and the installation settings."""
-        conn = {"conn_type": "kubernetes", "extra": {"kube_config_path": str(self.cluster.kubeconfig_path)}}
         return {
-            "AIRFLOW_CONN_KUBERNETES_DEFAULT": json.dumps(conn),
+            "AIRFLOW_CONN_KUBERNETES_DEFAULT": kube_connection(self.cluster),
             "PRECOMPILED_DRIVERS_NAMESPACE": NAMESPACE,
             "PRECOMPILED_DRIVERS_OPERATOR_NAMESPACE": OPERATOR_NAMESPACE,
             "PRECOMPILED_DRIVERS_STAGING_REPOSITORY": self.staging_repository,
